@@ -1,0 +1,79 @@
+"""`ganime` command line: a thin typer layer over the Python API.
+
+Each sub-command lives in its own module and registers on `app` (or a sub-app) when imported here.
+User mistakes raise `GanimeError`; `main` prints them on one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from ganime.errors import GanimeError
+
+app = typer.Typer(
+    name="ganime",
+    help=(
+        "Train GANs on small images (anime faces, emoji, font glyphs) on a CPU or GPU, then generate grids, "
+        "videos, a web page and fonts.\n\nStart with: ganime train --minutes 5 && ganime generate runs/latest"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect, fetch and build image data sets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _register() -> None:
+    # Imported for their side effect: each module adds its commands to `app` / `data_app`.
+    import importlib
+
+    for name in (
+        "data",
+        "data_builders",
+        "train",
+        "generate",
+        "eval",
+        "serve",
+        "export",
+        "font",
+    ):
+        try:
+            importlib.import_module(f"ganime.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"ganime.cli.{name}":
+                raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `ganime` console script."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except GanimeError as e:
+        typer.echo(f"error: {e}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except Exception as e:  # click's own usage errors
+        import click
+
+        if isinstance(e, click.exceptions.Abort):
+            typer.echo("aborted", err=True)
+            return 1
+        if isinstance(e, click.ClickException):
+            e.show()
+            return e.exit_code
+        if isinstance(e, click.exceptions.Exit):
+            return e.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

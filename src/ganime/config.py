@@ -1,0 +1,204 @@
+"""Typed run configuration: frozen dataclasses, named presets, JSON in/out.
+
+A run is fully described by one `TrainConfig`; it is written as `config.json` in the run dir and inside
+every checkpoint, and resume refuses a checkpoint whose model config differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ganime.errors import ConfigError
+
+SUPPORTED_RESOLUTIONS = (16, 32, 64, 128, 256)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of G and D; rebuilt from this alone (see `models.build`)."""
+
+    arch: str = "dcgan"  # key in models.REGISTRY
+    z_dim: int = 128
+    resolution: int = 64
+    channels: int = 3
+    g_width: int = 64  # ngf: channels of G's last hidden layer; earlier layers double it
+    d_width: int = 64  # ndf: channels of D's first layer; later layers double it
+    d_dropout: float = 0.0  # dropout after each D activation (keras-readme recipe)
+    bn_momentum: float = 0.1  # PyTorch convention: running = (1 - m) * running + m * batch
+    spectral_norm: bool = False  # spectral norm on D's convs instead of BatchNorm (Miyato et al. 2018)
+    num_classes: int = 0  # > 0: class-conditional G and D
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam settings for G and D."""
+
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas_g: tuple[float, float] = (0.5, 0.999)
+    betas_d: tuple[float, float] = (0.5, 0.999)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The adversarial objective and its regularisers."""
+
+    loss: str = "bce"  # key in losses.LOSSES: bce | nonsat | hinge
+    r1_gamma: float = 0.0  # R1 penalty weight (Mescheder et al. 2018); 0 = off
+    r1_every: int = 16  # lazy R1: apply every k D steps, scaled by k (Karras et al. 2020)
+    diffaugment: str = ""  # comma list of DiffAugment policies: color,translation,cutout
+    ema_beta: float = 0.0  # EMA of G's weights (Karras et al. 2018); 0 = no EMA
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they are prepared."""
+
+    path: str = ""  # folder, .zip, .tar(.gz) or .npz; "" = the emoji data set shipped with ganime
+    background: tuple[int, int, int] = (255, 255, 255)  # alpha is composited onto this colour
+    cache_dir: str = ""  # "" = ~/.cache/ganime/datasets
+    hflip: bool = False  # random horizontal flips of real images
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; saved as config.json."""
+
+    preset: str = "tutorial"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    batch_size: int = 128
+    seed: int = 0
+    epochs: int = 5  # used when neither kimg nor minutes is set
+    kimg: float = 0.0  # stop after this many thousand real images shown
+    minutes: float = 0.0  # stop after this much training time
+    max_steps: int = 0  # stop after this many steps (tests, smoke runs)
+    grid_size: int = 64  # fixed latents for sample grids
+    sample_every: int = 0  # extra grid every N steps (0 = only at epoch ends)
+    ckpt_every: int = 0  # checkpoint every N steps (0 = only at epoch ends and on exit)
+    keep_ckpts: int = 3
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "fp32"  # fp32 | bf16 | fp16 | auto
+    channels_last: str = "off"  # on | off | auto
+    threads: int = 0  # intra-op threads on CPU (0 = physical cores)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """Stable, human-readable JSON."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Inverse of `to_dict`; unknown keys are an error, missing keys take defaults."""
+        return _from_dict(cls, d)
+
+
+def _from_dict(cls: type, d: dict[str, Any]) -> Any:
+    if not isinstance(d, dict):
+        raise ConfigError(f"expected a JSON object for {cls.__name__}, got {type(d).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(known)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in d.items():
+        default = getattr(cls(), name)
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _from_dict(type(default), value)
+        elif isinstance(default, tuple):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+# --- presets -------------------------------------------------------------------------------------------
+
+PRESETS: dict[str, TrainConfig] = {
+    # pytorch/examples dcgan + the PyTorch DCGAN tutorial, exactly: latent 128 (nz), ngf = ndf = 64,
+    # BCE on logits (numerically the tutorial's Sigmoid + BCELoss), Adam 2e-4 / (0.5, 0.999), batch 128,
+    # N(0, 0.02) init, 64 fixed latents for the grids.
+    "tutorial": TrainConfig(preset="tutorial"),
+    # The Keras "anime fake face" README recipe: D lr 5e-4 with dropout 0.6, G lr 1e-4, batch 25,
+    # "momentum 0.9". We read the momentum as Keras `BatchNormalization(momentum=0.9)`, because Keras'
+    # Adam has no momentum argument (it has beta_1) and explicitly lowering BN momentum from Keras' 0.99
+    # default to 0.9 is the common Keras DCGAN idiom. Keras keeps `running = m * running + (1 - m) * batch`,
+    # PyTorch `running = (1 - m) * running + m * batch`, so Keras 0.9 == PyTorch 0.1.
+    "keras-readme": TrainConfig(
+        preset="keras-readme",
+        model=ModelConfig(d_dropout=0.6, bn_momentum=0.1),
+        optim=OptimConfig(lr_g=1e-4, lr_d=5e-4),
+        batch_size=25,
+    ),
+    # A small DCGAN that trains in minutes on a laptop CPU (the README's first command uses it).
+    "tutorial-small": TrainConfig(
+        preset="tutorial-small",
+        model=ModelConfig(resolution=32, g_width=32, d_width=32, z_dim=64),
+        batch_size=64,
+    ),
+}
+
+
+def preset(name: str) -> TrainConfig:
+    """A named preset; unknown names list the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}") from None
+
+
+def override(cfg: TrainConfig, **changes: Any) -> TrainConfig:
+    """Return `cfg` with dotted-path changes, e.g. override(cfg, **{"model.resolution": 32})."""
+    for key, value in changes.items():
+        if value is None:
+            continue
+        cfg = _set_path(cfg, key.split("."), value)
+    return cfg
+
+
+def _set_path(obj: Any, path: list[str], value: Any) -> Any:
+    name = path[0]
+    if not hasattr(obj, name):
+        raise ConfigError(f"unknown config field {'.'.join(path)!r} in {type(obj).__name__}")
+    if len(path) == 1:
+        return replace(obj, **{name: value})
+    return replace(obj, **{name: _set_path(getattr(obj, name), path[1:], value)})
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Check values a user can get wrong; raise ConfigError with what to do."""
+    if cfg.model.resolution not in SUPPORTED_RESOLUTIONS:
+        raise ConfigError(
+            f"resolution {cfg.model.resolution} is not supported; use one of {SUPPORTED_RESOLUTIONS}"
+        )
+    if cfg.batch_size < 1:
+        raise ConfigError("batch size must be at least 1")
+    if cfg.epochs < 0 or cfg.kimg < 0 or cfg.minutes < 0 or cfg.max_steps < 0:
+        raise ConfigError("epochs, kimg, minutes and max steps must not be negative")
+    if cfg.precision not in ("fp32", "bf16", "fp16", "auto"):
+        raise ConfigError(f"precision {cfg.precision!r} unknown; use fp32, bf16, fp16 or auto")
+    if cfg.channels_last not in ("on", "off", "auto"):
+        raise ConfigError(f"channels-last {cfg.channels_last!r} unknown; use on, off or auto")
+    if not 0.0 <= cfg.model.d_dropout < 1.0:
+        raise ConfigError("D dropout must be in [0, 1)")
+    if cfg.keep_ckpts < 1:
+        raise ConfigError("keep at least one checkpoint (--keep 1 or more)")
+    return cfg
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a config.json written by a run."""
+    path = Path(path)
+    try:
+        return TrainConfig.from_dict(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"cannot read config {path}: {e}") from None

@@ -1,0 +1,1 @@
+"""Training: the loop, device/precision choices, the run's reports."""

@@ -1,0 +1,72 @@
+"""Device and CPU-thread choices, resolved once at the entry point and passed down."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+from ganime.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda, mps or cpu; explicit names are checked."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda asked for, but PyTorch sees no CUDA GPU here; use --device cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps asked for, but MPS is not available; use --device cpu")
+    return dev
+
+
+def physical_cores() -> int:
+    """Physical cores available to this process (hyper-threads do not speed up GEMMs/convs)."""
+    try:
+        avail = len(os.sched_getaffinity(0))
+    except AttributeError:
+        avail = os.cpu_count() or 1
+    siblings = cores = 0
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("siblings") and not siblings:
+                    siblings = int(line.split(":")[1])
+                elif line.startswith("cpu cores") and not cores:
+                    cores = int(line.split(":")[1])
+    except (OSError, ValueError):
+        pass
+    per_core = siblings // cores if siblings and cores and siblings >= cores else 1
+    return max(1, avail // per_core)
+
+
+def set_threads(threads: int) -> int:
+    """Set intra-op threads (0 = physical cores); returns the number set."""
+    n = threads if threads > 0 else physical_cores()
+    torch.set_num_threads(n)
+    return n
+
+
+def cpu_model() -> str:
+    """The CPU's model name, for benchmark reports."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
