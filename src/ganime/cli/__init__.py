@@ -60,17 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
-    except Exception as e:  # click's own usage errors
-        import click
-
-        if isinstance(e, click.exceptions.Abort):
+    except Exception as e:
+        # click's usage errors (typer may vendor click, so match by shape rather than by class)
+        kind = type(e).__name__
+        if kind == "Abort":
             typer.echo("aborted", err=True)
             return 1
-        if isinstance(e, click.ClickException):
+        if kind == "Exit":
+            return int(getattr(e, "exit_code", 0))
+        if hasattr(e, "show") and hasattr(e, "exit_code"):
             e.show()
-            return e.exit_code
-        if isinstance(e, click.exceptions.Exit):
-            return e.exit_code
+            return int(e.exit_code)
         raise
     return 0
 

@@ -1,0 +1,103 @@
+"""`ganime train`: parse flags into a TrainConfig, call ganime.train, print where the run is."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from ganime.cli import app
+from ganime.errors import ConfigError
+
+
+def _default_out(preset: str) -> Path:
+    from ganime.checkpoint import list_checkpoints
+
+    base = Path("runs") / preset
+    out, i = base, 2
+    while list_checkpoints(out):
+        out, i = Path(f"{base}-{i}"), i + 1
+    return out
+
+
+@app.command("train")
+def train(
+    data: str = typer.Option("", "--data", help="Folder, .zip, .tar(.gz) or .npz of images. Default: the emoji set shipped with ganime."),
+    preset: str = typer.Option("tutorial", "--preset", "-p", help="Recipe: tutorial, keras-readme, tutorial-small, ... (ganime train --list-presets)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Run directory (default runs/PRESET)."),
+    resume: Path = typer.Option(None, "--resume", help="Continue the run in this directory exactly where it stopped."),
+    epochs: int = typer.Option(None, help="Stop after this many epochs (default: the preset's)."),
+    kimg: float = typer.Option(None, help="Stop after this many thousand real images."),
+    minutes: float = typer.Option(None, help="Stop after this many minutes of training (this session)."),
+    steps: int = typer.Option(None, "--steps", help="Stop after this many steps in total."),
+    batch_size: int = typer.Option(None, "--batch-size", "-b", help="Images per step."),
+    resolution: int = typer.Option(None, "--resolution", "-r", help="Image size: 16, 32, 64, 128 or 256."),
+    seed: int = typer.Option(None, help="Random seed (data order, latents, init)."),
+    device: str = typer.Option(None, help="auto, cpu, cuda, cuda:N or mps."),
+    precision: str = typer.Option(None, help="fp32, bf16, fp16 or auto (times each and picks the fastest)."),
+    channels_last: str = typer.Option(None, "--channels-last", help="on, off or auto."),
+    threads: int = typer.Option(None, help="CPU threads (default: physical cores)."),
+    sample_every: int = typer.Option(None, help="Also write a sample grid every N steps."),
+    ckpt_every: int = typer.Option(None, help="Also checkpoint every N steps."),
+    keep: int = typer.Option(None, help="Checkpoints to keep (newest)."),
+    cache_dir: str = typer.Option(None, help="Where decoded data caches live."),
+    config: Path = typer.Option(None, help="Start from this config.json instead of a preset."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
+    progress: bool = typer.Option(True, help="Show the progress bar."),
+    list_presets: bool = typer.Option(False, "--list-presets", help="List the presets and exit."),
+) -> None:
+    """Train a GAN. Saves sample grids, metrics.csv, plots and checkpoints in the run directory.
+
+    Ctrl-C (or SIGTERM) saves a checkpoint and exits; --resume RUN continues bit for bit.
+    """
+    from ganime import config as C
+
+    if list_presets:
+        for name, p in C.PRESETS.items():
+            m = p.model
+            typer.echo(f"{name:16s} {m.arch} {m.resolution}px z{m.z_dim} batch {p.batch_size} loss {p.loss.loss}")
+        return
+    budget = {"epochs": epochs, "kimg": kimg, "minutes": minutes, "max_steps": steps}
+    runtime = {
+        "device": device, "precision": precision, "channels_last": channels_last, "threads": threads,
+        "sample_every": sample_every, "ckpt_every": ckpt_every, "keep_ckpts": keep,
+    }
+    if resume is not None:
+        from ganime.checkpoint import read_state, resolve_checkpoint
+
+        cfg = C.TrainConfig.from_dict(read_state(resolve_checkpoint(resume))["config"])
+        if any(v is not None for v in (batch_size, resolution, seed, config)) or data:
+            raise ConfigError("--resume continues a run with its own data and model; only stop and runtime options may change")
+        if all(v is None for v in budget.values()):
+            raise ConfigError("say how much longer to train: --epochs N (total), --kimg N, --minutes N or --steps N (total)")
+        budget = {"epochs": epochs or 0, "kimg": kimg or 0.0, "minutes": minutes or 0.0, "max_steps": steps or 0}
+        run_dir = resume
+    else:
+        cfg = C.load_config(config) if config else C.preset(preset)
+        if any(v is not None for v in budget.values()):
+            budget = {"epochs": epochs or 0, "kimg": kimg or 0.0, "minutes": minutes or 0.0, "max_steps": steps or 0}
+            if not any(budget.values()):
+                raise ConfigError("the stop budget must be positive: --epochs, --kimg, --minutes or --steps")
+        cfg = C.override(
+            cfg,
+            **{
+                "data.path": data or None, "data.cache_dir": cache_dir, "batch_size": batch_size,
+                "model.resolution": resolution, "seed": seed,
+            },
+        )
+        run_dir = out or _default_out(cfg.preset)
+    cfg = C.validate(C.override(cfg, **budget, **runtime))
+    if dry_run:
+        typer.echo(json.dumps({"run_dir": str(run_dir), "resume": resume is not None, "config": cfg.to_dict()}, indent=2))
+        return
+    from ganime.training.loop import train as run_train
+
+    result = run_train(cfg, run_dir, resume=resume is not None, progress=progress)
+    typer.echo(
+        f"{'stopped by ' + result.stopped if result.stopped != 'done' else 'finished'}: step {result.step}, "
+        f"epoch {result.epoch}, {result.images_seen / 1000:.1f} kimg in {result.seconds:.0f} s\n"
+        f"run:        {result.run_dir}\ncheckpoint: {result.checkpoint}\n"
+        f"next:       ganime generate {result.run_dir} --grid {result.run_dir}/grid.png   |   "
+        f"ganime train --resume {result.run_dir} --epochs {result.epoch + 5}"
+    )
