@@ -23,8 +23,24 @@ def generate(
     out: Path = typer.Option(None, "--out", help="Latent walk output: .mp4 or .gif."),
     scale: int = typer.Option(4, help="Pixel upscaling of the walk video (nearest)."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N, mps or auto."),
+    backend: str = typer.Option(
+        "torch",
+        help="torch, or onnxruntime for a file from `ganime export` (.onnx files always use it). onnxruntime "
+        "needs no torch, but draws latents with numpy: a seed gives another image than with torch.",
+    ),
 ) -> None:
     """Generate images from a trained generator."""
+    if backend not in ("torch", "onnxruntime"):
+        raise ConfigError(f"unknown backend {backend!r}; use torch or onnxruntime")
+    if backend == "onnxruntime" or str(source).lower().endswith(".onnx"):
+        # torch-free: ganime.runtime imports only numpy, onnxruntime and Pillow
+        from ganime.runtime import write_pngs
+
+        if interpolate is not None:
+            raise ConfigError("--interpolate needs --backend torch")
+        for line in write_pngs(source, n, seed, grid, outdir, truncation):
+            typer.echo(line)
+        return
     from ganime.generate import interpolate as walk
     from ganime.generate import load_generator, make_grid, save_png, write_video
     from ganime.training.device import resolve_device
