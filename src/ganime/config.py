@@ -52,6 +52,7 @@ class LossConfig:
     r1_every: int = 16  # lazy R1: apply every k D steps, scaled by k (Karras et al. 2020)
     diffaugment: str = ""  # comma list of DiffAugment policies: color,translation,cutout
     ema_beta: float = 0.0  # EMA of G's weights (Karras et al. 2018); 0 = no EMA
+    ema_rampup: float = 0.0  # > 0: EMA half-life = this fraction of the steps so far, capped by ema_beta
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16 | auto
     channels_last: str = "off"  # on | off | auto
     threads: int = 0  # intra-op threads on CPU (0 = physical cores)
+    compile: bool = False  # torch.compile G and D; falls back to eager (with one warning) if it fails
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict."""

@@ -16,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 
 from ganime import __version__
-from ganime.checkpoint import MODEL_FILE, PICKLE_SUFFIXES, read_state, resolve_checkpoint, unflatten
+from ganime.checkpoint import MODEL_FILE, PICKLE_SUFFIXES, read_state, resolve_checkpoint
 from ganime.config import ModelConfig, TrainConfig
 from ganime.errors import CheckpointError, ConfigError
 from ganime.models import build_generator

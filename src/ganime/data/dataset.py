@@ -132,7 +132,7 @@ def load_dataset(
         "resolution": resolution,
         "channels": channels,
         "files_seen": n_files,
-        "used": int(len(images)),
+        "used": len(images),
         "skipped": dict(skipped.reasons),
         "skipped_examples": skipped.examples,
         "decode_seconds": round(seconds, 3),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import logging
 import math
 import random
@@ -17,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ganime import checkpoint as ckpt_io
+from ganime.augment import diff_augment, parse_policy
 from ganime.config import TrainConfig, validate
 from ganime.data.dataset import ImageDataset, load_dataset
 from ganime.data.loader import BatchLoader
@@ -24,7 +26,9 @@ from ganime.errors import CheckpointError, ConfigError
 from ganime.generate import make_grid, save_png, to_uint8
 from ganime.losses import get_loss, r1_penalty
 from ganime.models import build_discriminator, build_generator
-from ganime.training.device import resolve_device, set_threads
+from ganime.training import precision
+from ganime.training.device import configure_backends, cpu_model, resolve_device, set_threads
+from ganime.training.precision import Runtime
 from ganime.training.report import MetricsLog, plot_run
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,8 @@ log = logging.getLogger(__name__)
 # Config sections that define the experiment: resume refuses a checkpoint whose sections differ.
 FROZEN_SECTIONS = ("model", "optim", "loss", "data", "batch_size", "seed")
 LOG_EVERY = 10
+RUNTIME_FILE = "runtime.json"
+BN_REFRESH_BATCHES, BN_REFRESH_SIZE = 4, 64  # 256 latents re-estimate G_ema's BatchNorm statistics
 
 
 @dataclass
@@ -50,23 +56,45 @@ class TrainResult:
 class Trainer:
     """Owns G, D, their optimizers and the loop position; `train()` below drives it."""
 
-    def __init__(self, cfg: TrainConfig, dataset: ImageDataset, device: torch.device, run_dir: Path) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        dataset: ImageDataset,
+        device: torch.device,
+        run_dir: Path,
+        runtime: Runtime | None = None,
+    ) -> None:
         self.cfg, self.device, self.run_dir = cfg, device, run_dir
+        self.runtime = runtime if runtime is not None else fixed_runtime(cfg)
         m = cfg.model
         if m.num_classes and dataset.labels is None:
             raise ConfigError("this preset is class-conditional but the data set has no labels")
         if m.num_classes and len(dataset.classes) > m.num_classes:
             raise ConfigError(f"the data set has {len(dataset.classes)} classes; the model allows {m.num_classes}")
+        self.conditional = bool(m.num_classes)
+        self.augment_policy = parse_policy(cfg.loss.diffaugment)
+        if cfg.loss.r1_gamma > 0 and cfg.loss.r1_every < 1:
+            raise ConfigError("loss.r1_every must be at least 1")
+        if not 0.0 <= cfg.loss.ema_beta < 1.0:
+            raise ConfigError("loss.ema_beta must be in [0, 1)")
         torch.manual_seed(cfg.seed)  # initial weights and dropout draw from the global CPU RNG
-        self.G = build_generator(m).to(device)
-        self.D = build_discriminator(m).to(device)
+        fmt = self.runtime.memory_format
+        self.G = build_generator(m).to(device, memory_format=fmt)
+        self.D = build_discriminator(m).to(device, memory_format=fmt)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.loss.ema_beta > 0 else None
+        self._bn_refreshed_at = -1
         o = cfg.optim
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=o.lr_g, betas=o.betas_g)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=o.lr_d, betas=o.betas_d)
+        # foreach: one multi-tensor kernel per Adam update instead of a Python loop over parameters
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=o.lr_g, betas=o.betas_g, foreach=True)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=o.lr_d, betas=o.betas_d, foreach=True)
+        # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none
+        fp16 = self.runtime.precision == "fp16"
+        self.scaler_G = torch.amp.GradScaler(device.type, enabled=fp16)
+        self.scaler_D = torch.amp.GradScaler(device.type, enabled=fp16)
         self.loss = get_loss(cfg.loss.loss)
         self.loader = BatchLoader(dataset, cfg.batch_size, cfg.seed, device=device)
         self.gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # latents of the train steps
+        self.aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 3)  # DiffAugment draws
         g = torch.Generator().manual_seed(cfg.seed + 2)
         self.fixed_z = torch.randn(cfg.grid_size, m.z_dim, generator=g).to(device)
         self.fixed_labels = (
@@ -75,61 +103,124 @@ class Trainer:
         self.step = self.epoch = self.step_in_epoch = 0
         self.images_seen = 0
         self.seconds = 0.0  # training time summed over sessions
+        self._G_run, self._D_run = self.G, self.D  # what the step calls (compiled modules when compiling)
+        self._compile_pending = False
+        if self.runtime.compile:
+            self._G_run, self._D_run = torch.compile(self.G), torch.compile(self.D)
+            self._compile_pending = True  # compilation happens (and may fail) in the first step
 
     # --- one iteration -----------------------------------------------------------------------------------
-    def train_step(self, real: Tensor, labels: Tensor | None) -> dict[str, float]:
-        """One D step then one G step on the same fake batch (pytorch/examples dcgan order)."""
-        cfg = self.cfg
-        n = real.shape[0]
-        z = torch.randn(n, cfg.model.z_dim, generator=self.gen, device=self.device)
-        fake_labels = labels
-        fake = self.G(z, fake_labels) if labels is not None else self.G(z)
+    def train_step(self, real: Tensor, labels: Tensor | None) -> dict[str, Tensor]:
+        """One D step then one G step on the same fake batch (pytorch/examples dcgan order).
+
+        Returns detached 0-d tensors (no device sync here; call `.item()` when logging).
+        """
+        if self._compile_pending:
+            return self._first_compiled_step(real, labels)
+        cfg, lc = self.cfg, self.cfg.loss
+        labels = labels if self.conditional else None
+        real = real.contiguous(memory_format=self.runtime.memory_format)
+        z = torch.randn(real.shape[0], cfg.model.z_dim, generator=self.gen, device=self.device)
+        autocast = self.runtime.autocast(self.device)
+        with autocast:
+            fake = self._G_run(z, labels) if labels is not None else self._G_run(z)
 
         # D: maximise log D(x) + log(1 - D(G(z))); the fake batch is detached so G gets no D gradient
         self.opt_D.zero_grad(set_to_none=True)
-        do_r1 = cfg.loss.r1_gamma > 0 and self.step % cfg.loss.r1_every == 0
+        do_r1 = lc.r1_gamma > 0 and self.step % lc.r1_every == 0
         if do_r1:
             real = real.detach().requires_grad_(True)
-        real_logits = self._d(real, labels)
-        fake_logits = self._d(fake.detach(), fake_labels)
-        loss_d = self.loss.d(real_logits, fake_logits)
-        if do_r1:
-            # lazy regularisation: every k steps with weight k (StyleGAN2, Karras et al. 2020, sec. 3.1)
-            loss_d = loss_d + (cfg.loss.r1_gamma / 2) * cfg.loss.r1_every * r1_penalty(real_logits, real)
-        loss_d.backward()
-        self.opt_D.step()
+        with autocast:
+            real_logits = self._d(self._augment(real), labels).float()
+            fake_logits = self._d(self._augment(fake.detach()), labels).float()
+            loss_d = self.loss.d(real_logits, fake_logits)
+            if do_r1:
+                # lazy regularisation: every k steps with weight k (StyleGAN2, Karras et al. 2020, sec. 3.1);
+                # the gradient flows back through the (differentiable) augmentation to the real images
+                loss_d = loss_d + (lc.r1_gamma / 2) * lc.r1_every * r1_penalty(real_logits, real)
+        self.scaler_D.scale(loss_d).backward()
+        self.scaler_D.step(self.opt_D)
+        self.scaler_D.update()
 
-        # G: maximise log D(G(z)), reusing the same fake batch through the updated D
+        # G: maximise log D(G(z)), reusing the same fake batch through the updated D. D's weights need no
+        # gradient here (the next D step discards it), so freezing them skips a third of D's backward.
         self.opt_G.zero_grad(set_to_none=True)
-        fake_logits_g = self._d(fake, fake_labels)
-        loss_g = self.loss.g(fake_logits_g)
-        loss_g.backward()
-        self.opt_G.step()
+        self.D.requires_grad_(False)
+        try:
+            with autocast:
+                fake_logits_g = self._d(self._augment(fake), labels).float()
+                loss_g = self.loss.g(fake_logits_g)
+            self.scaler_G.scale(loss_g).backward()
+        finally:
+            self.D.requires_grad_(True)
+        self.scaler_G.step(self.opt_G)
+        self.scaler_G.update()
         if self.G_ema is not None:
-            self._update_ema()
-        return {
-            "loss_d": loss_d.item(),
-            "loss_g": loss_g.item(),
-            "d_real": torch.sigmoid(real_logits.detach()).mean().item(),
-            "d_fake": torch.sigmoid(fake_logits.detach()).mean().item(),
-        }
+            ema_update(self.G_ema, self.G, ema_beta_at(lc.ema_beta, lc.ema_rampup, self.step + 1))
+        with torch.no_grad():
+            return {
+                "loss_d": loss_d.detach(),
+                "loss_g": loss_g.detach(),
+                "d_real": torch.sigmoid(real_logits.detach()).mean(),
+                "d_fake": torch.sigmoid(fake_logits.detach()).mean(),
+            }
 
     def _d(self, x: Tensor, labels: Tensor | None) -> Tensor:
-        return self.D(x, labels) if labels is not None else self.D(x)
+        return self._D_run(x, labels) if labels is not None else self._D_run(x)
 
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        beta = self.cfg.loss.ema_beta
-        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-            p_ema.lerp_(p, 1.0 - beta)  # ema = beta * ema + (1 - beta) * p
-        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
-            b_ema.copy_(b)
+    def _augment(self, x: Tensor) -> Tensor:
+        return diff_augment(x, self.augment_policy, self.aug_gen) if self.augment_policy else x
+
+    def _first_compiled_step(self, real: Tensor, labels: Tensor | None) -> dict[str, Tensor]:
+        """Run the first step compiled; if torch.compile fails, warn once, undo the step and go eager."""
+        snapshot = self._snapshot()
+        self._compile_pending = False
+        try:
+            return self.train_step(real, labels)
+        except Exception as e:  # noqa: BLE001 - InductorError, BackendCompilerFailed, missing compilers...
+            log.warning(
+                "torch.compile failed (%s: %s); continuing without it", type(e).__name__, str(e).splitlines()[0][:200]
+            )
+            self._restore_snapshot(snapshot)
+            self._G_run, self._D_run = self.G, self.D
+            self.runtime = dataclasses.replace(self.runtime, compile=False)
+            return self.train_step(real, labels)
+
+    def _snapshot(self) -> dict:
+        mods = {"G": self.G, "D": self.D, **({"G_ema": self.G_ema} if self.G_ema is not None else {})}
+        return {
+            "modules": {k: copy.deepcopy(m.state_dict()) for k, m in mods.items()},
+            "opts": [copy.deepcopy(o.state_dict()) for o in (self.opt_G, self.opt_D)],
+            "scalers": [s.state_dict() for s in (self.scaler_G, self.scaler_D)],
+            "rng": (torch.get_rng_state(), self.gen.get_state(), self.aug_gen.get_state()),
+        }
+
+    def _restore_snapshot(self, snap: dict) -> None:
+        for name, sd in snap["modules"].items():
+            getattr(self, name).load_state_dict(sd)
+        for opt, sd in zip((self.opt_G, self.opt_D), snap["opts"]):
+            opt.load_state_dict(sd)
+        for scaler, sd in zip((self.scaler_G, self.scaler_D), snap["scalers"]):
+            if sd:
+                scaler.load_state_dict(sd)
+        torch.set_rng_state(snap["rng"][0])
+        self.gen.set_state(snap["rng"][1])
+        self.aug_gen.set_state(snap["rng"][2])
 
     # --- outputs -----------------------------------------------------------------------------------------
+    def sampling_generator(self) -> nn.Module:
+        """G_ema (with BatchNorm statistics re-estimated for its own weights) if kept, else G."""
+        if self.G_ema is None:
+            return self.G
+        if self._bn_refreshed_at != self.step:
+            refresh_bn_stats(self.G_ema, self.cfg.model.z_dim, self.cfg.seed + 4, self.device)
+            self._bn_refreshed_at = self.step
+        return self.G_ema
+
     @torch.no_grad()
     def sample_grid(self, name: str) -> Path:
         """Grid of the fixed latents from G_ema (else G), in eval mode, as samples/<name>.png."""
-        net = self.G_ema if self.G_ema is not None else self.G
+        net = self.sampling_generator()
         was_training = net.training
         net.eval()
         imgs = net(self.fixed_z, self.fixed_labels) if self.fixed_labels is not None else net(self.fixed_z)
@@ -142,10 +233,14 @@ class Trainer:
         """Write a complete checkpoint of the current position."""
         mods = {"G": self.G.state_dict(), "D": self.D.state_dict()}
         if self.G_ema is not None:
-            mods["G_ema"] = self.G_ema.state_dict()
+            mods["G_ema"] = self.sampling_generator().state_dict()
         opt_g, groups_g = ckpt_io.optimizer_to_flat(self.opt_G, "opt_G")
         opt_d, groups_d = ckpt_io.optimizer_to_flat(self.opt_D, "opt_D")
-        rng = {"rng.torch": torch.get_rng_state(), "rng.latent": self.gen.get_state()}
+        rng = {
+            "rng.torch": torch.get_rng_state(),
+            "rng.latent": self.gen.get_state(),
+            "rng.augment": self.aug_gen.get_state(),
+        }
         if self.device.type == "cuda":
             rng["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         np_state = np.random.get_state(legacy=False)
@@ -157,6 +252,8 @@ class Trainer:
             "images_seen": self.images_seen,
             "seconds": self.seconds,
             "optim": {"G": groups_g, "D": groups_d},
+            "amp": {"G": self.scaler_G.state_dict(), "D": self.scaler_D.state_dict()},
+            "runtime": self.runtime.to_dict(),
             "rng_numpy": np_state,
             "rng_python": _py_rng_to_json(random.getstate()),
             "ganime_version": _version(),
@@ -178,10 +275,17 @@ class Trainer:
         try:
             ckpt_io.optimizer_from_flat(self.opt_G, train, state["optim"]["G"], "opt_G")
             ckpt_io.optimizer_from_flat(self.opt_D, train, state["optim"]["D"], "opt_D")
+            _match_param_layout(self.opt_G)
+            _match_param_layout(self.opt_D)
             torch.set_rng_state(train["rng.torch"])
             self.gen.set_state(train["rng.latent"])
+            if "rng.augment" in train:
+                self.aug_gen.set_state(train["rng.augment"])
             if self.device.type == "cuda" and "rng.cuda" in train:
                 torch.cuda.set_rng_state(train["rng.cuda"], self.device)
+            for scaler, sd in ((self.scaler_G, state.get("amp", {}).get("G")), (self.scaler_D, state.get("amp", {}).get("D"))):
+                if sd and scaler.is_enabled():
+                    scaler.load_state_dict(sd)
             np.random.set_state(_np_state(state["rng_numpy"]))
             random.setstate(_py_rng_from_json(state["rng_python"]))
             self.step = int(state["step"])
@@ -189,6 +293,66 @@ class Trainer:
             self.images_seen, self.seconds = int(state["images_seen"]), float(state["seconds"])
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"{ckpt} is incomplete or from another version ({type(e).__name__}: {e})") from None
+
+
+def fixed_runtime(cfg: TrainConfig) -> Runtime:
+    """The runtime a config asks for, with 'auto' read as the safe default (fp32, contiguous)."""
+    prec = cfg.precision if cfg.precision != "auto" else "fp32"
+    return Runtime(prec, cfg.channels_last == "on", cfg.compile)
+
+
+def ema_beta_at(beta: float, rampup: float, step: int) -> float:
+    """EMA decay after `step` steps: `beta`, or with a ramp-up a half-life of `rampup * step` steps
+    (StyleGAN2-ADA's ema_rampup, Karras et al. 2020), so early averages do not drag in the random init."""
+    if rampup > 0:
+        return min(beta, 0.5 ** (1.0 / max(rampup * step, 1e-8)))
+    return beta
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, beta: float) -> None:
+    """ema = beta * ema + (1 - beta) * model for parameters; buffers are copied."""
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - beta)
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
+
+
+@torch.no_grad()
+def refresh_bn_stats(G: nn.Module, z_dim: int, seed: int, device: torch.device) -> None:
+    """Re-estimate BatchNorm running statistics for G's own weights ("standing statistics", Brock et al. 2019).
+
+    G_ema's weights are an average, but the statistics it inherits belong to the current G; sampling in eval
+    mode with them washes out colours. Averages over fixed latents (a seeded CPU generator), so the result
+    depends only on the weights: resume stays exact and the saved G_ema samples well.
+    """
+    bns = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    saved = [(m.momentum, m.training) for m in bns]
+    was_training = G.training
+    g = torch.Generator().manual_seed(seed)
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+        m.train()
+    classes = getattr(G, "num_classes", 0)
+    for _ in range(BN_REFRESH_BATCHES):
+        z = torch.randn(BN_REFRESH_SIZE, z_dim, generator=g).to(device)
+        G(z, (torch.arange(BN_REFRESH_SIZE) % classes).to(device)) if classes else G(z)
+    for m, (momentum, training) in zip(bns, saved):
+        m.momentum = momentum
+        m.train(training)
+    G.train(was_training)
+
+
+def _match_param_layout(opt: torch.optim.Optimizer) -> None:
+    # checkpoints store contiguous tensors; give Adam's moments the parameters' layout (channels_last)
+    for group in opt.param_groups:
+        for p in group["params"]:
+            st = opt.state.get(p, {})
+            for k, v in st.items():
+                if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                    st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
 
 def _version() -> str:
@@ -257,19 +421,23 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
 
     run_dir = Path(out)
     resume_from = None
+    recorded = None
     if resume:
         resume_from = ckpt_io.resolve_checkpoint(run_dir)
-        saved = ckpt_io.read_state(resume_from)["config"]
+        saved_state = ckpt_io.read_state(resume_from)
+        saved = saved_state["config"]
         if _frozen_view(saved) != _frozen_view(json_roundtrip(cfg.to_dict())):
             diff = [k for k in FROZEN_SECTIONS if saved.get(k) != json_roundtrip(cfg.to_dict()).get(k)]
             raise ConfigError(
                 f"cannot resume {run_dir}: its {', '.join(diff)} config differs from the one asked for; "
                 "resume with the run's own config (only stop budgets, intervals and device may change)"
             )
+        recorded = saved_state.get("runtime") or _read_runtime_file(run_dir)
     elif ckpt_io.list_checkpoints(run_dir):
         raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
     cfg = validate(cfg)
     device = resolve_device(cfg.device)
+    configure_backends(device)
     threads = set_threads(cfg.threads) if device.type == "cpu" else torch.get_num_threads()
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -279,7 +447,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_io.atomic_write_json(run_dir / "config.json", cfg.to_dict())
-    trainer = Trainer(cfg, dataset, device, run_dir)
+    runtime, runtime_info = resolve_runtime(cfg, dataset, device, threads, recorded)
+    _write_runtime_file(run_dir, runtime, runtime_info)
+    trainer = Trainer(cfg, dataset, device, run_dir, runtime)
     metrics = MetricsLog(run_dir / "metrics.csv")
     if resume_from is not None:
         trainer.restore(resume_from)
@@ -288,13 +458,14 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     spe = trainer.loader.steps_per_epoch
     total = _budget_steps(cfg, spe)
     log.info(
-        "training %s on %d images (%s) at %dpx, batch %d, %d steps/epoch, device %s, %d threads -> %s",
-        cfg.preset, len(dataset), dataset.source, cfg.model.resolution, cfg.batch_size, spe, device, threads, run_dir,
+        "training %s on %d images (%s) at %dpx, batch %d, %d steps/epoch, device %s, %d threads, %s%s -> %s",
+        cfg.preset, len(dataset), dataset.source, cfg.model.resolution, cfg.batch_size, spe, device, threads,
+        runtime.label(), ", compiled" if runtime.compile else "", run_dir,
     )
     session_start = time.perf_counter()
     deadline = session_start + cfg.minutes * 60 if cfg.minutes else math.inf
-    window: list[dict[str, float]] = []
-    win_t, win_n = 0.0, 0
+    window: list[dict[str, Tensor]] = []
+    win_t, win_load, win_n = 0.0, 0.0, 0
     stopped = "done"
     bar = tqdm(total=total, initial=trainer.step, disable=not progress, unit="step", dynamic_ncols=True)
     with _StopFlag() as stop:
@@ -312,28 +483,36 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
                 trainer.step_in_epoch = 0
                 _end_epoch(trainer, metrics)
                 continue
+            t_load = time.perf_counter()
             real, labels = trainer.loader.batch(trainer.epoch, trainer.step_in_epoch)
             t0 = time.perf_counter()
             stats = trainer.train_step(real, labels)
             dt = time.perf_counter() - t0
             trainer.seconds += dt
             win_t += dt
+            win_load += t0 - t_load
             trainer.step += 1
             trainer.step_in_epoch += 1
             trainer.images_seen += cfg.batch_size
             window.append(stats)
             win_n += cfg.batch_size
-            if not all(math.isfinite(v) for v in stats.values()):
-                log.warning("non-finite loss at step %d: %s", trainer.step, stats)
+            if trainer.runtime != runtime:  # torch.compile fell back to eager in the first step
+                runtime = trainer.runtime
+                _write_runtime_file(run_dir, runtime, {**runtime_info, "compile_failed": True})
             if trainer.step % LOG_EVERY == 0 or trainer.step_in_epoch == spe:
-                row = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                # one device sync per logged row, not per step
+                row = {k: torch.stack([w[k] for w in window]).mean().item() for k in window[0]}
+                if not all(math.isfinite(v) for v in row.values()):
+                    log.warning("non-finite loss in the steps up to %d: %s", trainer.step, row)
                 row["img_per_s"] = win_n / max(win_t, 1e-9)  # training steps only, not grids/checkpoints
+                row["loader_share"] = win_load / max(win_load + win_t, 1e-9)  # goal: < 5 % of step time
                 metrics.append(_row(trainer, row))
                 bar.set_postfix(
                     ep=trainer.epoch + 1, D=f"{row['loss_d']:.3f}", G=f"{row['loss_g']:.3f}",
                     Dx=f"{row['d_real']:.2f}", DGz=f"{row['d_fake']:.2f}", ips=f"{row['img_per_s']:.0f}",
+                    load=f"{row['loader_share']:.1%}",
                 )
-                window, win_t, win_n = [], 0.0, 0
+                window, win_t, win_load, win_n = [], 0.0, 0.0, 0
             bar.update(1)
             if cfg.sample_every and trainer.step % cfg.sample_every == 0:
                 trainer.sample_grid(f"step_{trainer.step:07d}")
@@ -351,6 +530,101 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     secs = time.perf_counter() - session_start
     log.info("stopped (%s) at step %d, epoch %d; checkpoint %s", stopped, trainer.step, trainer.epoch, path)
     return TrainResult(run_dir, path, trainer.step, trainer.epoch, trainer.images_seen, stopped, secs)
+
+
+# --- runtime (precision, layout) resolution ----------------------------------------------------------------
+def resolve_runtime(
+    cfg: TrainConfig,
+    dataset: ImageDataset,
+    device: torch.device,
+    threads: int,
+    recorded: dict | None = None,
+) -> tuple[Runtime, dict]:
+    """The run's precision and layout: as configured, as recorded by the run being resumed, from the
+    per-machine cache, or timed now (`auto`). Returns it with a description for runtime.json."""
+    cands = precision.candidates(cfg.precision, cfg.channels_last, device, cfg.compile)
+    auto = cfg.precision == "auto" or cfg.channels_last == "auto"
+    if recorded and auto:
+        # a resumed run keeps the choice it started with: re-timing could pick another and break exactness
+        rec = Runtime.from_dict(recorded)
+        chosen = Runtime(
+            rec.precision if cfg.precision == "auto" else cfg.precision,
+            rec.channels_last if cfg.channels_last == "auto" else cfg.channels_last == "on",
+            cfg.compile,
+        )
+        return chosen, {"source": "recorded"}
+    if len(cands) == 1:
+        return cands[0], {"source": "config"}
+    key = json.dumps(
+        {
+            "machine": precision.machine_id(device, threads),
+            "model": dataclasses.asdict(cfg.model),
+            "batch_size": cfg.batch_size,
+            "loss": dataclasses.asdict(cfg.loss),
+            "candidates": [c.label() for c in cands],
+        },
+        sort_keys=True,
+    )
+    hit = precision.cached_choice(key)
+    if hit is not None:
+        chosen = dataclasses.replace(Runtime.from_dict(hit["runtime"]), compile=cfg.compile)
+        log.info("runtime %s (cached choice for this machine, %s)", chosen.label(), precision.cache_file())
+        return chosen, {"source": "cache", "timings_img_per_s": hit.get("timings", {})}
+    t0 = time.perf_counter()
+    chosen, timings = precision.pick_fastest(
+        cands,
+        lambda rt, batch, steps: _seconds_per_image(cfg, dataset, device, rt, batch, steps),
+        cfg.batch_size,
+    )
+    secs = time.perf_counter() - t0
+    log.info(
+        "runtime %s: fastest of %s in %.0f s (img/s: %s)",
+        chosen.label(), ", ".join(c.label() for c in cands), secs, ", ".join(f"{k} {v}" for k, v in timings.items()),
+    )
+    precision.store_choice(key, {"runtime": chosen.to_dict(), "timings": timings, "seconds": round(secs, 1)})
+    return chosen, {"source": "timed", "timings_img_per_s": timings, "timing_seconds": round(secs, 1)}
+
+
+def _seconds_per_image(
+    cfg: TrainConfig, dataset: ImageDataset, device: torch.device, runtime: Runtime, batch: int, steps: int
+) -> float:
+    """Wall time per image of `steps` train steps of a throw-away trainer, after one warm-up step."""
+    probe_cfg = dataclasses.replace(cfg, batch_size=batch)
+    trainer = Trainer(probe_cfg, dataset, device, Path("."), dataclasses.replace(runtime, compile=False))
+    real, labels = trainer.loader.batch(0, 0)
+    _sync(trainer.train_step(real, labels))  # warm-up: allocations, oneDNN/cuDNN kernel choice
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        stats = trainer.train_step(real, labels)
+    _sync(stats)
+    return (time.perf_counter() - t0) / (steps * batch)
+
+
+def _sync(stats: dict[str, Tensor]) -> None:
+    stats["loss_g"].item()  # waits for queued device work
+
+
+def _write_runtime_file(run_dir: Path, runtime: Runtime, info: dict) -> None:
+    ckpt_io.atomic_write_json(
+        run_dir / RUNTIME_FILE,
+        {
+            **runtime.to_dict(),
+            **info,
+            "threads": torch.get_num_threads(),
+            "cpu": cpu_model(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch": torch.__version__,
+        },
+    )
+
+
+def _read_runtime_file(run_dir: Path) -> dict | None:
+    try:
+        d = json.loads((run_dir / RUNTIME_FILE).read_text())
+        Runtime.from_dict(d)
+        return d
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _row(trainer: Trainer, row: dict[str, float]) -> dict[str, float | int]:
@@ -371,8 +645,6 @@ def _end_epoch(trainer: Trainer, metrics: MetricsLog) -> None:
 
 def json_roundtrip(d: dict) -> dict:
     """The dict as it reads back from JSON (tuples become lists)."""
-    import json
-
     return json.loads(json.dumps(d))
 
 

@@ -56,7 +56,7 @@ class MetricsLog:
         os.replace(tmp, self.path)
 
 
-def _fmt(v: float | int | str) -> str:
+def _fmt(v: float | str) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"
     return str(v)

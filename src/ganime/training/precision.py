@@ -1,0 +1,176 @@
+"""Numeric precision and memory layout of a run: fixed by the config, or timed at start-up ('auto').
+
+A fixed choice is wrong somewhere: channels_last fp32 convolutions run 1.3-1.6x faster on most x86 CPUs,
+bf16 autocast about 2x faster on CPUs with AVX-512-BF16/AMX but 6-10x slower on AVX2-only ones (emulated).
+So `auto` times a few training steps of each candidate on this machine, keeps the fastest, and caches the
+choice per (machine, torch version, model, batch) in a small JSON file ($GANIME_CACHE/runtime.json, else
+~/.cache/ganime/runtime.json). The resolved choice is recorded in the run (runtime.json and every
+checkpoint) and a resumed run reuses it, so resume stays bit-exact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import platform
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ganime.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How the train step runs: autocast dtype, memory layout, torch.compile."""
+
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 adds a GradScaler)
+    channels_last: bool = False
+    compile: bool = False
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        """Autocast context for forward passes (a no-op for fp32)."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=DTYPES[self.precision])
+
+    def label(self) -> str:
+        return f"{self.precision}/{'channels_last' if self.channels_last else 'contiguous'}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Runtime:
+        return cls(str(d["precision"]), bool(d["channels_last"]), bool(d.get("compile", False)))
+
+
+def supports(precision: str, device: torch.device) -> bool:
+    """Whether autocast with `precision` can run on `device` at all (speed aside)."""
+    if precision == "fp32":
+        return True
+    if device.type == "cuda":
+        return precision == "fp16" or torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return precision in ("bf16", "fp16")
+    if device.type == "mps":
+        return precision == "fp16"
+    return False
+
+
+def candidates(precision: str, channels_last: str, device: torch.device, compile: bool = False) -> list[Runtime]:
+    """The runtimes `auto` chooses among (a fixed setting gives one candidate)."""
+    if precision == "auto":
+        # fp16 on CPU needs a GradScaler and is slower than bf16 everywhere we measured: not a CPU candidate
+        wanted = ["fp32", "bf16"] if device.type == "cpu" else ["fp32", "bf16", "fp16"]
+        precs = [p for p in wanted if supports(p, device)]
+    else:
+        if precision not in DTYPES:
+            raise ConfigError(f"precision {precision!r} unknown; use fp32, bf16, fp16 or auto")
+        if not supports(precision, device):
+            raise ConfigError(f"{precision} is not supported on {device}; use --precision fp32 or auto")
+        precs = [precision]
+    layouts = {"auto": [True, False], "on": [True], "off": [False]}.get(channels_last)
+    if layouts is None:
+        raise ConfigError(f"channels-last {channels_last!r} unknown; use on, off or auto")
+    return [Runtime(p, cl, compile) for p in precs for cl in layouts]
+
+
+def machine_id(device: torch.device, threads: int) -> str:
+    """What a timing depends on besides the model: processor, ISA level, torch version, threads."""
+    from ganime.training.device import cpu_model
+
+    if device.type == "cuda":
+        hw = torch.cuda.get_device_name(device)
+    else:
+        hw = f"{cpu_model()}|{torch.backends.cpu.get_cpu_capability()}|{threads} threads"
+    return f"{device.type}|{hw}|{platform.machine()}|torch {torch.__version__}"
+
+
+def cache_file() -> Path:
+    """$GANIME_CACHE/runtime.json, else ~/.cache/ganime/runtime.json."""
+    root = os.environ.get("GANIME_CACHE") or Path.home() / ".cache" / "ganime"
+    return Path(root) / "runtime.json"
+
+
+def _read_cache() -> dict[str, Any]:
+    try:
+        data = json.loads(cache_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
+        return {}
+    entries = data.get("entries")
+    return entries if isinstance(entries, dict) else {}
+
+
+def cached_choice(key: str) -> dict[str, Any] | None:
+    """A cached entry {'runtime': {...}, 'timings': {...}} for `key`, if any."""
+    entry = _read_cache().get(key)
+    if not isinstance(entry, dict) or "runtime" not in entry:
+        return None
+    try:
+        Runtime.from_dict(entry["runtime"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return entry
+
+
+def store_choice(key: str, entry: dict[str, Any]) -> None:
+    """Add `entry` under `key` in the cache file (atomic write; a read-only home only loses the cache)."""
+    path = cache_file()
+    entries = _read_cache()
+    entries[key] = entry
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps({"version": CACHE_VERSION, "entries": entries}, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError as e:
+        log.warning("could not write the runtime cache %s: %s", path, e)
+
+
+def pick_fastest(
+    cands: list[Runtime],
+    seconds_per_image: Callable[[Runtime, int, int], float],
+    batch_size: int,
+    probe_batch: int = 16,
+    slack: float = 1.5,
+) -> tuple[Runtime, dict[str, float]]:
+    """Time each candidate and return the fastest, with img/s of every timing.
+
+    Two rounds keep the cost bounded when a candidate is many times slower (bf16 on AVX2): every candidate
+    runs a few steps at a small probe batch; those within `slack` of the best then run at the real batch.
+    `seconds_per_image(runtime, batch, steps)` runs one warm-up step then `steps` timed ones.
+    """
+    timings: dict[str, float] = {}
+    if len(cands) == 1:
+        return cands[0], timings
+    probe = min(probe_batch, batch_size)
+    spi = {}
+    for c in cands:
+        spi[c] = seconds_per_image(c, probe, 2)
+        timings[f"{c.label()}@{probe}"] = round(1.0 / spi[c], 2)
+    best = min(spi.values())
+    finalists = [c for c in cands if spi[c] <= best * slack]
+    if len(finalists) > 1 and probe < batch_size:
+        spi = {}
+        for c in finalists:
+            spi[c] = seconds_per_image(c, batch_size, 2)
+            timings[f"{c.label()}@{batch_size}"] = round(1.0 / spi[c], 2)
+    winner = min(finalists, key=lambda c: spi[c])
+    return winner, timings

@@ -1,0 +1,107 @@
+"""The `ganime` command end to end, in a subprocess as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from conftest import tiny_config, write_images
+
+
+def ganime(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    e = {**os.environ, "GANIME_CACHE": str(cwd / "cache"), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "ganime", *args], cwd=cwd, env=e, capture_output=True, text=True, timeout=300)
+
+
+def test_train_generate_video_end_to_end(tmp_path):
+    write_images(tmp_path / "faces" / "data" / "data", 12)
+    cfg = tiny_config(tmp_path / "faces", tmp_path / "cache")
+    (tmp_path / "tiny.json").write_text(cfg.to_json())
+    r = ganime("train", "--config", "tiny.json", "--epochs", "2", "--out", "runs/t", "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "finished: step 6, epoch 2" in r.stdout
+    run = tmp_path / "runs" / "t"
+    assert (run / "samples" / "epoch_0002.png").is_file()
+
+    r = ganime("generate", "runs/t", "--n", "9", "--seed", "5", "--grid", "g.png", "--outdir", "pngs", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    grid = np.asarray(Image.open(tmp_path / "g.png"))
+    assert grid.shape == (3 * 18 + 2, 3 * 18 + 2, 3)
+    singles = sorted((tmp_path / "pngs").glob("*.png"))
+    assert [p.name for p in singles][:2] == ["seed000005.png", "seed000006.png"] and len(singles) == 9
+    # the same seed gives the same image in a fresh process
+    r = ganime("generate", "runs/t", "--n", "1", "--seed", "6", "--outdir", "again", cwd=tmp_path)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "again" / "seed000006.png")), np.asarray(Image.open(singles[1])))
+
+    r = ganime("generate", "runs/t", "--interpolate", "1", "2", "--frames", "6", "--out", "walk.gif", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    walk = Image.open(tmp_path / "walk.gif")
+    assert walk.n_frames == 6
+
+    r = ganime("video", "runs/t", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (run / "timelapse.mp4").stat().st_size > 0 and Image.open(run / "timelapse.gif").n_frames == 2
+
+    r = ganime("train", "--resume", "runs/t", "--epochs", "3", "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "step 9, epoch 3" in r.stdout
+
+
+def test_dry_run_shows_the_resolved_config(tmp_path):
+    r = ganime("train", "--preset", "keras-readme", "--resolution", "32", "--dry-run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads(r.stdout)["config"]
+    assert cfg["model"]["resolution"] == 32 and cfg["batch_size"] == 25 and cfg["model"]["d_dropout"] == 0.6
+    assert not (tmp_path / "runs").exists()
+
+
+def test_user_mistakes_give_one_line_and_nonzero_exit(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "a.txt").write_text("x")
+    cases = [
+        (("train", "--data", "nowhere"), "does not exist"),
+        (("train", "--data", "empty", "--steps", "1"), "no usable image"),
+        (("train", "--preset", "nope"), "unknown preset"),
+        (("train", "--resolution", "48", "--dry-run"), "not supported"),
+        (("generate", "missing-run"), "does not exist"),
+        (("generate", "weights.pt"), "pickle"),
+        (("video", "empty"), "no sample grids"),
+    ]
+    (tmp_path / "weights.pt").write_bytes(b"\x80\x04")
+    for args, message in cases:
+        r = ganime(*args, cwd=tmp_path)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert "Traceback" not in r.stderr, args
+        lines = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and message in lines[0], (args, r.stderr)
+
+
+def test_fetch_without_credentials_explains_what_to_do(tmp_path):
+    env = {"HOME": str(tmp_path), "KAGGLE_CONFIG_DIR": str(tmp_path / "nokaggle"), "KAGGLE_USERNAME": "", "KAGGLE_KEY": ""}
+    r = ganime("data", "fetch", "anime-faces", "out", cwd=tmp_path, env=env)
+    assert r.returncode == 2
+    assert "kaggle.json" in r.stderr and "--data" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_data_info_reports_counts(tmp_path):
+    write_images(tmp_path / "d", 5)
+    (tmp_path / "d" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    r = ganime("data", "info", "d", "--size", "32", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "5 usable of 6 files" in r.stdout and "broken.png" in r.stdout
+
+
+def test_help_is_useful():
+    r = subprocess.run([sys.executable, "-m", "ganime", "--help"], capture_output=True, text=True)
+    for cmd in ("train", "generate", "video", "data"):
+        assert cmd in r.stdout
+    r = subprocess.run([sys.executable, "-m", "ganime", "train", "--help"], capture_output=True, text=True)
+    for flag in ("--data", "--preset", "--resume", "--epochs", "--kimg", "--minutes"):
+        assert flag in r.stdout
