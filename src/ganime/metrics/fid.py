@@ -1,0 +1,46 @@
+"""Fréchet Inception distance (Heusel et al. 2017) from feature means and covariances."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ganime.metrics.registry import MetricContext, MetricResult, register_metric
+
+log = logging.getLogger(__name__)
+
+
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a symmetric PSD matrix (negative rounding-noise eigenvalues clipped)."""
+    eigvals, eigvecs = np.linalg.eigh((matrix + matrix.T) / 2)
+    return (eigvecs * np.sqrt(np.clip(eigvals, 0.0, None))) @ eigvecs.T
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """|mu1 - mu2|^2 + tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2)) between two Gaussians.
+
+    tr (sigma1 sigma2)^(1/2) = tr (s sigma2 s)^(1/2) with s = sigma1^(1/2): the inner matrix is symmetric PSD,
+    so its eigenvalues give the trace exactly, with no complex parts or scipy.linalg.sqrtm retries.
+    """
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    sigma1, sigma2 = (
+        np.atleast_2d(np.asarray(sigma1, np.float64)),
+        np.atleast_2d(np.asarray(sigma2, np.float64)),
+    )
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
+        raise ValueError(
+            f"mismatched statistics: mu {mu1.shape}/{mu2.shape}, sigma {sigma1.shape}/{sigma2.shape}"
+        )
+    root1 = _psd_sqrt(sigma1)
+    inner = root1 @ sigma2 @ root1
+    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0.0, None)).sum()
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_covmean)
+
+
+@register_metric("fid")
+def _fid_metric(ctx: MetricContext) -> MetricResult:
+    """FID on Inception pool3 features (needs the weights and pytorch-fid)."""
+    real, fake = ctx.inception()
+    return {"fid": frechet_distance(real.mu, real.sigma, fake.mu, fake.sigma)}

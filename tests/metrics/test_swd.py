@@ -1,0 +1,105 @@
+"""SWD: zero for identical sets, grows with noise and colour change, stable across seeds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ganime.errors import DataError
+from ganime.metrics.swd import _pyr_down, _pyr_up, pyramid_resolutions, sliced_wasserstein
+
+
+def smooth_images(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
+    """Smooth random colour fields with one sharp random rectangle each: structure at every scale."""
+    rng = np.random.default_rng(seed)
+    field = torch.from_numpy(rng.uniform(0, 255, (n, 3, 4, 4)).astype(np.float32))
+    images = F.interpolate(field, size=(size, size), mode="bilinear", align_corners=False).numpy()
+    corners = rng.integers(0, size, (n, 2, 2))
+    colours = rng.uniform(0, 255, (n, 3))
+    for i in range(n):
+        (y0, y1), (x0, x1) = np.sort(corners[i], axis=1)
+        images[i, :, y0 : y1 + 1, x0 : x1 + 1] = colours[i, :, None, None]
+    return images.transpose(0, 2, 3, 1).round().astype(np.uint8)
+
+
+def add_noise(images: np.ndarray, sigma: float, seed: int = 1) -> np.ndarray:
+    noise = np.random.default_rng(seed).normal(0, sigma, images.shape)
+    return np.clip(images + noise, 0, 255).round().astype(np.uint8)
+
+
+def rotate_hue(images: np.ndarray, degrees: float) -> np.ndarray:
+    """Rotate colours about the grey axis (a per-channel gain/offset would be normalised away by SWD)."""
+    axis = np.ones(3) / np.sqrt(3)
+    t = np.radians(degrees)
+    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    rot = np.cos(t) * np.eye(3) + np.sin(t) * cross + (1 - np.cos(t)) * np.outer(axis, axis)
+    out = (images.astype(np.float64) - 127.5) @ rot.T + 127.5
+    return np.clip(out, 0, 255).round().astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def real() -> np.ndarray:
+    return smooth_images(512)
+
+
+def test_identical_sets_are_near_zero(real: np.ndarray) -> None:
+    same = sliced_wasserstein(real, real)["swd"]
+    noisy = sliced_wasserstein(real, add_noise(real, 8))["swd"]
+    assert same < 0.2 * noisy
+
+
+def test_same_distribution_with_different_counts_is_small(real: np.ndarray) -> None:
+    other = smooth_images(200, seed=5)
+    same_dist = sliced_wasserstein(real, other)["swd"]
+    noisy = sliced_wasserstein(real, add_noise(other, 8))["swd"]
+    assert same_dist < 0.5 * noisy
+
+
+def test_more_noise_gives_larger_swd(real: np.ndarray) -> None:
+    values = [sliced_wasserstein(real, add_noise(real, sigma))["swd"] for sigma in (4, 16, 48)]
+    assert values[0] < values[1] < values[2]
+
+
+def test_stronger_colour_change_gives_larger_swd(real: np.ndarray) -> None:
+    values = [sliced_wasserstein(real, rotate_hue(real, deg))["swd"] for deg in (10, 25, 50)]
+    assert values[0] < values[1] < values[2]
+
+
+def test_spread_across_seeds_is_small(real: np.ndarray) -> None:
+    fake = add_noise(real, 16)
+    values = np.array([sliced_wasserstein(real, fake, seed=s)["swd"] for s in range(3)])
+    assert values.std() < 0.05 * values.mean()
+
+
+def test_levels_follow_resolution() -> None:
+    assert pyramid_resolutions(64) == [64, 32, 16]
+    assert pyramid_resolutions(32) == [32, 16]
+    images = smooth_images(8, size=64)
+    result = sliced_wasserstein(images, add_noise(images, 8))
+    assert set(result) == {"swd_64", "swd_32", "swd_16", "swd"}
+    assert result["swd"] == pytest.approx(np.mean([result[k] for k in ("swd_64", "swd_32", "swd_16")]))
+
+
+def test_pyramid_matches_scipy_mirror_convolution() -> None:
+    ndimage = pytest.importorskip("scipy.ndimage")
+    k = np.array([1, 4, 6, 4, 1], np.float32) / 16
+    kernel = np.outer(k, k)[None, None]
+    x = np.random.default_rng(0).uniform(0, 255, (2, 1, 16, 16)).astype(np.float32)
+    down = ndimage.convolve(x, kernel, mode="mirror")[:, :, ::2, ::2]  # ProGAN pyr_down
+    np.testing.assert_allclose(_pyr_down(x[:, 0]), down[:, 0], rtol=1e-5, atol=1e-3)
+    for size in (32, 31):  # even and odd targets take different mirror borders
+        up_in = np.zeros((2, 1, size, size), np.float32)
+        up_in[:, :, ::2, ::2] = x
+        up = ndimage.convolve(up_in, kernel * 4, mode="mirror")  # ProGAN pyr_up
+        np.testing.assert_allclose(_pyr_up(x[:, 0], size, size), up[:, 0], rtol=1e-5, atol=1e-3)
+
+
+def test_too_small_or_mismatched_images_are_rejected() -> None:
+    with pytest.raises(DataError, match="at least 16 px"):
+        sliced_wasserstein(smooth_images(4, size=8), smooth_images(4, size=8))
+    with pytest.raises(DataError, match="differ in size"):
+        sliced_wasserstein(smooth_images(4, size=32), smooth_images(4, size=16))
+    with pytest.raises(DataError, match="uint8"):
+        sliced_wasserstein(smooth_images(4).astype(np.float32), smooth_images(4))
