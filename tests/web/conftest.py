@@ -1,0 +1,70 @@
+"""Fixtures for the web tests: a tiny generator whose faces visibly differ by seed, apps and stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("fastapi", reason="the web tests need the web extra: pip install 'ganime[web]'")
+
+from ganime.config import ModelConfig
+from ganime.generate import LoadedGenerator, load_generator, save_generator
+from ganime.models import build_generator
+
+
+def tiny_generator() -> LoadedGenerator:
+    """A 16 px, width-8 DCGAN with wider-than-DCGAN init: untrained, but seeds give clearly different images.
+
+    (DCGAN's N(0, 0.02) init makes an untrained G output flat grey for every seed, which would let tests
+    of "a different seed gives a different face" pass or fail by rounding.)
+    """
+    model = ModelConfig(resolution=16, g_width=8, d_width=8, z_dim=16)
+    torch.manual_seed(0)
+    G = build_generator(model)
+    for m in G.modules():
+        if isinstance(m, torch.nn.ConvTranspose2d):
+            torch.nn.init.normal_(m.weight, 0.0, 0.2)
+    G.eval().requires_grad_(False)
+    return LoadedGenerator(G, model, "tiny", torch.device("cpu"), {})
+
+
+@pytest.fixture(scope="session")
+def generator_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny.safetensors + tiny.json, as `save_generator` writes them."""
+    return save_generator(tiny_generator(), tmp_path_factory.mktemp("gen") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def gen(generator_file: Path) -> LoadedGenerator:
+    return load_generator(generator_file)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """Never touch the real user data dir; restore torch's thread count (`serve` sets it)."""
+    monkeypatch.setenv("GANIME_DATA_DIR", str(tmp_path / "data"))
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def make_app(generator_file: Path, tmp_path: Path):
+    """create_app on the tiny generator with a fresh SQLite gallery; keyword arguments pass through."""
+    from ganime.web.app import create_app
+
+    def make(**kwargs):
+        kwargs.setdefault("store", tmp_path / "gallery.sqlite")
+        return create_app(generator_file, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def client(make_app):
+    from fastapi.testclient import TestClient
+
+    with TestClient(make_app()) as c:
+        yield c

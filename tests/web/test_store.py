@@ -1,0 +1,175 @@
+"""Gallery stores: the same behaviour from SQLite and MongoDB (a real server when GANIME_TEST_MONGODB_URI is set)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ganime.errors import ConfigError
+from ganime.web.store import (
+    MAX_TAGS,
+    STORE_FILE,
+    GalleryError,
+    MongoStore,
+    SQLiteStore,
+    normalize_tags,
+    open_store,
+)
+
+MONGODB_URI = os.environ.get("GANIME_TEST_MONGODB_URI")
+PNG = b"\x89PNG\r\n\x1a\nfake"
+
+
+@pytest.fixture(params=["sqlite", "mongodb", "mongomock"])
+def store(request, tmp_path: Path):
+    if request.param == "sqlite":
+        s = SQLiteStore(tmp_path / "g.sqlite")
+        yield s
+        s.close()
+    elif request.param == "mongodb":
+        if not MONGODB_URI:
+            pytest.skip("set GANIME_TEST_MONGODB_URI=mongodb://HOST:PORT/DB to test against a MongoDB server")
+        pytest.importorskip("pymongo", reason="the MongoDB store needs pymongo (the mongodb extra)")
+        collection = f"gallery_test_{uuid.uuid4().hex[:8]}"
+        s = MongoStore(MONGODB_URI, collection=collection)
+        yield s
+        s._col.drop()
+        s.close()
+    else:
+        # mongomock is a fake in-process pymongo: it checks our query code, not a real server
+        mongomock = pytest.importorskip("mongomock", reason="mongomock not installed")
+        pytest.importorskip("bson", reason="bson (from pymongo) not installed")
+        s = MongoStore("mongodb://fake/ganime", client=mongomock.MongoClient())
+        yield s
+        s.close()
+
+
+def add(store, seed: int, tags: list[str], model: str = "m1"):
+    return store.add(model_id=model, seed=seed, truncation=0.75, png=PNG + bytes([seed % 256]), tags=tags)
+
+
+def test_add_get_image_round_trip(store):
+    item = add(store, 2**53 - 1, ["Smile", " red-hair ", "smile", "笑顔"])
+    assert item.tags == ["smile", "red-hair", "笑顔"]
+    got = store.get(item.id)
+    assert got == item and got.seed == 2**53 - 1 and got.truncation == 0.75
+    assert store.image(item.id) == PNG + bytes([(2**53 - 1) % 256])
+    assert store.get("0" * 16) is None and store.image("0" * 16) is None
+
+
+def test_list_newest_first_tag_filter_many_to_many_and_counts(store):
+    a = add(store, 1, ["cat", "smile"])
+    b = add(store, 2, ["smile"])
+    c = add(store, 3, [])
+    assert [i.id for i in store.list()] == [c.id, b.id, a.id]
+    assert [i.id for i in store.list("smile")] == [b.id, a.id]
+    assert [i.id for i in store.list("CAT")] == [a.id]
+    assert store.list("dog") == []
+    assert store.count() == 3 and store.count("smile") == 2 and store.count("dog") == 0
+    assert store.tags() == {"smile": 2, "cat": 1}
+    assert [i.id for i in store.list(limit=2)] == [c.id, b.id]
+    assert [i.id for i in store.list(limit=2, offset=2)] == [a.id]
+
+
+def test_delete_removes_the_item_and_unused_tags(store):
+    a = add(store, 1, ["cat", "smile"])
+    b = add(store, 2, ["smile"])
+    assert store.delete(a.id) is True
+    assert store.delete(a.id) is False
+    assert store.get(a.id) is None and store.image(a.id) is None
+    assert [i.id for i in store.list("smile")] == [b.id] and store.list("cat") == []
+    assert store.tags() == {"smile": 1}
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [["two words"], ["x" * 33], [""], ["-x"], ["a/b"], [f"t{i}" for i in range(MAX_TAGS + 1)], [1]],
+)
+def test_bad_tags_are_refused_with_what_is_allowed(store, tags):
+    with pytest.raises(GalleryError, match="tag"):
+        add(store, 1, tags)
+    assert store.count() == 0
+
+
+def test_bad_ids_and_list_arguments(store):
+    for bad in ["x", "0" * 15, "G" * 16, "'; DROP TABLE items; --"]:
+        with pytest.raises(GalleryError, match="16 hex"):
+            store.get(bad)
+    with pytest.raises(GalleryError):
+        store.list(limit=0)
+    with pytest.raises(GalleryError):
+        store.list(tag="no spaces")
+
+
+def test_normalize_tags_keeps_order_and_drops_duplicates():
+    assert normalize_tags(["B", "a", "b", "c_d", "e-f"]) == ["b", "a", "c_d", "e-f"]
+    assert normalize_tags(None) == []
+
+
+# --- SQLite specifics ------------------------------------------------------------------------------------
+
+
+def test_sqlite_uses_wal_and_persists(tmp_path):
+    path = tmp_path / "sub" / "g.sqlite"
+    with SQLiteStore(path) as s:
+        assert s.journal_mode() == "wal"
+        item = add(s, 5, ["keep"])
+    with SQLiteStore(path) as again:
+        assert again.get(item.id) == item and again.list("keep") == [item]
+
+
+def test_sqlite_concurrent_writers_and_readers(tmp_path):
+    s = SQLiteStore(tmp_path / "g.sqlite")
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            for i in range(10):
+                add(s, k * 100 + i, [f"w{k}", "all"])
+                s.list("all", limit=5)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert s.count() == 60 and s.count("all") == 60 and s.count("w3") == 10
+
+
+def test_sqlite_refuses_a_file_that_is_not_a_database(tmp_path):
+    bad = tmp_path / "g.sqlite"
+    bad.write_bytes(b"not a database" * 100)
+    with pytest.raises(GalleryError, match="cannot open gallery"):
+        SQLiteStore(bad)
+
+
+def test_open_store_picks_the_backend(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANIME_DATA_DIR", str(tmp_path / "data"))
+    with open_store(None) as s:
+        assert Path(s.location) == tmp_path / "data" / STORE_FILE
+    run = tmp_path / "run"
+    run.mkdir()
+    with open_store(run) as s:
+        assert Path(s.location) == run / STORE_FILE
+    with open_store(str(tmp_path / "x.db")) as s:
+        assert isinstance(s, SQLiteStore) and Path(s.location) == tmp_path / "x.db"
+    with pytest.raises(ConfigError, match="mongodb://"):
+        open_store("postgres://user:secret@host/db")
+    with pytest.raises(ConfigError) as e:
+        open_store("redis://user:secret@host")
+    assert "secret" not in str(e.value)
+
+
+def test_unreachable_mongodb_is_a_clear_error_without_the_password():
+    pytest.importorskip("pymongo", reason="the MongoDB store needs pymongo (the mongodb extra)")
+    # port 1 on loopback: refused at once; the URI's own timeout wins over the 5 s default
+    with pytest.raises(GalleryError, match="cannot reach MongoDB") as e:
+        open_store("mongodb://user:secret@127.0.0.1:1/ganime?serverSelectionTimeoutMS=300")
+    assert "secret" not in str(e.value)
