@@ -173,13 +173,21 @@ def test_seeds_are_numpy_default_rng_and_reproducible(uncond):
         gen.latents([-1])
 
 
-def test_truncation_scales_latents_as_the_torch_path(uncond):
-    path, loaded = uncond
+@pytest.mark.parametrize("kind", ["uncond", "cond"])
+def test_truncation_in_the_graph_matches_the_torch_path(kind, request):
+    path, loaded = request.getfixturevalue(kind)
     gen = OnnxGenerator(path)
-    z = gen.latents(range(4))
-    assert np.array_equal(gen.images(z, truncation=0.5), gen.images(z * np.float32(0.5)))
-    torch_images = loaded.images(torch.from_numpy(z), truncation=0.5)
-    assert np.abs(gen.images(z, truncation=0.5).astype(int) - torch_images.astype(int)).max() <= 1
+    z = gen.latents(range(8))
+    labels = np.arange(8) % 3 if gen.num_classes else None
+    tl = None if labels is None else torch.from_numpy(labels)
+    for psi in (1.0, 0.7, 0.2):
+        torch_images = loaded.images(torch.from_numpy(z), tl, truncation=psi)
+        assert np.abs(gen.images(z, labels, truncation=psi).astype(int) - torch_images.astype(int)).max() <= 1
+    # psi pulls every image toward one mean image: the spread across latents shrinks with psi
+    spread = [gen.images(z, labels, truncation=psi).astype(float).std(axis=0).mean() for psi in (1.0, 0.5, 0.05)]
+    assert spread[0] > spread[1] > spread[2]
+    with pytest.raises(ConfigError, match="truncation"):
+        gen.images(z, labels, truncation=0.0)
 
 
 def test_bad_inputs_are_clear_errors(uncond, cond):

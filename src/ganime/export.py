@@ -1,8 +1,11 @@
 """Ship a trained generator: ONNX export with a dynamic batch axis and a JSON sidecar for ganime.runtime.
 
 Uses torch's TorchScript exporter (`dynamo=False`): it needs only the `onnx` package, where torch's default
-dynamo exporter also needs onnxscript. The graph takes `z` (float32, batch x z_dim) and, for class-conditional
-generators, `labels` (int64, batch); it returns `images` (float32, batch x C x H x W, in [-1, 1]).
+dynamo exporter also needs onnxscript. The graph takes `z` (float32, batch x z_dim), for class-conditional
+generators `labels` (int64, batch), and `psi` (float32, shape (1,), the truncation; 1 = off); it returns `images`
+(float32, batch x C x H x W, in [-1, 1]). Truncation runs inside the graph exactly as the torch path's
+`LoadedGenerator.truncate` does (the pulled-toward mean is a constant of the graph), so both backends give the
+same images for the same latents and psi.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from ganime.runtime import (
     FORMAT,
     FORMAT_VERSION,
     INPUT_LABELS,
+    INPUT_PSI,
     INPUT_Z,
     OUTPUT,
     RUNTIME_LATENTS,
@@ -37,6 +41,31 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17  # onnxruntime >= 1.17 (the `runtime` extra's floor) runs opsets up to 20
 VERIFY_TOLERANCE = 1e-4  # fp32 max |onnxruntime - torch| on [-1, 1] outputs; typical is ~1e-7
+VERIFY_PSI = (1.0, 0.5)  # truncations checked against torch
+
+
+class TruncatedGenerator(torch.nn.Module):
+    """G with the truncation trick as a graph input: forward(z, [labels,] psi) = LoadedGenerator.truncate(z, labels, psi).
+
+    Models with `stem`/`synthesis` pull G's first feature map toward its recorded mean (a buffer, so a constant
+    of the exported graph); others scale z toward the origin, as `LoadedGenerator.truncate` does.
+    """
+
+    def __init__(self, gen: LoadedGenerator) -> None:
+        super().__init__()
+        self.G = gen.G
+        self.in_feature_space = hasattr(gen.G, "stem") and hasattr(gen.G, "synthesis")
+        mean = gen.stem_mean().detach().float().cpu() if self.in_feature_space else torch.zeros(1)
+        self.register_buffer("mean", mean)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        z, psi = inputs[0], inputs[-1]
+        labels = inputs[1] if len(inputs) == 3 else None
+        if self.in_feature_space:
+            h = self.G.stem(z, labels)
+            return self.G.synthesis(self.mean + psi * (h - self.mean))
+        z = z * psi
+        return self.G(z, labels) if labels is not None else self.G(z)
 
 
 def export_onnx(
@@ -67,15 +96,18 @@ def export_onnx(
             f"opset {opset} unsupported by the TorchScript exporter; use 9..20 (default {DEFAULT_OPSET})"
         )
     gen = source if isinstance(source, LoadedGenerator) else load_generator(source, "cpu", use_ema)
-    G = gen.G if gen.device.type == "cpu" else copy.deepcopy(gen.G).cpu()
-    G.eval()
+    if gen.device.type != "cpu":
+        gen = dataclasses.replace(gen, G=copy.deepcopy(gen.G).cpu(), device=torch.device("cpu"), _stem_mean=None)
+    gen.G.eval()
+    G = TruncatedGenerator(gen).eval()
     cond = bool(gen.model.num_classes)
 
     # Traced at batch 2 so that no size-1 dimension gets specialised; batch is then marked dynamic.
-    z = torch.zeros(2, gen.z_dim)
-    args: tuple = (z, torch.zeros(2, dtype=torch.long)) if cond else (z,)
-    names = [INPUT_Z, INPUT_LABELS] if cond else [INPUT_Z]
-    dynamic = {name: {0: "batch"} for name in [*names, OUTPUT]}
+    # psi is traced at 0.5, not 1, so that the exporter cannot fold the truncation away.
+    z, psi = torch.zeros(2, gen.z_dim), torch.full((1,), 0.5)
+    args: tuple = (z, torch.zeros(2, dtype=torch.long), psi) if cond else (z, psi)
+    names = [INPUT_Z, INPUT_LABELS, INPUT_PSI] if cond else [INPUT_Z, INPUT_PSI]
+    dynamic = {name: {0: "batch"} for name in [*names[:-1], OUTPUT]}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     try:
@@ -95,7 +127,7 @@ def export_onnx(
                     do_constant_folding=True,
                 )
         onnx.checker.check_model(str(tmp))
-        max_diff = _verify(G, tmp, gen.z_dim, gen.model.num_classes) if verify else None
+        max_diff = _verify(gen, tmp) if verify else None
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -115,6 +147,7 @@ def sidecar(gen: LoadedGenerator, onnx_path: Path, opset: int, max_diff: float |
     inputs = {INPUT_Z: {"dtype": "float32", "shape": ["batch", m.z_dim]}}
     if m.num_classes:
         inputs[INPUT_LABELS] = {"dtype": "int64", "shape": ["batch"], "range": [0, m.num_classes - 1]}
+    inputs[INPUT_PSI] = {"dtype": "float32", "shape": [1], "range": [0, 1], "default": 1.0}
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -140,7 +173,9 @@ def sidecar(gen: LoadedGenerator, onnx_path: Path, opset: int, max_diff: float |
             "runtime": RUNTIME_LATENTS,
             "note": "torch's sampler needs torch: the runtime's seeds give other images than the torch path's "
             "for the same seed; pass the same latents to both for the same images",
-            "truncation": "z * psi, applied before the graph",
+            "truncation": "input psi (1 = off), applied inside the graph as the torch path's "
+            "LoadedGenerator.truncate: G's first feature map pulled toward its mean (or z * psi for models "
+            "without one)",
         },
         "source": gen.source,
         "step": gen.meta.get("step"),
@@ -152,29 +187,28 @@ def sidecar(gen: LoadedGenerator, onnx_path: Path, opset: int, max_diff: float |
     }
 
 
-def _verify(G: torch.nn.Module, path: Path, z_dim: int, num_classes: int) -> float | None:
-    """Max |onnxruntime - torch| over a few fixed latents; raises if above VERIFY_TOLERANCE."""
+def _verify(gen: LoadedGenerator, path: Path) -> float | None:
+    """Max |onnxruntime - torch| over fixed latents and VERIFY_PSI; raises if above VERIFY_TOLERANCE."""
     try:
         import onnxruntime as ort
     except ImportError:
         log.warning("onnxruntime is not installed: %s was not checked against torch", path)
         return None
     rng = np.random.default_rng(0)
-    z = rng.standard_normal((5, z_dim)).astype(np.float32)  # 5: a batch size other than the traced 2
-    feeds = {INPUT_Z: z}
-    with torch.no_grad():
-        if num_classes:
-            labels = np.arange(5, dtype=np.int64) % num_classes
-            feeds[INPUT_LABELS] = labels
-            want = G(torch.from_numpy(z), torch.from_numpy(labels)).numpy()
-        else:
-            want = G(torch.from_numpy(z)).numpy()
+    z = rng.standard_normal((5, gen.z_dim)).astype(np.float32)  # 5: a batch size other than the traced 2
+    labels = np.arange(5, dtype=np.int64) % gen.model.num_classes if gen.model.num_classes else None
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = sess.run([OUTPUT], feeds)[0]
-    diff = float(np.abs(got - want).max())
-    if got.shape != want.shape or diff > VERIFY_TOLERANCE:
-        raise RuntimeError(
-            f"the exported graph disagrees with torch (shape {got.shape} vs {want.shape}, max diff {diff:.2e}); "
-            "not written"
-        )
+    diff = 0.0
+    for psi in VERIFY_PSI:
+        feeds = {INPUT_Z: z, INPUT_PSI: np.full((1,), psi, np.float32)}
+        if labels is not None:
+            feeds[INPUT_LABELS] = labels
+        with torch.no_grad():
+            want = gen.truncate(torch.from_numpy(z), None if labels is None else torch.from_numpy(labels), psi).numpy()
+        got = sess.run([OUTPUT], feeds)[0]
+        if got.shape != want.shape:
+            raise RuntimeError(f"the exported graph returns shape {got.shape}, torch {want.shape}; not written")
+        diff = max(diff, float(np.abs(got - want).max()))
+    if diff > VERIFY_TOLERANCE:
+        raise RuntimeError(f"the exported graph disagrees with torch (max diff {diff:.2e}); not written")
     return diff

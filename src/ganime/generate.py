@@ -6,7 +6,7 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +18,26 @@ from torch import Tensor, nn
 from ganime import __version__
 from ganime.checkpoint import MODEL_FILE, PICKLE_SUFFIXES, read_state, resolve_checkpoint
 from ganime.config import ModelConfig, TrainConfig
-from ganime.errors import CheckpointError, ConfigError
+from ganime.errors import CheckpointError, ConfigError, GanimeError
 from ganime.models import build_generator
 
 log = logging.getLogger(__name__)
 
 MAX_SEED = 2**63 - 1
+TRUNCATION_SAMPLES, TRUNCATION_SEED = 4096, 12345  # latents averaged for the truncation mean
+PRETRAINED = "pretrained"  # the source name of the generator shipped with ganime
+PRETRAINED_FILE = "modern-emoji-64.safetensors"  # in ganime/assets/, with its .json; see docs/benchmarks.md
+
+
+def pretrained_path() -> Path:
+    """The shipped `modern` generator trained on the shipped emoji set (the default for generate/serve)."""
+    return Path(__file__).resolve().parent / "assets" / PRETRAINED_FILE
+
+
+def default_generator_path() -> Path | None:
+    """What `ganime generate` and `ganime serve` use when given no source: the shipped generator, if present."""
+    path = pretrained_path()
+    return path if path.exists() and path.with_suffix(".json").exists() else None
 
 
 @dataclass
@@ -35,6 +49,7 @@ class LoadedGenerator:
     source: str
     device: torch.device
     meta: dict
+    _stem_mean: Tensor | None = field(default=None, repr=False)  # for truncation; see `stem_mean`
 
     @property
     def z_dim(self) -> int:
@@ -43,6 +58,24 @@ class LoadedGenerator:
     @property
     def resolution(self) -> int:
         return self.model.resolution
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names by label index (a glyph model's characters); [] when unconditional or not recorded."""
+        return [str(c) for c in self.meta.get("classes") or []]
+
+    def labels_for(self, names: list[str]) -> Tensor:
+        """Label indices (int64) for class names, e.g. characters; unknown names are a user error."""
+        if not self.model.num_classes:
+            raise ConfigError("this generator is not class-conditional: it takes no --class")
+        if not self.classes:
+            raise ConfigError("this generator does not record its class names (trained before they were saved)")
+        index = {c: i for i, c in enumerate(self.classes)}
+        unknown = [n for n in names if n not in index]
+        if unknown:
+            shown = "".join(self.classes) if all(len(c) == 1 for c in self.classes) else ", ".join(self.classes)
+            raise ConfigError(f"unknown class {unknown[0]!r}; this generator knows: {shown}")
+        return torch.tensor([index[n] for n in names], dtype=torch.int64)
 
     def latents(self, seeds: list[int]) -> Tensor:
         """One latent per seed: z = N(0, I) from a CPU generator seeded with that seed (device-independent)."""
@@ -56,19 +89,48 @@ class LoadedGenerator:
 
     @torch.no_grad()
     def images(self, z: Tensor, labels: Tensor | None = None, truncation: float = 1.0) -> np.ndarray:
-        """Latents (N, z_dim) -> uint8 images (N, H, W, C)."""
-        if truncation != 1.0:
-            # z ~ N(0, I) has no learned mean latent in DCGAN-style models: truncate toward the origin,
-            # the "truncation trick" of BigGAN (Brock et al. 2019) in its simplest form.
-            z = z * truncation
+        """Latents (N, z_dim) -> uint8 images (N, H, W, C); truncation psi in (0, 1], see `truncate`."""
         if self.model.num_classes and labels is None:
             raise ConfigError("this generator is class-conditional; pass labels")
         out = []
         for i in range(0, len(z), 256):
             zi = z[i : i + 256].to(self.device, torch.float32)
             li = labels[i : i + 256].to(self.device) if labels is not None else None
-            out.append(to_uint8(self.G(zi, li) if li is not None else self.G(zi)))
+            out.append(to_uint8(self.truncate(zi, li, truncation)))
         return np.concatenate(out) if out else np.zeros((0, self.resolution, self.resolution, 3), np.uint8)
+
+    @torch.no_grad()
+    def truncate(self, z: Tensor, labels: Tensor | None = None, psi: float = 1.0) -> Tensor:
+        """G's images for latents z (on G's device) with the truncation trick at `psi` (1 = off).
+
+        StyleGAN's form (Karras et al. 2019, sec. 5.1): h = mean + psi * (h - mean), in the space of G's first
+        feature map (`G.stem`, the 4x4 map every later layer and skip connection reads), with `mean` its
+        average over TRUNCATION_SAMPLES fixed latents: psi -> 0 gives the average image, and each image keeps
+        its direction from the mean. DCGAN and FastGAN have no mapping network, so this 4x4 map plays the
+        role of StyleGAN's w. Models without `stem`/`synthesis` scale z toward the origin instead (BigGAN's
+        trick, Brock et al. 2019, in its simplest form), as the torch-free ONNX path always does.
+        """
+        if psi == 1.0:
+            return self.G(z, labels) if labels is not None else self.G(z)
+        if not (hasattr(self.G, "stem") and hasattr(self.G, "synthesis")):
+            z = z * psi
+            return self.G(z, labels) if labels is not None else self.G(z)
+        mean = self.stem_mean()
+        return self.G.synthesis(torch.lerp(mean, self.G.stem(z, labels), psi))
+
+    @torch.no_grad()
+    def stem_mean(self) -> Tensor:
+        """Average of `G.stem` over fixed latents (labels cycling through the classes); computed once."""
+        if self._stem_mean is None:
+            g = torch.Generator().manual_seed(TRUNCATION_SEED)
+            total = None
+            for i in range(0, TRUNCATION_SAMPLES, 512):
+                z = torch.randn(512, self.z_dim, generator=g).to(self.device)
+                labels = (torch.arange(i, i + 512) % self.model.num_classes).to(self.device) if self.model.num_classes else None
+                h = self.G.stem(z, labels).float().sum(dim=0, keepdim=True)
+                total = h if total is None else total + h
+            self._stem_mean = total / TRUNCATION_SAMPLES
+        return self._stem_mean
 
     def from_seeds(self, seeds: list[int], truncation: float = 1.0, labels: Tensor | None = None) -> np.ndarray:
         """uint8 images for a list of seeds: the same seed gives the same image."""
@@ -82,11 +144,16 @@ def to_uint8(x: Tensor) -> np.ndarray:
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu", use_ema: bool = True) -> LoadedGenerator:
-    """Load G (its EMA copy when there is one) from a run dir, a ckpt-* dir or a .safetensors generator file.
+    """Load G (its EMA copy when there is one) from a run dir, a ckpt-* dir, a .safetensors generator file,
+    or "pretrained" (the generator shipped with ganime, `pretrained_path()`).
 
     Needs only the weights and their JSON: no training objects, no pickles.
     """
     p = Path(path).expanduser()
+    if str(path) == PRETRAINED and not p.exists():  # a local file or run named "pretrained" wins
+        p = default_generator_path()
+        if p is None:
+            raise CheckpointError(f"the pretrained generator {pretrained_path()} is missing from this install")
     device = torch.device(device)
     if p.suffix.lower() in PICKLE_SUFFIXES:
         resolve_checkpoint(p)  # raises the pickle refusal
@@ -98,7 +165,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", use_ema
     weights = ckpt / MODEL_FILE
     prefix = "G_ema" if use_ema else "G"
     tensors = _read_prefix(weights, (prefix, "G"))
-    return _build(cfg.model, tensors, str(ckpt), device, {"step": state.get("step"), "preset": cfg.preset})
+    return _build(cfg.model, tensors, str(ckpt), device, {"step": state.get("step"), "preset": cfg.preset, "classes": state.get("classes", [])})
 
 
 def _read_prefix(path: Path, prefixes: tuple[str, ...]) -> dict[str, Tensor]:
@@ -119,10 +186,35 @@ def _read_prefix(path: Path, prefixes: tuple[str, ...]) -> dict[str, Tensor]:
 def _build(model: ModelConfig, tensors: dict[str, Tensor], source: str, device: torch.device, meta: dict):
     from ganime.checkpoint import load_module
 
+    _check_shapes(model, tensors, source)
     G = build_generator(model)
     load_module(G, {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, f"generator {source}")
     G.to(device).eval().requires_grad_(False)
     return LoadedGenerator(G, model, source, device, meta)
+
+
+def _check_shapes(model: ModelConfig, tensors: dict[str, Tensor], source: str) -> None:
+    """Build G on the meta device (no memory) and compare with the file, so a tampered or mismatched JSON
+    gives a clear error instead of a huge allocation or a crash."""
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in build_generator(model).state_dict().items()}
+    except GanimeError:  # unknown architecture
+        raise
+    except Exception as e:  # noqa: BLE001 - negative sizes, wrong types, ...: all mean a bad model config
+        raise CheckpointError(f"{source}: its model config cannot be built ({type(e).__name__}: {e})"[:400]) from None
+    got = {k: tuple(v.shape) for k, v in tensors.items()}
+    missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+    wrong = [f"{k} {got[k]} != {expected[k]}" for k in sorted(set(got) & set(expected)) if got[k] != expected[k]]
+    if missing or extra or wrong:
+        what = "; ".join(
+            x for x in (
+                f"missing {', '.join(missing[:3])}" if missing else "",
+                f"unexpected {', '.join(extra[:3])}" if extra else "",
+                f"wrong shape {', '.join(wrong[:3])}" if wrong else "",
+            ) if x
+        )
+        raise CheckpointError(f"generator {source} does not match its model config ({what})")
 
 
 def _load_generator_file(path: Path, device: torch.device) -> LoadedGenerator:

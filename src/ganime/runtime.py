@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = "ganime-onnx"  # "format" of the JSON sidecar written next to the .onnx file
 FORMAT_VERSION = 1
-INPUT_Z, INPUT_LABELS, OUTPUT = "z", "labels", "images"
+INPUT_Z, INPUT_LABELS, INPUT_PSI, OUTPUT = "z", "labels", "psi", "images"
 MAX_SEED = 2**63 - 1  # same range as the torch path (ganime.generate.MAX_SEED)
 RUNTIME_LATENTS = "numpy.random.default_rng(seed).standard_normal(z_dim).astype(float32)"
 TORCH_LATENTS = "torch.randn(z_dim, generator=torch.Generator().manual_seed(seed))"
@@ -119,7 +119,10 @@ class OnnxGenerator:
         except Exception as e:  # noqa: BLE001  (onnxruntime's errors, e.g. InvalidProtobuf, subclass Exception only)
             raise CheckpointError(f"onnxruntime cannot load {self.path} ({e})") from None
         names = {i.name for i in self.session.get_inputs()}
+        # files from ganime < 0.1.1 have no psi input: their truncation is z * psi, outside the graph
+        self.has_psi = INPUT_PSI in (self.meta.get("inputs") or {})
         want = {INPUT_Z, INPUT_LABELS} if self.num_classes else {INPUT_Z}
+        want |= {INPUT_PSI} if self.has_psi else set()
         if names != want:
             raise CheckpointError(
                 f"{self.path} takes inputs {sorted(names)}, its sidecar says {sorted(want)}"
@@ -145,12 +148,20 @@ class OnnxGenerator:
         """One latent per seed (numpy's default_rng: not the torch path's latents for that seed)."""
         return seed_latents(seeds, self.z_dim)
 
-    def forward(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
-        """Latents (N, z_dim) -> float32 images (N, C, H, W) in [-1, 1], exactly what the ONNX graph returns."""
+    def forward(self, z: np.ndarray, labels: np.ndarray | None = None, truncation: float = 1.0) -> np.ndarray:
+        """Latents (N, z_dim) -> float32 images (N, C, H, W) in [-1, 1], exactly what the ONNX graph returns.
+
+        truncation: psi in (0, 1], computed as the torch path's LoadedGenerator.truncate (1 = off).
+        """
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ConfigError(f"latents must have shape (N, {self.z_dim}), got {z.shape}")
-        feeds = {INPUT_Z: np.ascontiguousarray(z)}
+        if not 0 < truncation <= 1.0:
+            raise ConfigError(f"truncation must be in (0, 1], got {truncation}")
+        if self.has_psi:
+            feeds = {INPUT_Z: np.ascontiguousarray(z), INPUT_PSI: np.full((1,), truncation, np.float32)}
+        else:
+            feeds = {INPUT_Z: np.ascontiguousarray(z * np.float32(truncation) if truncation != 1.0 else z)}
         if self.num_classes:
             if labels is None:
                 raise ConfigError("this generator is class-conditional; pass labels")
@@ -169,15 +180,13 @@ class OnnxGenerator:
         return self.session.run([OUTPUT], feeds)[0]
 
     def images(self, z: np.ndarray, labels: np.ndarray | None = None, truncation: float = 1.0) -> np.ndarray:
-        """Latents (N, z_dim) -> uint8 images (N, H, W, C); truncation as the torch path (z * psi)."""
+        """Latents (N, z_dim) -> uint8 images (N, H, W, C); truncation psi as the torch path (see `forward`)."""
         z = np.asarray(z, dtype=np.float32)
-        if truncation != 1.0:
-            z = z * np.float32(truncation)
         labels = None if labels is None else np.asarray(labels)
         if len(z) == 0:
-            return to_uint8(self.forward(z, labels))  # still checks shapes and labels
+            return to_uint8(self.forward(z, labels, truncation))  # still checks shapes and labels
         out = [
-            to_uint8(self.forward(z[i : i + BATCH], None if labels is None else labels[i : i + BATCH]))
+            to_uint8(self.forward(z[i : i + BATCH], None if labels is None else labels[i : i + BATCH], truncation))
             for i in range(0, len(z), BATCH)
         ]
         return np.concatenate(out)

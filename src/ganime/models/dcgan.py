@@ -64,13 +64,25 @@ class DCGANGenerator(nn.Module):
         layers += [nn.ConvTranspose2d(ch, cfg.channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
         init_dcgan_weights(self)
+        if cfg.num_classes:
+            # the class code on z's scale (N(0, 1)): at the convs' N(0, 0.02) it is ~50x weaker than z and
+            # G takes thousands of steps to start using the label
+            nn.init.normal_(self.embed.weight, 0.0, 1.0)
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.synthesis(self.stem(z, labels))
+
+    def stem(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """z (and label) -> the first 4x4 feature map, the space where truncation pulls toward the mean."""
         if self.num_classes:
             if labels is None:
                 raise ValueError("this generator is class-conditional: pass labels")
             z = torch.cat([z, self.embed(labels)], dim=1)
-        return self.main(z[:, :, None, None])
+        return self.main[:3](z[:, :, None, None])
+
+    def synthesis(self, h: Tensor) -> Tensor:
+        """The 4x4 feature map from `stem` -> image."""
+        return self.main[3:](h)
 
 
 class DCGANDiscriminator(nn.Module):

@@ -104,7 +104,14 @@ class FastGANGenerator(nn.Module):
         init_dcgan_weights(self)
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        h = self.init(z[:, :, None, None])
+        return self.synthesis(self.stem(z))
+
+    def stem(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """z -> the 4x4 feature map, the space where truncation pulls toward the mean."""
+        return self.init(z[:, :, None, None])
+
+    def synthesis(self, h: Tensor) -> Tensor:
+        """The 4x4 feature map from `stem` -> image (it also feeds the 4 -> 64 skip-layer excitation)."""
         feats = {4: h}
         res = 4
         for up in self.ups:
