@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 MODEL_FILE, TRAIN_FILE, STATE_FILE, LATEST_FILE = "model.safetensors", "train.safetensors", "state.json", "latest.json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
+MAX_HEADER_BYTES = 100 * 2**20  # safetensors' own limit on the JSON header
 
 
 def _fsync_dir(path: Path) -> None:
@@ -58,11 +60,23 @@ def _save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, st
         os.fsync(f.fileno())
 
 
+def _io_reason(e: BaseException) -> str:
+    """'No space left on device' from an OSError or from safetensors' 'I/O error: ... (os error 28)' text."""
+    if isinstance(e, OSError):
+        return e.strerror or str(e)
+    m = re.search(r"I/O error: (.*?)(?: \(os error \d+\))?$", str(e))
+    return m.group(1) if m else str(e)
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
     """Write JSON to a temp file, fsync, rename over `path`."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    _write_json(tmp, obj)
-    os.replace(tmp, path)
+    try:
+        _write_json(tmp, obj)
+        os.replace(tmp, path)
+    except OSError as e:  # disk full, read-only folder: the old file (if any) is untouched
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"could not write {path}: {e.strerror or e}; the previous version is intact") from None
     _fsync_dir(path.parent)
 
 
@@ -137,9 +151,9 @@ def save_checkpoint(
         atomic_write_json(run_dir / LATEST_FILE, {"checkpoint": name, "step": step})
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError):
+        if isinstance(e, (OSError, SafetensorError)):
             raise CheckpointError(
-                f"could not save checkpoint {final}: {e.strerror or e}; the previous checkpoint is intact"
+                f"could not save checkpoint {final}: {_io_reason(e)}; the previous checkpoint is intact"
             ) from None
         raise
     prune(run_dir, keep)
@@ -158,23 +172,66 @@ def prune(run_dir: Path, keep: int) -> None:
     ckpts = list_checkpoints(run_dir)
     for p in ckpts[: max(0, len(ckpts) - keep)]:
         if latest is None or p.resolve() != latest.resolve():
-            shutil.rmtree(p, ignore_errors=True)
-    for stale in Path(run_dir).glob(".tmp-ckpt-*"):  # left by a killed process
-        shutil.rmtree(stale, ignore_errors=True)
+            # rename first: a kill mid-delete must never leave a ckpt-* dir with some files gone
+            gone = p.with_name(f".del-{p.name}-{os.getpid()}")
+            try:
+                os.replace(p, gone)
+            except OSError:
+                continue
+            shutil.rmtree(gone, ignore_errors=True)
+    for pattern in (".tmp-ckpt-*", ".del-ckpt-*", ".old-ckpt-*"):  # left by a killed process
+        for stale in Path(run_dir).glob(pattern):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint latest.json points to, else the newest complete one, else None."""
+    """The checkpoint latest.json points to, else (with a warning) the newest complete one, else None."""
     run_dir = Path(run_dir)
+    named = None
     try:
-        name = json.loads((run_dir / LATEST_FILE).read_text())["checkpoint"]
-        p = run_dir / name
-        if (p / STATE_FILE).is_file():
+        named = str(json.loads((run_dir / LATEST_FILE).read_text())["checkpoint"])
+        p = run_dir / named
+        if "/" not in named and is_complete(p):
             return p
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    ckpts = list_checkpoints(run_dir)
-    return ckpts[-1] if ckpts else None
+    ckpts = [p for p in reversed(list_checkpoints(run_dir)) if is_complete(p)]
+    if named is not None or (run_dir / LATEST_FILE).exists():
+        log.warning(
+            "%s names %s, which is missing or incomplete; using %s",
+            run_dir / LATEST_FILE, named, ckpts[0].name if ckpts else "nothing",
+        )
+    return ckpts[0] if ckpts else None
+
+
+def _safetensors_complete(path: Path) -> bool:
+    # a safetensors file is 8 bytes of header length, the JSON header, then the data its offsets cover
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if n <= 0 or n > MAX_HEADER_BYTES:
+                return False
+            header = json.loads(f.read(n))
+            size = os.fstat(f.fileno()).st_size
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    if not isinstance(header, dict):
+        return False
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)
+            and isinstance(v.get("data_offsets"), list) and len(v["data_offsets"]) == 2]
+    return size == 8 + n + max(ends, default=0)
+
+
+def is_complete(ckpt: Path) -> bool:
+    """Cheap check that a checkpoint dir holds a readable state.json and two whole safetensors files."""
+    try:
+        state = json.loads((Path(ckpt) / STATE_FILE).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return (
+        isinstance(state, dict) and "config" in state
+        and _safetensors_complete(Path(ckpt) / MODEL_FILE) and _safetensors_complete(Path(ckpt) / TRAIN_FILE)
+    )
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

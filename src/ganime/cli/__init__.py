@@ -6,6 +6,7 @@ User mistakes raise `GanimeError`; `main` prints them on one line and exits with
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 
@@ -53,13 +54,23 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if code == 130:  # typer turns a KeyboardInterrupt (a second Ctrl-C while training) into Exit(130)
+            typer.echo("interrupted", err=True)
+        if isinstance(code, int) and not isinstance(code, bool) and code:
+            return code
     except GanimeError as e:
         typer.echo(f"error: {e}", err=True)
         return 2
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        # disk full outside a checkpoint write (which reports itself): one line, files already written stay
+        typer.echo(f"error: no space left writing {e.filename or 'a file'}; free space or pick another folder", err=True)
+        return 2
     except Exception as e:
         # click's usage errors (typer may vendor click, so match by shape rather than by class)
         kind = type(e).__name__

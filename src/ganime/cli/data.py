@@ -15,11 +15,12 @@ def info(
     size: int = typer.Option(64, help="Square size to decode and cache at (32, 64, 128, 256)."),
     refresh: bool = typer.Option(False, help="Decode again even if a cache exists."),
     cache_dir: Path = typer.Option(None, help="Where decoded caches live (default ~/.cache/ganime/datasets)."),
+    max_archive_mb: int = typer.Option(16384, "--max-archive-mb", help="Stop reading a .zip/.tar after this many MB uncompressed."),
 ) -> None:
     """Scan a data set: count usable and skipped images (with reasons), decode speed, and cache it."""
     from ganime.data.dataset import load_dataset
 
-    ds = load_dataset(path, size, cache_dir=cache_dir, refresh=refresh)
+    ds = load_dataset(path, size, cache_dir=cache_dir, refresh=refresh, max_archive_bytes=max_archive_mb * 2**20)
     s = ds.summary
     typer.echo(f"source:    {s['source']}")
     typer.echo(f"images:    {s['used']} usable of {s['files_seen']} files, decoded at {size}x{size}")

@@ -12,12 +12,17 @@ from ganime.errors import ConfigError
 
 @app.command("generate")
 def generate(
-    source: Path = typer.Argument(..., help="Run dir, checkpoint dir (ckpt-*) or generator .safetensors."),
+    source: Path = typer.Argument(
+        None, help="Run dir, checkpoint dir (ckpt-*), generator .safetensors, or 'pretrained' (the default: the "
+        "modern generator shipped with ganime, trained on the shipped emoji set)."
+    ),
     n: int = typer.Option(64, "--n", "-n", help="Number of images."),
     seed: int = typer.Option(0, help="First seed; image i uses seed + i, so seeds are reproducible."),
     grid: Path = typer.Option(None, help="Write a grid PNG here."),
     outdir: Path = typer.Option(None, help="Write one PNG per image here (seed in the file name)."),
-    truncation: float = typer.Option(1.0, help="Truncation psi in (0, 1]: lower = safer, less varied."),
+    truncation: float = typer.Option(
+        1.0, help="Truncation psi in (0, 1]: pulls G's first feature map toward its mean; lower = safer, less varied."
+    ),
     interpolate: tuple[int, int] | None = typer.Option(None, help="Two seeds A B: write a latent walk to --out."),
     frames: int = typer.Option(60, help="Frames of the latent walk."),
     out: Path = typer.Option(None, "--out", help="Latent walk output: .mp4 or .gif."),
@@ -30,6 +35,8 @@ def generate(
     ),
 ) -> None:
     """Generate images from a trained generator."""
+    if source is None:
+        source = Path("pretrained")
     if backend not in ("torch", "onnxruntime"):
         raise ConfigError(f"unknown backend {backend!r}; use torch or onnxruntime")
     if backend == "onnxruntime" or str(source).lower().endswith(".onnx"):

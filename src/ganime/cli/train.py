@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -41,10 +42,19 @@ def train(
     sample_every: int = typer.Option(None, help="Also write a sample grid every N steps."),
     ckpt_every: int = typer.Option(None, help="Also checkpoint every N steps."),
     keep: int = typer.Option(None, help="Checkpoints to keep (newest)."),
+    max_rollbacks: int = typer.Option(None, "--max-rollbacks", help="On NaN/inf: roll back and halve the lr at most this often, then stop (0 = off; default 3)."),
+    on_save_error: str = typer.Option(None, "--on-save-error", help="A failed checkpoint write (disk full): stop (default) or continue."),
+    eval_every: int = typer.Option(None, "--eval-every", help="Measure --eval-metric every N epochs; keeps RUN/best."),
+    eval_metric: str = typer.Option(None, "--eval-metric", help="swd (default, no weights), fid or kid."),
+    eval_n: int = typer.Option(None, "--eval-n", help="Images per evaluation (default 1024)."),
     cache_dir: str = typer.Option(None, help="Where decoded data caches live."),
+    max_archive_mb: int = typer.Option(None, "--max-archive-mb", help="Stop reading a .zip/.tar --data after this many MB uncompressed (default 16384)."),
     config: Path = typer.Option(None, help="Start from this config.json instead of a preset."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
     progress: bool = typer.Option(True, help="Show the progress bar."),
+    sync_bn: bool = typer.Option(
+        None, "--sync-bn/--no-sync-bn", help="Under torchrun: BatchNorm statistics over the global batch (default off)."
+    ),
     list_presets: bool = typer.Option(False, "--list-presets", help="List the presets and exit."),
 ) -> None:
     """Train a GAN. Saves sample grids, metrics.csv, plots and checkpoints in the run directory.
@@ -62,12 +72,14 @@ def train(
     runtime = {
         "device": device, "precision": precision, "channels_last": channels_last, "threads": threads,
         "sample_every": sample_every, "ckpt_every": ckpt_every, "keep_ckpts": keep,
+        "max_rollbacks": max_rollbacks, "on_save_error": on_save_error,
+        "eval_every": eval_every, "eval_metric": eval_metric, "eval_n": eval_n, "sync_bn": sync_bn,
     }
     if resume is not None:
         from ganime.checkpoint import read_state, resolve_checkpoint
 
         cfg = C.TrainConfig.from_dict(read_state(resolve_checkpoint(resume))["config"])
-        if any(v is not None for v in (batch_size, resolution, seed, config)) or data:
+        if any(v is not None for v in (batch_size, resolution, seed, config, max_archive_mb)) or data:
             raise ConfigError("--resume continues a run with its own data and model; only stop and runtime options may change")
         if all(v is None for v in budget.values()):
             raise ConfigError("say how much longer to train: --epochs N (total), --kimg N, --minutes N or --steps N (total)")
@@ -83,7 +95,7 @@ def train(
             cfg,
             **{
                 "data.path": data or None, "data.cache_dir": cache_dir, "batch_size": batch_size,
-                "model.resolution": resolution, "seed": seed,
+                "model.resolution": resolution, "seed": seed, "data.max_archive_mb": max_archive_mb,
             },
         )
         run_dir = out or _default_out(cfg.preset)
@@ -94,6 +106,8 @@ def train(
     from ganime.training.loop import train as run_train
 
     result = run_train(cfg, run_dir, resume=resume is not None, progress=progress)
+    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports for the job
+        return
     typer.echo(
         f"{'stopped by ' + result.stopped if result.stopped != 'done' else 'finished'}: step {result.step}, "
         f"epoch {result.epoch}, {result.images_seen / 1000:.1f} kimg in {result.seconds:.0f} s\n"

@@ -17,6 +17,7 @@ from PIL import Image
 
 from ganime.data.sources import (
     IMAGE_EXTENSIONS,
+    MAX_ARCHIVE_BYTES,
     Skipped,
     decode,
     is_archive,
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 1
 SHIPPED_DATASET = "noto-emoji-64.npz"
 CHUNK = 256
+CHUNK_BYTES = 256 * 2**20  # raw bytes held at once while decoding: bounds memory on archives of huge members
 
 
 @dataclass
@@ -81,7 +83,7 @@ def _fingerprint(src: Path) -> str:
                 st = p.stat()
             except OSError:
                 continue
-            h.update(f"{p.relative_to(src)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            h.update(os.fsencode(p.relative_to(src)) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     else:
         st = src.stat()
         h.update(f"{st.st_size}\0{st.st_mtime_ns}".encode())
@@ -95,17 +97,22 @@ def load_dataset(
     background: tuple[int, int, int] = (255, 255, 255),
     cache_dir: str | Path | None = None,
     refresh: bool = False,
+    max_archive_bytes: int = MAX_ARCHIVE_BYTES,
 ) -> ImageDataset:
     """Decode `path` at `resolution` (cached), returning uint8 NHWC images.
 
     Args:
         path: folder (recursive), .zip, .tar(.gz), or .npz with `images` (and optional `labels`).
         channels: 3 for RGB, 1 for grayscale.
+        max_archive_bytes: stop reading a .zip/.tar after this many uncompressed bytes (zip bombs).
     """
+    if max_archive_bytes < 1:
+        raise DataError("the archive size limit must be positive (--max-archive-mb 1 or more)")
     src = resolve_source(path)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    limit = f"|{max_archive_bytes}" if is_archive(src) and max_archive_bytes != MAX_ARCHIVE_BYTES else ""
     key = hashlib.sha256(
-        f"{CACHE_VERSION}|{_fingerprint(src)}|{resolution}|{channels}|{tuple(background)}".encode()
+        f"{CACHE_VERSION}|{_fingerprint(src)}|{resolution}|{channels}|{tuple(background)}{limit}".encode()
     ).hexdigest()[:24]
     npy, meta_path = cache / f"{key}.npy", cache / f"{key}.json"
     if not refresh and npy.is_file() and meta_path.is_file():
@@ -120,7 +127,7 @@ def load_dataset(
     if src.suffix.lower() == ".npz":
         images, labels, skipped, n_files = _from_npz(src, resolution, channels, background)
     else:
-        images, labels, skipped, n_files = _from_files(src, resolution, channels, background)
+        images, labels, skipped, n_files = _from_files(src, resolution, channels, background, max_archive_bytes)
     seconds = time.perf_counter() - t0
     if len(images) == 0:
         raise DataError(
@@ -184,7 +191,7 @@ def _to_channels(rgb: np.ndarray, channels: int) -> np.ndarray:
 
 
 def _from_files(
-    src: Path, resolution: int, channels: int, background: tuple[int, int, int]
+    src: Path, resolution: int, channels: int, background: tuple[int, int, int], max_archive_bytes: int
 ) -> tuple[np.ndarray, None, Skipped, int]:
     if not (src.is_dir() or is_archive(src)):
         raise DataError(
@@ -206,9 +213,14 @@ def _from_files(
     # Pillow releases the GIL while decoding, so threads use every core without pickling images.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         chunk: list[tuple[str, bytes]] = []
-        members = iter_members(src, skipped)
+        members = iter_members(src, skipped, max_archive_bytes)
         while True:
-            chunk = [m for _, m in zip(range(CHUNK), members)]
+            chunk, held = [], 0
+            for m in members:
+                chunk.append(m)
+                held += len(m[1])
+                if len(chunk) >= CHUNK or held >= CHUNK_BYTES:
+                    break
             if not chunk:
                 break
             n_files += len(chunk)

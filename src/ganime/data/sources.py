@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import logging
 import os
+import stat
 import tarfile
 import warnings
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +26,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 MAX_MEMBER_BYTES = 64 * 2**20  # an image member larger than this in an archive is refused (zip bombs)
 MAX_PIXELS = 64 * 2**20  # decompression-bomb guard: larger images are skipped, not decoded
+MAX_FILE_BYTES = MAX_MEMBER_BYTES  # a single image file larger than this is skipped, never read
+MAX_ARCHIVE_BYTES = 16 * 2**30  # default: an archive stops being read after this many uncompressed bytes (zip bombs)
 
 
 @dataclass
@@ -35,7 +39,7 @@ class Skipped:
 
     def add(self, name: str, reason: str) -> None:
         self.reasons[reason] += 1
-        self.examples.setdefault(reason, name)
+        self.examples.setdefault(reason, printable(name))
 
     @property
     def total(self) -> int:
@@ -48,6 +52,17 @@ class Skipped:
         return f"skipped {self.total}: " + "; ".join(parts)
 
 
+def printable(name: str) -> str:
+    """A file name safe to print and store as JSON (non-UTF-8 bytes from the file system become \\xNN)."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def unsafe_member_name(name: str) -> bool:
+    """True for archive names that would land outside a target folder: absolute, '..', drive letters."""
+    parts = name.replace("\\", "/").split("/")
+    return name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":")
+
+
 def is_archive(path: Path) -> bool:
     """True for .zip and .tar(.gz/.bz2/.xz) files."""
     name = path.name.lower()
@@ -58,14 +73,19 @@ def _has_image_ext(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def iter_members(path: Path, skipped: Skipped) -> Iterator[tuple[str, bytes]]:
-    """Yield (name, raw bytes) for every image-named file under `path`, in a stable sorted order."""
+def iter_members(
+    path: Path, skipped: Skipped, max_archive_bytes: int = MAX_ARCHIVE_BYTES
+) -> Iterator[tuple[str, bytes]]:
+    """Yield (name, raw bytes) for every image-named file under `path`, in a stable sorted order.
+
+    Archives are read in memory, never extracted: unsafe member names ('../x', '/x') are skipped, and reading
+    stops after `max_archive_bytes` uncompressed bytes (the members after that are skipped and counted)."""
     if path.is_dir():
         yield from _iter_folder(path, skipped)
     elif path.name.lower().endswith(".zip"):
-        yield from _iter_zip(path, skipped)
+        yield from _iter_zip(path, skipped, max_archive_bytes)
     elif is_archive(path):
-        yield from _iter_tar(path, skipped)
+        yield from _iter_tar(path, skipped, max_archive_bytes)
     else:
         raise DataError(
             f"{path} is not a folder, .zip or .tar archive of images "
@@ -87,7 +107,7 @@ def list_folder(root: Path, skipped: Skipped) -> list[Path]:
         except OSError:
             continue
         if (st.st_dev, st.st_ino) in seen_dirs:  # symlink loop
-            skipped.add(dirpath, "symlink loop")
+            skipped.add(os.path.relpath(dirpath, root), "symlink loop")
             dirnames[:] = []
             continue
         seen_dirs.add((st.st_dev, st.st_ino))
@@ -95,27 +115,51 @@ def list_folder(root: Path, skipped: Skipped) -> list[Path]:
         for name in sorted(filenames):
             p = Path(dirpath) / name
             if _has_image_ext(name):
-                found.append(p)
+                reason = _file_problem(p)
+                if reason:
+                    skipped.add(str(p.relative_to(root)), reason)
+                else:
+                    found.append(p)
             elif not name.startswith("."):
                 skipped.add(str(p.relative_to(root)), "not an image file name")
         # folders named like images (x.jpg/) are walked, never decoded
     return found
 
 
+def _file_problem(p: Path) -> str:
+    """Why an image-named path must not be read ('' if it may): FIFOs and devices block or never end."""
+    try:
+        st = p.stat()
+    except OSError as e:  # dangling link, symlink loop, permission
+        return f"unreadable file ({e.strerror or type(e).__name__})"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_size > MAX_FILE_BYTES:
+        return "file too large"
+    return ""
+
+
 def _iter_folder(root: Path, skipped: Skipped) -> Iterator[tuple[str, bytes]]:
     for p in list_folder(root, skipped):
         rel = str(p.relative_to(root))
         try:
-            yield rel, p.read_bytes()
+            with open(p, "rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)  # the file may have grown since it was listed
         except OSError as e:
-            skipped.add(rel, f"unreadable file ({e.strerror or e})")
+            skipped.add(rel, f"unreadable file ({e.strerror or type(e).__name__})")
+            continue
+        if len(data) > MAX_FILE_BYTES:
+            skipped.add(rel, "file too large")
+            continue
+        yield rel, data
 
 
-def _iter_zip(path: Path, skipped: Skipped) -> Iterator[tuple[str, bytes]]:
+def _iter_zip(path: Path, skipped: Skipped, limit: int) -> Iterator[tuple[str, bytes]]:
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
         raise DataError(f"cannot open zip {path}: {e}") from None
+    total = 0
     with zf:
         for info in sorted(zf.infolist(), key=lambda i: i.filename):
             if info.is_dir():
@@ -123,41 +167,63 @@ def _iter_zip(path: Path, skipped: Skipped) -> Iterator[tuple[str, bytes]]:
             if not _has_image_ext(info.filename):
                 skipped.add(info.filename, "not an image file name")
                 continue
+            if unsafe_member_name(info.filename):
+                skipped.add(info.filename, "unsafe path in archive")
+                continue
             if info.file_size > MAX_MEMBER_BYTES:
                 skipped.add(info.filename, "archive member too large")
                 continue
+            if total + info.file_size > limit:
+                skipped.add(info.filename, "archive size limit reached")
+                continue
             try:
-                with zf.open(info) as f:
-                    data = f.read(MAX_MEMBER_BYTES + 1)
-            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as e:
+                with zf.open(info) as f:  # the header's size may lie: never inflate past either limit
+                    data = f.read(min(MAX_MEMBER_BYTES, limit - total) + 1)
+            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, zlib.error) as e:
                 skipped.add(info.filename, f"corrupt archive member ({type(e).__name__})")
                 continue
+            total += len(data)
             if len(data) > MAX_MEMBER_BYTES:
                 skipped.add(info.filename, "archive member too large")
+                continue
+            if total > limit:
+                skipped.add(info.filename, "archive size limit reached")
                 continue
             yield info.filename, data
 
 
-def _iter_tar(path: Path, skipped: Skipped) -> Iterator[tuple[str, bytes]]:
+def _iter_tar(path: Path, skipped: Skipped, limit: int) -> Iterator[tuple[str, bytes]]:
     try:
-        tf = tarfile.open(path)
-    except (tarfile.TarError, OSError) as e:
-        raise DataError(f"cannot open tar {path}: {e}") from None
+        tf = tarfile.open(path)  # noqa: SIM115 - closed by the `with tf` below
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:  # EOFError: a cut .tar.gz
+        raise DataError(f"cannot open tar {path}: {e}; is it complete?") from None
     with tf:
-        members = sorted((m for m in tf.getmembers() if m.isfile()), key=lambda m: m.name)
+        try:
+            listed = tf.getmembers()
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+            raise DataError(f"cannot read tar {path} ({type(e).__name__}: {e}); is it complete?") from None
+        members = sorted((m for m in listed if m.isfile()), key=lambda m: m.name)
+        total = 0
         for m in members:
             if not _has_image_ext(m.name):
                 skipped.add(m.name, "not an image file name")
                 continue
+            if unsafe_member_name(m.name):
+                skipped.add(m.name, "unsafe path in archive")
+                continue
             if m.size > MAX_MEMBER_BYTES:
                 skipped.add(m.name, "archive member too large")
                 continue
+            if total + m.size > limit:
+                skipped.add(m.name, "archive size limit reached")
+                continue
             try:
                 f = tf.extractfile(m)
-                data = f.read() if f else b""
-            except (tarfile.TarError, OSError, EOFError) as e:
+                data = f.read(MAX_MEMBER_BYTES + 1) if f else b""
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
                 skipped.add(m.name, f"corrupt archive member ({type(e).__name__})")
                 continue
+            total += len(data)
             yield m.name, data
 
 

@@ -17,9 +17,10 @@ from ganime.metrics.registry import METRICS, MetricContext, MetricResult, regist
 
 log = logging.getLogger(__name__)
 
-__all__ = ["METRICS", "available_metrics", "compute", "register_metric"]
+__all__ = ["METRICS", "available_metrics", "compute", "parse_names", "register_metric"]
 
 DEFAULT_METRICS = ("swd",)
+ALIASES = {"memorization": "nn", "prdc": "pr"}  # longer names accepted on the command line
 
 
 def available_metrics() -> list[str]:
@@ -27,14 +28,15 @@ def available_metrics() -> list[str]:
     return sorted(METRICS)
 
 
-def _parse_names(names: str | Sequence[str]) -> list[str]:
-    """Metric names from a list or a comma-separated string, checked against the registry."""
+def parse_names(names: str | Sequence[str]) -> list[str]:
+    """Metric names from a list or a comma-separated string, aliases resolved, checked against the registry."""
     parsed = [n.strip().lower() for n in (names.split(",") if isinstance(names, str) else names)]
+    parsed = [ALIASES.get(n, n) for n in parsed]
     parsed = list(dict.fromkeys(n for n in parsed if n))  # drop blanks and repeats, keep order
     unknown = [n for n in parsed if n not in METRICS]
     if unknown or not parsed:
         raise ConfigError(
-            f"unknown metric(s) {', '.join(unknown) or '(none given)'}; available: {', '.join(available_metrics())}"
+            f"unknown metric(s) {', '.join(unknown) or '(none given)'}; available: {', '.join(available_metrics())} (memorization = nn)"
         )
     return parsed
 
@@ -63,7 +65,7 @@ def compute(
         out_dir: where the nn metric writes nearest_pairs.png.
         device: device for the Inception network.
     """
-    selected = _parse_names(names)
+    selected = parse_names(names)
     check_pair(real, fake)
     ctx = MetricContext(
         real=real,

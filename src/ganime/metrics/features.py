@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganime.errors import DataError, MissingDependencyError, MissingWeightsError
+from ganime.data.dataset import default_cache_dir
+from ganime.errors import DataError, MissingWeightsError
+from ganime.metrics.inception import PytorchFIDInception, build_network
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,7 @@ def downsample(images: np.ndarray, size: int, batch_size: int = 2048) -> np.ndar
     """Area-downsample uint8 NHWC images to (N, 3 * size * size) float32 in [0, 1] (no-op resize if smaller)."""
     out = np.empty((len(images), 3 * size * size), np.float32)
     for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(images[start : start + batch_size]).permute(0, 3, 1, 2).float().div_(255.0)
+        x = torch.from_numpy(np.array(images[start : start + batch_size])).permute(0, 3, 1, 2).float().div_(255.0)
         if x.shape[-2:] != (size, size):
             mode = "area" if min(x.shape[-2:]) >= size else "bilinear"
             x = F.interpolate(x, size=(size, size), mode=mode)
@@ -76,10 +78,15 @@ def fit_pca(x: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean (D,) and top-`dims` principal axes (D, dims) of the rows of `x`."""
     mean = x.mean(axis=0, dtype=np.float64)
     centred = (x - mean).astype(np.float64)
-    # Eigen-decomposition of the D x D covariance: cheap for D = 768 and any N.
-    eigvals, eigvecs = np.linalg.eigh(centred.T @ centred)
-    order = np.argsort(eigvals)[::-1][:dims]
-    return mean.astype(np.float32), eigvecs[:, order].astype(np.float32)
+    if len(x) < x.shape[1]:  # fewer rows than dimensions: the thin SVD of the data is the cheaper route
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        axes = vt[:dims].T
+    else:  # eigen-decomposition of the D x D scatter matrix: cheap for D = 768 and any N
+        eigvals, eigvecs = np.linalg.eigh(centred.T @ centred)
+        axes = eigvecs[:, np.argsort(eigvals)[::-1][:dims]]
+    if axes.shape[1] < dims:  # fewer images than dims: pad with zero axes so every set has `dims` features
+        axes = np.pad(axes, ((0, 0), (0, dims - axes.shape[1])))
+    return mean.astype(np.float32), axes.astype(np.float32)
 
 
 def fallback_features(real: np.ndarray, fake: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -109,8 +116,8 @@ def find_inception_weights(path: str | Path | None = None) -> Path | None:
 
 
 def default_inception_path() -> Path:
-    """Where the Inception weights are looked for when no path is given."""
-    return Path.home() / ".cache" / "ganime" / INCEPTION_FILE
+    """Where the Inception weights are looked for when no path is given: $GANIME_CACHE or ~/.cache/ganime."""
+    return default_cache_dir().parent / INCEPTION_FILE
 
 
 def resolve_inception_weights(path: str | Path | None = None) -> Path:
@@ -126,69 +133,54 @@ def _missing_weights_message(searched: list[str]) -> str:
     return (
         f"Inception weights {INCEPTION_FILE} not found; searched: {'; '.join(searched)}. "
         f"Download it by hand from {INCEPTION_URL} (the pytorch-fid release) and put it at "
-        f"{default_inception_path()}, or pass its path (inception_weights=... or ${INCEPTION_ENV})."
+        f"{default_inception_path()}, or pass its path (--inception-weights PATH, inception_weights=... "
+        f"or ${INCEPTION_ENV}). ganime runs the network itself; pytorch-fid (and torch-fidelity) are only an "
+        f"optional extra, pip install 'ganime[fid]', which pulls torchvision and a matching torch build. "
+        f"SWD and nn need no weights; see docs/metrics.md."
     )
 
 
-class InceptionPool3(nn.Module):
-    """pytorch-fid's FID Inception-v3 up to the 2048-d pool3 output, on [0, 1] NCHW images."""
+def load_inception(
+    weights: str | Path | None = None, device: torch.device | str = "cpu", prefer_pytorch_fid: bool = True
+) -> nn.Module:
+    """The FID Inception-v3 (pytorch-fid's if installed, else ganime's port) with the local weights loaded.
 
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.blocks = nn.Sequential(
-            net.Conv2d_1a_3x3,
-            net.Conv2d_2a_3x3,
-            net.Conv2d_2b_3x3,
-            nn.MaxPool2d(kernel_size=3, stride=2),
-            net.Conv2d_3b_1x1,
-            net.Conv2d_4a_3x3,
-            nn.MaxPool2d(kernel_size=3, stride=2),
-            net.Mixed_5b,
-            net.Mixed_5c,
-            net.Mixed_5d,
-            net.Mixed_6a,
-            net.Mixed_6b,
-            net.Mixed_6c,
-            net.Mixed_6d,
-            net.Mixed_6e,
-            net.Mixed_7a,
-            net.Mixed_7b,
-            net.Mixed_7c,
-            nn.AdaptiveAvgPool2d(output_size=(1, 1)),
-        )
+    Never downloads. The module maps [0, 1] NCHW images to (N, 2048) pool3 features.
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        # Same input convention as pytorch-fid's InceptionV3(resize_input=True, normalize_input=True).
-        x = F.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False)
-        return self.blocks(2 * x - 1).flatten(1)
-
-
-def load_inception(weights: str | Path | None = None, device: torch.device | str = "cpu") -> InceptionPool3:
-    """Build pytorch-fid's FID Inception-v3 and load the local weights file (never downloads).
-
-    Weights are checked before the dependency, so a missing file is reported even without pytorch-fid.
+    Takes pytorch-fid's `.pth` (read with `weights_only=True`: tensors only, no code) or the same state dict
+    saved as `.safetensors`. A file with other keys or shapes is refused: it would give numbers that look
+    like FID but are not.
     """
     path = resolve_inception_weights(weights)
     try:
-        from pytorch_fid import inception as pfi
-    except ImportError as err:
-        raise MissingDependencyError(
-            "FID/KID need pytorch-fid: pip install 'ganime[fid]' (it also installs torchvision)"
-        ) from err
-    # fid_inception_v3() would download the weights; assemble the same network and load the local file.
-    net = pfi._inception_v3(num_classes=1008, aux_logits=False, weights=None)
-    net.Mixed_5b = pfi.FIDInceptionA(192, pool_features=32)
-    net.Mixed_5c = pfi.FIDInceptionA(256, pool_features=64)
-    net.Mixed_5d = pfi.FIDInceptionA(288, pool_features=64)
-    net.Mixed_6b = pfi.FIDInceptionC(768, channels_7x7=128)
-    net.Mixed_6c = pfi.FIDInceptionC(768, channels_7x7=160)
-    net.Mixed_6d = pfi.FIDInceptionC(768, channels_7x7=160)
-    net.Mixed_6e = pfi.FIDInceptionC(768, channels_7x7=192)
-    net.Mixed_7b = pfi.FIDInceptionE_1(1280)
-    net.Mixed_7c = pfi.FIDInceptionE_2(2048)
-    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    log.info("loaded Inception weights from %s", path)
-    return InceptionPool3(net).eval().requires_grad_(False).to(device)
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 (a truncated download, an HTML error page saved as .pth, ...)
+        raise MissingWeightsError(
+            f"could not read Inception weights {path}: {err}. Download {INCEPTION_FILE} again from {INCEPTION_URL}"
+        ) from None
+    net, origin = build_network(prefer_pytorch_fid)
+    target = net.net if isinstance(net, PytorchFIDInception) else net
+    # Old-format BatchNorm state dicts have no num_batches_tracked; nothing else may be missing.
+    problem = "" if isinstance(state, dict) else f"it holds a {type(state).__name__}, not a state dict"
+    if not problem:
+        try:
+            missing, unexpected = target.load_state_dict(state, strict=False)
+        except RuntimeError as err:  # right names, wrong shapes
+            missing, unexpected, problem = [], [], str(err).splitlines()[0]
+        missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+        if missing or unexpected:
+            problem = f"{len(missing)} keys missing (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})"
+    if problem:
+        raise MissingWeightsError(
+            f"{path} is not the FID Inception weights {INCEPTION_FILE}: {problem}. Get the file from {INCEPTION_URL}"
+        )
+    log.info("loaded Inception weights from %s into the %s network", path, origin)
+    return net.eval().requires_grad_(False).to(device)
 
 
 @torch.inference_mode()
@@ -198,7 +190,7 @@ def inception_features(
     """(N, 2048) float32 pool3 features of uint8 NHWC images."""
     out = np.empty((len(images), INCEPTION_DIM), np.float32)
     for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(images[start : start + batch_size]).to(device)
+        batch = torch.from_numpy(np.array(images[start : start + batch_size])).to(device)
         x = batch.permute(0, 3, 1, 2).float().div_(255.0)
         out[start : start + len(batch)] = model(x).float().cpu().numpy()
     return out

@@ -50,7 +50,7 @@ def kid(
 
 @register_metric("kid")
 def _kid_metric(ctx: MetricContext) -> MetricResult:
-    """KID on Inception pool3 features (needs the weights and pytorch-fid)."""
+    """KID on Inception pool3 features (needs the Inception weights)."""
     real, fake = ctx.inception()
     mean, std = kid(real.features, fake.features, seed=ctx.seed)
     return {"kid": mean, "kid_std": std}

@@ -59,12 +59,16 @@ def nearest_real(real: np.ndarray, fake: np.ndarray, size: int = NN_SIZE) -> Nea
     real_t = torch.from_numpy(real_px - centre)
     fake_t = torch.from_numpy(downsample(fake, size) - centre)
     with torch.inference_mode():
-        d_fake, idx = _nearest(fake_t, real_t)
+        _, idx = _nearest(fake_t, real_t)
         # Only the training images that are some fake's nearest neighbour need their own spacing.
         used, inverse = torch.unique(idx, return_inverse=True)
-        d_used, _ = _nearest(real_t[used], real_t, self_index=used)
-    fake_distance = d_fake.sqrt().numpy().astype(np.float64)
-    real_distance = d_used.sqrt().numpy().astype(np.float64)[inverse.numpy()]
+        _, used_nn = _nearest(real_t[used], real_t, self_index=used)
+        # The matrix expansion leaves float32 rounding noise: re-measure the chosen pairs directly, so that
+        # a verbatim copy is at distance 0 exactly.
+        d_fake = (fake_t - real_t[idx]).double().norm(dim=1)
+        d_used = (real_t[used] - real_t[used_nn]).double().norm(dim=1)
+    fake_distance = d_fake.numpy()
+    real_distance = d_used.numpy()[inverse.numpy()]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(fake_distance == 0, 0.0, fake_distance / real_distance)
     return NearestReal(idx.numpy(), fake_distance, real_distance, ratio)

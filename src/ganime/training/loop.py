@@ -26,8 +26,10 @@ from ganime.errors import CheckpointError, ConfigError
 from ganime.generate import make_grid, save_png, to_uint8
 from ganime.losses import get_loss, r1_penalty
 from ganime.models import build_discriminator, build_generator
-from ganime.training import precision
-from ganime.training.device import configure_backends, cpu_model, resolve_device, set_threads
+from ganime.training import distributed, precision
+from ganime.training.device import configure_backends, cpu_model, set_threads
+from ganime.training.evaluate import TrainingEval
+from ganime.training.guard import Guard
 from ganime.training.precision import Runtime
 from ganime.training.report import MetricsLog, plot_run
 
@@ -72,6 +74,7 @@ class Trainer:
         if m.num_classes and len(dataset.classes) > m.num_classes:
             raise ConfigError(f"the data set has {len(dataset.classes)} classes; the model allows {m.num_classes}")
         self.conditional = bool(m.num_classes)
+        self.classes = list(dataset.classes) if m.num_classes else []  # label index -> name, saved with G
         self.augment_policy = parse_policy(cfg.loss.diffaugment)
         if cfg.loss.r1_gamma > 0 and cfg.loss.r1_every < 1:
             raise ConfigError("loss.r1_every must be at least 1")
@@ -101,10 +104,12 @@ class Trainer:
             (torch.arange(cfg.grid_size) % len(dataset.classes)).to(device) if m.num_classes else None
         )
         self.step = self.epoch = self.step_in_epoch = 0
+        self.rank, self.world_size, self.is_main = 0, 1, True  # set by distributed.prepare under torchrun
         self.images_seen = 0
         self.seconds = 0.0  # training time summed over sessions
         self._G_run, self._D_run = self.G, self.D  # what the step calls (compiled modules when compiling)
         self._compile_pending = False
+        self.guard: Guard | None = None  # set by Guard(): checks each update before it is applied
         if self.runtime.compile:
             self._G_run, self._D_run = torch.compile(self.G), torch.compile(self.D)
             self._compile_pending = True  # compilation happens (and may fail) in the first step
@@ -120,7 +125,10 @@ class Trainer:
         cfg, lc = self.cfg, self.cfg.loss
         labels = labels if self.conditional else None
         real = real.contiguous(memory_format=self.runtime.memory_format)
-        z = torch.randn(real.shape[0], cfg.model.z_dim, generator=self.gen, device=self.device)
+        n = real.shape[0]
+        # every rank draws the global batch's latents and keeps its slice: the 1-process latents (distributed.py)
+        z = torch.randn(n * self.world_size, cfg.model.z_dim, generator=self.gen, device=self.device)
+        z = z[self.rank * n : (self.rank + 1) * n]
         autocast = self.runtime.autocast(self.device)
         with autocast:
             fake = self._G_run(z, labels) if labels is not None else self._G_run(z)
@@ -139,6 +147,8 @@ class Trainer:
                 # the gradient flows back through the (differentiable) augmentation to the real images
                 loss_d = loss_d + (lc.r1_gamma / 2) * lc.r1_every * r1_penalty(real_logits, real)
         self.scaler_D.scale(loss_d).backward()
+        if self.guard is not None:
+            self.guard.check("D", loss_d, self.D, self.scaler_D)
         self.scaler_D.step(self.opt_D)
         self.scaler_D.update()
 
@@ -153,6 +163,8 @@ class Trainer:
             self.scaler_G.scale(loss_g).backward()
         finally:
             self.D.requires_grad_(True)
+        if self.guard is not None:
+            self.guard.check("G", loss_g, self.G, self.scaler_G)
         self.scaler_G.step(self.opt_G)
         self.scaler_G.update()
         if self.G_ema is not None:
@@ -220,6 +232,8 @@ class Trainer:
     @torch.no_grad()
     def sample_grid(self, name: str) -> Path:
         """Grid of the fixed latents from G_ema (else G), in eval mode, as samples/<name>.png."""
+        if not self.is_main:  # only rank 0 writes
+            return self.run_dir / "samples" / f"{name}.png"
         net = self.sampling_generator()
         was_training = net.training
         net.eval()
@@ -231,6 +245,8 @@ class Trainer:
     # --- checkpoints -------------------------------------------------------------------------------------
     def save(self) -> Path:
         """Write a complete checkpoint of the current position."""
+        if not self.is_main:  # only rank 0 writes; every rank holds the same state (distributed.py)
+            return self.run_dir / f"ckpt-{self.step:09d}"
         mods = {"G": self.G.state_dict(), "D": self.D.state_dict()}
         if self.G_ema is not None:
             mods["G_ema"] = self.sampling_generator().state_dict()
@@ -257,6 +273,8 @@ class Trainer:
             "rng_numpy": np_state,
             "rng_python": _py_rng_to_json(random.getstate()),
             "ganime_version": _version(),
+            "world_size": self.world_size,
+            "classes": self.classes,
         }
         return ckpt_io.save_checkpoint(
             self.run_dir, self.step, ckpt_io.flatten_state_dicts(**mods), {**opt_g, **opt_d, **rng}, state,
@@ -416,16 +434,29 @@ class _StopFlag:
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train (or resume) a run in `out`; returns where it stopped and its last checkpoint."""
+    """Train (or resume) a run in `out`; returns where it stopped and its last checkpoint.
+
+    Under `torchrun` every process calls this and they train one model together (training/distributed.py)."""
+    with distributed.session(cfg.device, out) as dist_env:
+        return _train(cfg, out, resume, progress, dist_env)
+
+
+def _train(
+    cfg: TrainConfig, out: str | Path, resume: bool, progress: bool, dist_env: distributed.DistEnv
+) -> TrainResult:
     from tqdm.auto import tqdm
 
     run_dir = Path(out)
+    if not resume and distributed.elastic_restart() and ckpt_io.list_checkpoints(run_dir):
+        resume = True  # torchrun --max-restarts restarted the workers: continue from the last checkpoint
+        log.warning("torchrun restart %d: resuming %s", distributed.elastic_restart(), run_dir)
     resume_from = None
     recorded = None
     if resume:
         resume_from = ckpt_io.resolve_checkpoint(run_dir)
         saved_state = ckpt_io.read_state(resume_from)
-        saved = saved_state["config"]
+        # through the dataclasses: fields added since the run was saved take their defaults on both sides
+        saved = json_roundtrip(TrainConfig.from_dict(saved_state["config"]).to_dict())
         if _frozen_view(saved) != _frozen_view(json_roundtrip(cfg.to_dict())):
             diff = [k for k in FROZEN_SECTIONS if saved.get(k) != json_roundtrip(cfg.to_dict()).get(k)]
             raise ConfigError(
@@ -433,28 +464,42 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
                 "resume with the run's own config (only stop budgets, intervals and device may change)"
             )
         recorded = saved_state.get("runtime") or _read_runtime_file(run_dir)
+        distributed.check_resume(dist_env, resume_from)
     elif ckpt_io.list_checkpoints(run_dir):
         raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another --out")
     cfg = validate(cfg)
-    device = resolve_device(cfg.device)
+    device = dist_env.device  # resolve_device(cfg.device), one GPU per process under torchrun
     configure_backends(device)
-    threads = set_threads(cfg.threads) if device.type == "cpu" else torch.get_num_threads()
+    threads = set_threads(dist_env.threads(cfg.threads)) if device.type == "cpu" else torch.get_num_threads()
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
 
-    dataset = load_dataset(
-        cfg.data.path, cfg.model.resolution, cfg.model.channels, cfg.data.background, cfg.data.cache_dir or None
+    dataset = dist_env.main_first(  # one process per node builds the cache, the others then read it
+        lambda: load_dataset(
+            cfg.data.path, cfg.model.resolution, cfg.model.channels, cfg.data.background, cfg.data.cache_dir or None,
+            max_archive_bytes=cfg.data.max_archive_mb * 2**20,
+        )
     )
+    if cfg.model.num_classes and dataset.classes and resume_from is None:
+        # a conditional preset gets one class per label of its data set (e.g. the characters of a glyph set)
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_classes=len(dataset.classes)))
     run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_io.atomic_write_json(run_dir / "config.json", cfg.to_dict())
-    runtime, runtime_info = resolve_runtime(cfg, dataset, device, threads, recorded)
-    _write_runtime_file(run_dir, runtime, runtime_info)
+    if dist_env.is_main:
+        ckpt_io.atomic_write_json(run_dir / "config.json", cfg.to_dict())
+    runtime, runtime_info = dist_env.runtime(lambda: resolve_runtime(cfg, dataset, device, threads, recorded))
+    if dist_env.is_main:
+        _write_runtime_file(run_dir, runtime, runtime_info)
     trainer = Trainer(cfg, dataset, device, run_dir, runtime)
-    metrics = MetricsLog(run_dir / "metrics.csv")
+    distributed.prepare(trainer, dist_env, cfg.sync_bn)  # DDP, data shard, rank-0-only outputs
+    metrics = MetricsLog(run_dir / "metrics.csv") if dist_env.is_main else distributed.NullMetrics()
     if resume_from is not None:
         trainer.restore(resume_from)
         metrics.truncate_after(trainer.step)
         log.info("resumed %s at step %d (epoch %d)", resume_from, trainer.step, trainer.epoch + 1)
+    guard = Guard(trainer, cfg.max_rollbacks, cfg.on_save_error)
+    guard.last_checkpoint = resume_from  # what a run whose saves all fail (on-save-error=continue) ends on
+    # --eval-every: own seeded draws, never the training RNG streams (training/evaluate.py)
+    trainer.evaluator = TrainingEval(cfg, dataset.images, run_dir, device) if cfg.eval_every and dist_env.is_main else None
     spe = trainer.loader.steps_per_epoch
     total = _budget_steps(cfg, spe)
     log.info(
@@ -467,26 +512,34 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     window: list[dict[str, Tensor]] = []
     win_t, win_load, win_n = 0.0, 0.0, 0
     stopped = "done"
-    bar = tqdm(total=total, initial=trainer.step, disable=not progress, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=total, initial=trainer.step, disable=not (progress and dist_env.is_main), unit="step", dynamic_ncols=True)
     with _StopFlag() as stop:
         while True:
             if total is not None and trainer.step >= total:
                 break
-            if time.perf_counter() >= deadline:
+            # all ranks stop after the same step: a signal to any rank or a budget stops them all
+            out_of_time, signalled = dist_env.agree(time.perf_counter() >= deadline, bool(stop.reason))
+            if out_of_time:
                 stopped = "time"
                 break
-            if stop.reason:
+            if signalled:
                 stopped = "signal"
                 break
             if trainer.step_in_epoch >= spe:  # epoch boundary: grid, plots, checkpoint
                 trainer.epoch += 1
                 trainer.step_in_epoch = 0
-                _end_epoch(trainer, metrics)
+                _end_epoch(trainer, metrics, guard)
                 continue
             t_load = time.perf_counter()
             real, labels = trainer.loader.batch(trainer.epoch, trainer.step_in_epoch)
             t0 = time.perf_counter()
-            stats = trainer.train_step(real, labels)
+            dist_env.seed_step(trainer)  # per-rank augment/dropout draws (no-op in one process)
+            stats = guard.train_step(real, labels)
+            if stats is None:  # non-finite: rolled back to the last good state with a lower lr
+                window, win_t, win_load, win_n = [], 0.0, 0.0, 0
+                bar.reset(total=total)
+                bar.update(trainer.step)
+                continue
             dt = time.perf_counter() - t0
             trainer.seconds += dt
             win_t += dt
@@ -502,11 +555,12 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
             if trainer.step % LOG_EVERY == 0 or trainer.step_in_epoch == spe:
                 # one device sync per logged row, not per step
                 row = {k: torch.stack([w[k] for w in window]).mean().item() for k in window[0]}
+                row = dist_env.mean(row)  # torchrun: over all ranks' shards
                 if not all(math.isfinite(v) for v in row.values()):
                     log.warning("non-finite loss in the steps up to %d: %s", trainer.step, row)
                 row["img_per_s"] = win_n / max(win_t, 1e-9)  # training steps only, not grids/checkpoints
                 row["loader_share"] = win_load / max(win_load + win_t, 1e-9)  # goal: < 5 % of step time
-                metrics.append(_row(trainer, row))
+                guard.try_write("metrics.csv", metrics.append, _row(trainer, row))
                 bar.set_postfix(
                     ep=trainer.epoch + 1, D=f"{row['loss_d']:.3f}", G=f"{row['loss_g']:.3f}",
                     Dx=f"{row['d_real']:.2f}", DGz=f"{row['d_fake']:.2f}", ips=f"{row['img_per_s']:.0f}",
@@ -515,16 +569,17 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
                 window, win_t, win_load, win_n = [], 0.0, 0.0, 0
             bar.update(1)
             if cfg.sample_every and trainer.step % cfg.sample_every == 0:
-                trainer.sample_grid(f"step_{trainer.step:07d}")
+                guard.try_write("a sample grid", trainer.sample_grid, f"step_{trainer.step:07d}")
             if cfg.ckpt_every and trainer.step % cfg.ckpt_every == 0:
-                trainer.save()
+                guard.save()
     bar.close()
     if trainer.step_in_epoch >= spe:  # finished exactly on an epoch boundary
         trainer.epoch += 1
         trainer.step_in_epoch = 0
-        _end_epoch(trainer, metrics)
-    path = trainer.save()
-    plot_run(run_dir)
+        _end_epoch(trainer, metrics, guard)
+    path = guard.save() or guard.last_checkpoint or trainer.save()
+    if dist_env.is_main:
+        guard.try_write("plots", plot_run, run_dir)
     if not (run_dir / "samples").is_dir() or not any((run_dir / "samples").iterdir()):
         trainer.sample_grid(f"step_{trainer.step:07d}")
     secs = time.perf_counter() - session_start
@@ -637,10 +692,14 @@ def _row(trainer: Trainer, row: dict[str, float]) -> dict[str, float | int]:
     }
 
 
-def _end_epoch(trainer: Trainer, metrics: MetricsLog) -> None:
-    trainer.sample_grid(f"epoch_{trainer.epoch:04d}")
-    plot_run(trainer.run_dir)
-    trainer.save()
+def _end_epoch(trainer: Trainer, metrics: MetricsLog, guard: Guard) -> None:
+    guard.try_write("a sample grid", trainer.sample_grid, f"epoch_{trainer.epoch:04d}")
+    if trainer.is_main:
+        guard.try_write("plots", plot_run, trainer.run_dir)
+    path = guard.save()
+    evaluator = getattr(trainer, "evaluator", None)
+    if evaluator is not None and evaluator.due(trainer.epoch):
+        evaluator.run(trainer.sampling_generator(), _row(trainer, {}), metrics, path)
 
 
 def json_roundtrip(d: dict) -> dict:

@@ -85,11 +85,17 @@ def plot_run(run_dir: Path) -> list[Path]:
         ax.set_title(title)
         ax.set_xlabel("iteration")
         ax.legend()
-        fig.tight_layout()
-        path = Path(run_dir) / name
-        tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-        fig.savefig(tmp, dpi=100)
-        plt.close(fig)
-        os.replace(tmp, path)
-        out.append(path)
+        out.append(save_figure(fig, Path(run_dir) / name))
     return out
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Lay out, write atomically (temp file + rename) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,188 @@
+"""Divergence guard: catch non-finite losses/gradients before they are applied, roll back, lower the lr, give up.
+
+A GAN that hits NaN keeps "training" on garbage for hours; one that collapses (D wins outright) stops learning.
+`Guard` sits between the loop and `Trainer`:
+
+- `Trainer.train_step` calls `check` after each backward and before each optimizer step; a non-finite loss or
+  gradient raises `_NonFinite`, so that update is never applied.
+- `train_step` then restores the last good state (an in-memory copy taken at start and at every successful
+  checkpoint, identical to that checkpoint), multiplies both learning rates by `lr_factor` and goes on; after
+  `max_rollbacks` rollbacks to the same checkpoint it raises `TrainingDiverged` (the good checkpoint stays).
+- It warns once when D's loss and D(G(z)) both stay near 0 for `collapse_window` steps (mode collapse / D wins).
+- `save` applies the run's policy for failed checkpoint writes (disk full): stop with the error, or warn and
+  continue with the previous checkpoint kept.
+
+The checks only read tensors (no RNG draws), so a guarded run and its resume stay bit-exact.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from ganime.errors import CheckpointError, ConfigError, GanimeError
+from ganime.training import distributed
+
+if TYPE_CHECKING:
+    from ganime.training.loop import Trainer
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SAVE_ERROR_POLICIES = ("stop", "continue")
+COLLAPSE_LOSS_D, COLLAPSE_D_FAKE = 0.01, 0.01  # D loss and D(G(z)) below these = D rejects every fake
+
+
+class TrainingDiverged(GanimeError):
+    """Training kept producing non-finite values after every rollback."""
+
+
+class _NonFinite(Exception):
+    """Raised inside a train step, before the optimizer step, when a loss or gradient is NaN/inf."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+class Guard:
+    """Watches a Trainer's steps and checkpoints (see the module docstring)."""
+
+    def __init__(
+        self,
+        trainer: Trainer,
+        max_rollbacks: int = 3,
+        on_save_error: str = "stop",
+        lr_factor: float = 0.5,
+        collapse_window: int = 500,
+    ) -> None:
+        if max_rollbacks < 0:
+            raise ConfigError("max rollbacks must be 0 (guard off) or more")
+        if on_save_error not in SAVE_ERROR_POLICIES:
+            raise ConfigError(f"on-save-error {on_save_error!r} unknown; use {' or '.join(SAVE_ERROR_POLICIES)}")
+        self.trainer = trainer
+        self.enabled = max_rollbacks > 0
+        self.max_rollbacks, self.on_save_error = max_rollbacks, on_save_error
+        self.lr_factor, self.collapse_window = lr_factor, collapse_window
+        self.rollbacks = 0  # consecutive rollbacks to the current good state
+        self.total_rollbacks = 0
+        self.collapsed_steps = 0
+        self.collapse_warned = False
+        self.last_checkpoint: Path | None = None
+        self._good: dict | None = None
+        self._good_step = -1
+        trainer.guard = self if self.enabled else None
+        if self.enabled:
+            self._remember()
+
+    # --- called from Trainer.train_step -----------------------------------------------------------------
+    def check(self, what: str, loss: Tensor, module: nn.Module, scaler: torch.amp.GradScaler) -> None:
+        """Raise `_NonFinite` if `loss` or (unscaled runs) any gradient of `module` is NaN/inf."""
+        vals = [loss.detach().float().reshape(())]
+        if not scaler.is_enabled():  # fp16 loss scaling skips inf-gradient steps itself, by design
+            grads = [p.grad for p in module.parameters() if p.grad is not None]
+            if grads:
+                vals.append(torch.stack(torch._foreach_norm(grads)).float().sum())
+        # one device sync per check; under torchrun every rank skips the update if any rank saw NaN/inf
+        if not distributed.all_true(torch.isfinite(torch.stack(vals)).all()):
+            raise _NonFinite(f"{what} loss or gradients")
+
+    # --- called from the training loop --------------------------------------------------------------------
+    def train_step(self, real: Tensor, labels: Tensor | None) -> dict[str, Tensor] | None:
+        """One guarded `Trainer.train_step`: its stats, or None when it diverged and was rolled back."""
+        if not self.enabled:
+            return self.trainer.train_step(real, labels)
+        try:
+            stats = self.trainer.train_step(real, labels)
+        except _NonFinite as e:
+            self._rollback(e.what)
+            return None
+        self._watch_collapse(stats)
+        return stats
+
+    def save(self) -> Path | None:
+        """Trainer.save under the save-error policy; a successful save becomes the new rollback point."""
+        try:
+            path = self.trainer.save()
+        except CheckpointError as e:
+            if self.on_save_error == "stop":
+                raise
+            log.warning("%s; training continues (on-save-error=continue)", e)
+            return None
+        self.last_checkpoint = path
+        if self.enabled:
+            self._remember()
+        return path
+
+    def try_write(self, what: str, write: Callable[..., T], *args: object) -> T | None:
+        """A side output (grid, plot, metrics row): a full disk or I/O error warns, never ends the run."""
+        try:
+            return write(*args)
+        except OSError as e:
+            log.warning("could not write %s (%s); training continues", what, e.strerror or e)
+            return None
+
+    # --- internals -----------------------------------------------------------------------------------------
+    def _remember(self) -> None:
+        t = self.trainer
+        if self._good is not None and self._good_step == t.step:
+            return
+        self._good = {
+            "snapshot": t._snapshot(),
+            "position": (t.step, t.epoch, t.step_in_epoch, t.images_seen, t.seconds),
+        }
+        if t.step > self._good_step:
+            self.rollbacks = 0  # progress past the last rollback point
+        self._good_step = t.step
+
+    def _rollback(self, what: str) -> None:
+        t = self.trainer
+        bad_step = t.step + 1
+        self.rollbacks += 1
+        self.total_rollbacks += 1
+        assert self._good is not None
+        t._restore_snapshot(self._good["snapshot"])
+        t.step, t.epoch, t.step_in_epoch, t.images_seen, t.seconds = self._good["position"]
+        t._bn_refreshed_at = -1
+        where = f"the checkpoint {self.last_checkpoint}" if self.last_checkpoint else "the start of this session"
+        if self.rollbacks > self.max_rollbacks:
+            raise TrainingDiverged(
+                f"training diverged: non-finite {what} at step {bad_step} again after {self.max_rollbacks} "
+                f"rollbacks with lower learning rates; the last good state (step {t.step}) is {where}. "
+                "Try a lower --lr, a smaller batch, fp32 precision, or R1 / spectral norm"
+            )
+        lrs = []
+        for opt in (t.opt_G, t.opt_D):
+            for group in opt.param_groups:
+                group["lr"] *= self.lr_factor
+            lrs.append(opt.param_groups[0]["lr"])
+        log.warning(
+            "non-finite %s at step %d: step not applied; rolled back to step %d (%s), lr G %.3g D %.3g "
+            "(rollback %d of %d)",
+            what, bad_step, t.step, where, lrs[0], lrs[1], self.rollbacks, self.max_rollbacks,
+        )
+
+    def _watch_collapse(self, stats: dict[str, Tensor]) -> None:
+        loss_d, d_fake = torch.stack([stats["loss_d"].float(), stats["d_fake"].float()]).tolist()
+        self.observe(loss_d, d_fake)
+
+    def observe(self, loss_d: float, d_fake: float) -> None:
+        """Count steps with the collapse signature (D loss -> 0 and D(G(z)) -> 0); warn once per episode."""
+        if math.isfinite(loss_d) and loss_d < COLLAPSE_LOSS_D and d_fake < COLLAPSE_D_FAKE:
+            self.collapsed_steps += 1
+        else:
+            self.collapsed_steps = 0
+            self.collapse_warned = False
+        if self.collapsed_steps >= self.collapse_window and not self.collapse_warned:
+            self.collapse_warned = True
+            log.warning(
+                "possible collapse at step %d: D loss < %g and D(G(z)) < %g for %d steps (D rejects every "
+                "fake; G gets no useful gradient). Try DiffAugment, R1, D dropout or a lower D lr",
+                self.trainer.step, COLLAPSE_LOSS_D, COLLAPSE_D_FAKE, self.collapsed_steps,
+            )
