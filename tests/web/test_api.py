@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from ganime.cli import main
-from ganime.generate import interpolate, make_grid
+from ganime.generate import default_generator_path, interpolate, load_generator, make_grid, pretrained_path
 from ganime.web.app import LIMITS, MAX_SEED
 from ganime.web.batcher import BusyError, MicroBatcher
 
@@ -27,7 +27,9 @@ def png_pixels(data: bytes) -> np.ndarray:
 # --- images ----------------------------------------------------------------------------------------------
 
 
-def test_same_seed_same_bytes_and_the_same_pixels_as_the_library(client, gen):
+def test_same_seed_same_bytes_and_the_same_pixels_as_the_library(client, gen, make_app, tmp_path):
+    from fastapi.testclient import TestClient
+
     first = client.get("/api/face.png", params={"seed": 123})
     again = client.get("/api/face.png", params={"seed": 123})
     assert first.status_code == again.status_code == 200
@@ -38,6 +40,10 @@ def test_same_seed_same_bytes_and_the_same_pixels_as_the_library(client, gen):
     np.testing.assert_array_equal(png_pixels(psi), gen.from_seeds([123], 0.5)[0])
     other = png_pixels(client.get("/api/face.png", params={"seed": 124}).content)
     assert np.abs(other.astype(int) - png_pixels(first.content)).mean() > 5  # visibly another face
+    # a restarted server (model loaded again, truncation mean recomputed) sends the same bytes
+    with TestClient(make_app(store=tmp_path / "other.sqlite")) as restarted:
+        assert restarted.get("/api/face.png", params={"seed": 123}).content == first.content
+        assert restarted.get("/api/face.png", params={"seed": 123, "truncation": 0.5}).content == psi
 
 
 def test_sizes_grid_and_walk_formats(client, gen):
@@ -68,8 +74,28 @@ def test_random_face_reports_its_seed_and_cached_faces_revalidate(client):
     seed = int(r.headers["x-seed"])
     same = client.get("/api/face.png", params={"seed": seed})
     assert same.content == r.content
+    # a seeded face is fixed for this model, but another model may serve the same URL after a restart:
+    # caches keep it and revalidate by ETag (a 304 runs no generator)
+    assert same.headers["cache-control"] == "public, no-cache"
     etag = same.headers["etag"]
-    assert client.get("/api/face.png", params={"seed": seed}, headers={"If-None-Match": etag}).status_code == 304
+    url = f"/api/face.png?seed={seed}"
+    for header in (etag, f"W/{etag}", f'"other", {etag}', "*"):  # RFC 9110 If-None-Match forms
+        cached = client.get(url, headers={"If-None-Match": header})
+        assert cached.status_code == 304 and cached.content == b"" and cached.headers["etag"] == etag, header
+    assert client.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
+    # another truncation or size is another image with another tag
+    assert client.get(url + "&size=32").headers["etag"] != etag
+    assert client.get(url, params={"truncation": 0.5}, headers={"If-None-Match": etag}).status_code == 200
+    grid = client.get("/api/grid.png", params={"n": 4})
+    again = client.get("/api/grid.png", params={"n": 4}, headers={"If-None-Match": grid.headers["etag"]})
+    assert again.status_code == 304
+
+
+def test_gallery_answers_are_not_cached(client):
+    item = client.post("/api/gallery", json={"seed": 3, "tags": ["a"]}).json()
+    for url in ("/api/gallery", "/api/gallery?tag=a", "/api/tags", f"/api/gallery/{item['id']}"):
+        assert client.get(url).headers["cache-control"] == "no-store", url  # they change with every save/delete
+    assert client.get("/").headers["cache-control"] == "no-cache"
 
 
 # --- limits: 4xx with a JSON error that says what is allowed, never a 500 --------------------------------
@@ -122,6 +148,11 @@ def test_odd_input_never_gives_a_500(client):
         assert 400 <= r.status_code < 500, body
         assert "error" in r.json()
     assert client.delete("/api/gallery/%00").status_code < 500
+    # not declared JSON (a form, plain text): 415 that says what to send, and nothing saved
+    for kwargs in ({"data": {"seed": "1"}}, {"content": b'{"seed": 1}', "headers": {"content-type": "text/plain"}}):
+        r = client.post("/api/gallery", **kwargs)
+        assert r.status_code == 415 and "application/json" in r.json()["error"]
+    assert client.get("/api/gallery").json()["total"] == 0
 
 
 def test_request_bodies_are_capped(client):
@@ -226,6 +257,35 @@ def test_concurrent_requests_are_batched_and_answered_exactly(make_app, gen):
     np.testing.assert_array_equal(png_pixels(responses[-1].content), make_grid(gen.from_seeds(list(range(100, 104)))))
 
 
+def test_concurrent_saves_and_deletes_lose_nothing(make_app, gen):
+    import httpx
+
+    app = make_app(max_batch=16, max_wait_ms=20)
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+                saves = await asyncio.gather(
+                    *(c.post("/api/gallery", json={"seed": s, "tags": ["all", f"k{s % 3}"]}) for s in range(24))
+                )
+                ids = {r.json()["seed"]: r.json()["id"] for r in saves}
+                deletes = await asyncio.gather(
+                    *(c.delete(f"/api/gallery/{ids[s]}") for s in range(0, 24, 2)),
+                    *(c.get("/api/gallery", params={"tag": "all"}) for _ in range(6)),
+                )
+                images = await asyncio.gather(*(c.get(f"/api/gallery/{ids[s]}/image.png") for s in range(1, 24, 2)))
+                return saves, deletes, images, (await c.get("/api/gallery?limit=500")).json(), await c.get("/api/tags")
+
+    saves, deletes, images, listing, tags = asyncio.run(scenario())
+    assert [r.status_code for r in saves] == [201] * 24
+    assert [r.status_code for r in deletes] == [204] * 12 + [200] * 6
+    assert listing["total"] == 12 and sorted(i["seed"] for i in listing["items"]) == list(range(1, 24, 2))
+    assert tags.json() == {"all": 12, "k0": 4, "k1": 4, "k2": 4}
+    for seed, r in zip(range(1, 24, 2), images):  # each stored image is its own seed's face
+        np.testing.assert_array_equal(png_pixels(r.content), gen.from_seeds([seed])[0])
+
+
 def test_max_batch_1_turns_batching_off(make_app):
     app = make_app(max_batch=1, max_wait_ms=5)
     responses = asyncio.run(_concurrently(app, [("/api/face.png", {"seed": s}) for s in range(12)]))
@@ -233,8 +293,48 @@ def test_max_batch_1_turns_batching_off(make_app):
     assert app.state.batcher.stats.calls == 12
 
 
+def test_inference_runs_off_the_event_loop_and_the_model_is_loaded_once(make_app, monkeypatch):
+    import threading
+
+    import httpx
+
+    import ganime.web.app as web_app
+
+    loads = []
+    real_load = web_app.load_generator
+    monkeypatch.setattr(web_app, "load_generator", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    app = make_app(max_batch=8, max_wait_ms=1)
+    started, release = threading.Event(), threading.Event()
+    real_generate = app.state.batcher.generate
+
+    def blocking_generate(z, labels, psi):  # holds its batch until the test lets it go
+        started.set()
+        assert release.wait(30), "the test never released the generator"
+        return real_generate(z, labels, psi)
+
+    app.state.batcher.generate = blocking_generate
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+                faces = [asyncio.create_task(c.get("/api/face.png", params={"seed": s})) for s in range(3)]
+                assert await asyncio.to_thread(started.wait, 30)
+                # a generator call is in progress: the loop still answers other requests (a generator on the
+                # event loop would block these until it finished, and here it never would)
+                others = await asyncio.wait_for(asyncio.gather(c.get("/api/info"), c.get("/api/gallery")), 30)
+                busy = not any(f.done() for f in faces)
+                release.set()
+                return others, busy, await asyncio.gather(*faces)
+
+    others, busy, faces = asyncio.run(scenario())
+    assert [r.status_code for r in others] == [200, 200] and busy
+    assert [r.status_code for r in faces] == [200] * 3
+    assert len(loads) == 1 and app.state.batcher.stats.requests == 3  # one load, at start-up
+
+
 def test_batcher_isolates_a_failing_request_and_reports_a_failing_generator():
-    def generate(z, labels):
+    def generate(z, labels, psi):
         if torch.isnan(z).any():
             raise RuntimeError("generator exploded")
         return np.zeros((len(z), 2, 2, 3), np.uint8)
@@ -285,13 +385,14 @@ def test_serve_dry_run_and_clear_errors(generator_file, tmp_path, capsys, monkey
     assert main(["serve", str(generator_file), "--store", str(store), "--dry-run"]) == 0
     assert "16 px" in capsys.readouterr().out and store.exists()
 
-    monkeypatch.setattr(
-        ganime.generate, "default_generator_path", lambda: tmp_path / "missing.safetensors", raising=False
-    )
+    monkeypatch.setattr(ganime.generate, "default_generator_path", lambda: None)  # not installed
     assert main(["serve", "--dry-run"]) == 2
-    assert "RUN_OR_CHECKPOINT" in capsys.readouterr().err
-    monkeypatch.setattr(ganime.generate, "default_generator_path", lambda: generator_file, raising=False)
-    assert main(["serve", "--dry-run"]) == 0  # the shipped generator when there is one
+    err = capsys.readouterr().err
+    assert "RUN_OR_CHECKPOINT" in err and "modern-emoji-64.safetensors" in err and "Traceback" not in err
+    monkeypatch.setattr(ganime.generate, "default_generator_path", lambda: generator_file)
+    for args in (["serve", "--dry-run"], ["serve", "pretrained", "--dry-run"]):  # the shipped generator
+        assert main(args) == 0
+        assert f"generator {generator_file}" in capsys.readouterr().out
 
     assert main(["serve", str(tmp_path / "nope"), "--dry-run"]) == 2
     with socket.socket() as taken:
@@ -300,6 +401,13 @@ def test_serve_dry_run_and_clear_errors(generator_file, tmp_path, capsys, monkey
         port = taken.getsockname()[1]
         assert main(["serve", str(generator_file), "--store", str(store), "--port", str(port)]) == 2
     assert "pick another --port" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(default_generator_path() is None, reason="the pretrained generator is not in this install")
+def test_serve_with_no_argument_uses_the_shipped_generator(capsys):
+    assert main(["serve", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"generator {pretrained_path()}" in out and f"{load_generator(pretrained_path()).resolution} px" in out
 
 
 def test_gallery_cli_list_and_export(client, tmp_path, capsys):
@@ -319,3 +427,11 @@ def test_gallery_cli_list_and_export(client, tmp_path, capsys):
     assert [m["id"] for m in meta] == [ids[1]]
     assert (tmp_path / "out" / meta[0]["file"]).read_bytes() == client.get(f"/api/gallery/{ids[1]}/image.png").content
     assert main(["gallery", "list", "--store", str(store), "--tag", "bad tag"]) == 2
+
+    # mistakes: a mistyped store is not created empty, a file is no export folder
+    capsys.readouterr()
+    assert main(["gallery", "list", "--store", str(tmp_path / "typo.sqlite")]) == 2
+    assert "no gallery at" in capsys.readouterr().err and not (tmp_path / "typo.sqlite").exists()
+    (tmp_path / "file.txt").write_text("x")
+    assert main(["gallery", "export", str(tmp_path / "file.txt"), "--store", str(store)]) == 2
+    assert "is a file" in capsys.readouterr().err and (tmp_path / "file.txt").read_text() == "x"

@@ -1,7 +1,7 @@
 """End to end in a real browser: Playwright drives Debian's headless Chromium against `ganime serve`'s app.
 
 Needs `pip install playwright` (no `playwright install`: it uses /usr/bin/chromium from `apt-get install
-chromium`). Screenshots go to $GANIME_TEST_ARTIFACTS (e.g. tests/artifacts) or the test's tmp dir.
+chromium`). Screenshots (desktop and phone width) go to $GANIME_TEST_ARTIFACTS, else tests/artifacts/.
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ def server_url(make_app):
 
 
 @pytest.fixture
-def artifacts(tmp_path: Path) -> Path:
-    out = Path(os.environ.get("GANIME_TEST_ARTIFACTS") or tmp_path / "artifacts")
+def artifacts() -> Path:
+    """Where screenshots go: $GANIME_TEST_ARTIFACTS, else tests/artifacts/ (git-ignored), kept after the run."""
+    out = Path(os.environ.get("GANIME_TEST_ARTIFACTS") or Path(__file__).resolve().parents[1] / "artifacts")
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -67,7 +68,8 @@ def artifacts(tmp_path: Path) -> Path:
 @pytest.fixture
 def page():
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        # generous launch timeout: the test machines are 2 busy cores
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS, timeout=60_000)
         pg = browser.new_page(viewport={"width": 1000, "height": 900})
         pg.set_default_timeout(20_000)
         problems: list[str] = []
@@ -87,63 +89,125 @@ def face_loaded(page, seed: str) -> None:
     )
 
 
+# The pixels the browser decoded for #face, hashed: unlike an element screenshot this does not depend on
+# layout, scaling or CSS transitions (a screenshot taken mid-fade once made this test flaky).
+FACE_DIGEST = """async () => {
+  const f = document.getElementById('face');
+  const c = document.createElement('canvas');
+  c.width = f.naturalWidth;
+  c.height = f.naturalHeight;
+  const ctx = c.getContext('2d');
+  ctx.drawImage(f, 0, 0);
+  const data = ctx.getImageData(0, 0, c.width, c.height).data;
+  const hash = await crypto.subtle.digest('SHA-256', data);
+  return [...new Uint8Array(hash)].map(b => b.toString(16).padStart(2, '0')).join('');
+}"""
+
+
+def face_digest(page) -> str:
+    return page.evaluate(FACE_DIGEST)
+
+
+def served_digest(url: str) -> str:
+    """The same hash for the PNG the server sends (RGBA, as a canvas holds it)."""
+    import hashlib
+    import io
+    import urllib.request
+
+    from PIL import Image
+
+    with urllib.request.urlopen(url, timeout=20) as r:
+        return hashlib.sha256(Image.open(io.BytesIO(r.read())).convert("RGBA").tobytes()).hexdigest()
+
+
 def test_new_face_permalink_save_and_filter_in_a_real_browser(page, server_url, artifacts):
     page.goto(server_url + "/")
+    # controls are found by role and accessible name, as a screen reader would find them
+    new_face = page.get_by_role("button", name="New face")
+    save = page.get_by_role("button", name="Save to gallery")
+    tags = page.get_by_role("textbox", name="tags")
     seed = page.locator("#permalink").inner_text()
     assert seed.isdigit()
     face_loaded(page, seed)
     assert f"seed={seed}" in page.url
-    first = page.locator("#face").screenshot(animations="disabled")
+    expect(page.get_by_role("img", name=f"generated face, seed {seed}")).to_be_visible()
+    first = face_digest(page)
+    assert first == served_digest(f"{server_url}/api/face.png?seed={seed}&size=512")  # the seed's own pixels
 
     # "New face": another seed, another picture, and the address bar follows
-    page.click("#new-face")
+    new_face.click()
     expect(page.locator("#permalink")).not_to_have_text(seed)
     second_seed = page.locator("#permalink").inner_text()
     face_loaded(page, second_seed)
     assert f"seed={second_seed}" in page.url
-    assert page.locator("#face").screenshot(animations="disabled") != first
+    assert face_digest(page) != first
+    page.go_back()  # history: back to the first face
+    face_loaded(page, seed)
+    assert face_digest(page) == first
 
     # the permalink brings the first face back, pixel for pixel
     page.goto(f"{server_url}/?seed={seed}")
     face_loaded(page, seed)
     expect(page.locator("#permalink")).to_have_text(seed)
-    assert page.locator("#face").screenshot(animations="disabled") == first
-    href = page.locator("#download").get_attribute("href")
-    assert f"seed={seed}" in href and page.locator("#download").get_attribute("download") == f"ganime-seed{seed}.png"
+    assert face_digest(page) == first
+    download = page.get_by_role("link", name="Download PNG")
+    assert f"seed={seed}" in download.get_attribute("href")
+    assert download.get_attribute("download") == f"ganime-seed{seed}.png"
 
-    # save it with tags, then another face with another tag
-    page.fill("#tags", "smile, e2e-test")
-    page.click("#save")
+    # the truncation slider: another face for the same seed, kept in the permalink
+    page.locator("#truncation").fill("0.5")
+    face_loaded(page, seed)
+    assert "truncation=0.5" in page.url and face_digest(page) != first
+    expect(page.locator("#truncation-value")).to_have_text("0.50")
+    page.locator("#truncation").fill("1")
+    face_loaded(page, seed)
+    assert "truncation" not in page.url and face_digest(page) == first
+
+    # save it with tags, then another face with another tag (Enter in the tags box submits too)
+    tags.fill("smile, e2e-test")
+    save.click()
     expect(page.locator("#status")).to_contain_text(f"Saved seed {seed}")
     expect(page.locator(f"#gallery li[data-seed='{seed}']")).to_have_count(1)
-    page.click("#new-face")
-    other = page.locator("#permalink")
-    expect(other).not_to_have_text(seed)
-    page.fill("#tags", "other")
-    page.click("#save")
+    new_face.click()
+    expect(page.locator("#permalink")).not_to_have_text(seed)
+    other_seed = page.locator("#permalink").inner_text()
+    tags.fill("other")
+    tags.press("Enter")
     expect(page.locator("#gallery li[data-id]")).to_have_count(2)
+    expect(page.locator("#gallery-count")).to_have_text("2 saved")
 
     # filter the gallery by the tag: only the first face
-    page.fill("#gallery-tag", "e2e-test")
-    page.click("#gallery-filter")
+    page.get_by_role("searchbox", name="filter by tag").fill("e2e-test")
+    page.get_by_role("button", name="Filter").click()
     expect(page.locator("#gallery[data-tag='e2e-test'] li[data-id]")).to_have_count(1)
     expect(page.locator("#gallery li[data-id]").first).to_have_attribute("data-seed", seed)
     expect(page.locator("#gallery-count")).to_contain_text("1 tagged")
     page.wait_for_function(
         "() => [...document.querySelectorAll('#gallery img')].every(i => i.complete && i.naturalWidth)"
     )
+    # the tag cloud filters too, and "All" shows everything again
+    page.locator("#tag-cloud button[data-tag='other']").click()
+    expect(page.locator("#gallery[data-tag='other'] li[data-id]")).to_have_count(1)
+    expect(page.locator("#gallery li[data-id]").first).to_have_attribute("data-seed", other_seed)
+    page.get_by_role("button", name="All", exact=True).click()
+    expect(page.locator("#gallery[data-tag=''] li[data-id]")).to_have_count(2)
 
     # the latent walk between the current seed and another one
     page.fill("#interp-frames", "12")
-    page.click("#interpolate")
+    page.get_by_role("button", name="Animate").click()
     page.wait_for_function(
         "() => { const i = document.getElementById('interp-img'); return !i.hidden && i.complete && i.naturalWidth > 0; }"
     )
     expect(page.locator("#status")).to_contain_text("Walking from seed")
 
     shot = artifacts / "web-desktop.png"
-    page.screenshot(path=str(shot), full_page=True)
+    page.screenshot(path=str(shot), full_page=True, animations="disabled")
     print(f"screenshot: {shot}")
+
+    # delete from the gallery: the item and its now unused tag go
+    page.get_by_role("button", name=f"delete seed {other_seed}").click()
+    expect(page.locator("#gallery li[data-id]")).to_have_count(1)
+    expect(page.locator("#tag-cloud button[data-tag='other']")).to_have_count(0)
 
     # a phone-width screen: one column, nothing wider than the viewport
     page.set_viewport_size({"width": 390, "height": 844})
@@ -153,7 +217,7 @@ def test_new_face_permalink_save_and_filter_in_a_real_browser(page, server_url, 
     box = page.locator("#face").bounding_box()
     assert box["width"] <= 390 and box["width"] > 300
     phone = artifacts / "web-phone.png"
-    page.screenshot(path=str(phone), full_page=True)
+    page.screenshot(path=str(phone), full_page=True, animations="disabled")
     print(f"screenshot: {phone}")
 
     assert page.problems == []  # no JS errors, no CSP violations, no failed loads

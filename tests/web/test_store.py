@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import uuid
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -143,6 +145,46 @@ def test_sqlite_concurrent_writers_and_readers(tmp_path):
     assert s.count() == 60 and s.count("all") == 60 and s.count("w3") == 10
 
 
+def test_sqlite_two_stores_on_one_file_wait_for_each_other(tmp_path):
+    # two SQLiteStore objects are two connections with their own locks, like the server and a
+    # `ganime gallery` command: SQLite's busy timeout makes writers queue instead of failing
+    path = tmp_path / "g.sqlite"
+    stores = [SQLiteStore(path), SQLiteStore(path)]
+    errors: list[BaseException] = []
+    added: list[str] = []
+
+    def work(k: int) -> None:
+        try:
+            for i in range(15):
+                item = add(stores[k % 2], k * 100 + i, ["shared"])
+                added.append(item.id)
+                if i % 3 == 0:
+                    assert stores[(k + 1) % 2].delete(item.id)
+                    added.remove(item.id)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert {i.id for i in stores[0].list(limit=500)} == set(added) and stores[1].count("shared") == 40
+    with SQLiteStore(path) as s, closing(sqlite3.connect(path)) as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert s.tags() == {"shared": 40}
+
+
+def test_sqlite_items_saved_in_the_same_instant_stay_newest_first(tmp_path, monkeypatch):
+    import ganime.web.store as store_module
+
+    monkeypatch.setattr(store_module, "utc_now", lambda: "2026-01-01T00:00:00.000000+00:00")
+    with SQLiteStore(tmp_path / "g.sqlite") as s:
+        ids = [add(s, i, []).id for i in range(5)]
+        assert [i.id for i in s.list()] == ids[::-1]
+
+
 def test_sqlite_refuses_a_file_that_is_not_a_database(tmp_path):
     bad = tmp_path / "g.sqlite"
     bad.write_bytes(b"not a database" * 100)
@@ -165,6 +207,12 @@ def test_open_store_picks_the_backend(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as e:
         open_store("redis://user:secret@host")
     assert "secret" not in str(e.value)
+    # reading commands: a path with no gallery is an error, and stays absent
+    with pytest.raises(GalleryError, match="no gallery at"):
+        open_store(tmp_path / "typo.sqlite", create=False)
+    assert not (tmp_path / "typo.sqlite").exists()
+    with open_store(run, create=False) as s:  # the run dir's gallery made above
+        assert s.count() == 0
 
 
 def test_unreachable_mongodb_is_a_clear_error_without_the_password():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
 
@@ -31,10 +32,21 @@ def _check_port_free(host: str, port: int) -> None:
             raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
 
 
+def default_threads(cores: int, workers: int) -> int:
+    """Generator threads per worker: one core stays free for the event loop (HTTP, JSON, the gallery).
+
+    On 2 cores, 1 generator thread served ~2x the faces/s of 2 (docs/benchmarks.md, "Web serving"): with 2,
+    the generator's threads and the event loop fight over the cores and the threads spin-wait.
+    """
+    return max(1, (cores - 1) // workers)
+
+
 @app.command("serve")
 def serve(
     source: Path = typer.Argument(
-        None, help="Run dir, checkpoint dir (ckpt-*) or generator .safetensors (default: the shipped one)."
+        None,
+        help="Run dir, checkpoint dir (ckpt-*), generator .safetensors, or 'pretrained' (the default: the "
+        "generator shipped with ganime).",
     ),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 exposes it to your network)."),
     port: int = typer.Option(8000, help="Port to listen on."),
@@ -43,7 +55,9 @@ def serve(
     max_batch: int = typer.Option(32, help="Most faces per generator call (1 turns micro-batching off)."),
     batch_wait_ms: float = typer.Option(2.0, help="How long a request waits for others to batch with."),
     workers: int = typer.Option(1, help="Generator calls that may run at once."),
-    threads: int = typer.Option(0, help="CPU threads per generator call (0 = physical cores / workers)."),
+    threads: int = typer.Option(
+        0, help="CPU threads per generator call (0 = (physical cores - 1) / workers, at least 1)."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Load the generator and store, print, do not serve."),
 ) -> None:
     """Serve a page that shows a new face on every load, an image API (/docs) and a tagged gallery."""
@@ -61,7 +75,7 @@ def serve(
         raise ConfigError("--port must be in 1..65535")
     if max_batch < 1 or workers < 1 or batch_wait_ms < 0 or threads < 0:
         raise ConfigError("--max-batch and --workers must be >= 1, --batch-wait-ms and --threads >= 0")
-    n_threads = set_threads(threads or max(1, physical_cores() // workers))
+    n_threads = set_threads(threads or default_threads(physical_cores(), workers))
     web_app = create_app(
         source,
         store,
@@ -98,7 +112,7 @@ def gallery_list(
 
     if not 1 <= limit <= MAX_LIST:
         raise ConfigError(f"--limit must be in 1..{MAX_LIST}")
-    with open_store(store) as gallery:
+    with open_store(store, create=False) as gallery:
         items = gallery.list(tag, limit=limit)
         total = gallery.count(tag)
         location = gallery.location
@@ -122,12 +136,16 @@ def gallery_export(
     store: str = typer.Option(None, help=STORE_HELP),
 ) -> None:
     """Write saved faces as PNGs (seed and id in the name) plus gallery.json with their metadata."""
-    from ganime.checkpoint import atomic_write_json
     from ganime.web.store import MAX_LIST, open_store
 
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file: give a folder to export into")
     records = []
-    with open_store(store) as gallery:
+    with open_store(store, create=False) as gallery:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"cannot create {out}: {e.strerror}") from None
         offset = 0
         while True:
             page = gallery.list(tag, limit=MAX_LIST, offset=offset)
@@ -136,10 +154,21 @@ def gallery_export(
                 if png is None:  # deleted meanwhile
                     continue
                 name = f"seed{item.seed}-{item.id}.png"
-                (out / name).write_bytes(png)
+                _write_atomic(out / name, png)
                 records.append({**item.to_dict(), "file": name})
             if len(page) < MAX_LIST:
                 break
             offset += MAX_LIST
-    atomic_write_json(out / "gallery.json", records)
+    _write_atomic(out / "gallery.json", (json.dumps(records, indent=1) + "\n").encode())
     typer.echo(f"wrote {len(records)} PNG(s) and gallery.json to {out}")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    # an interrupted export leaves whole files or none, never a truncated PNG or JSON
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {path}: {e.strerror}") from None

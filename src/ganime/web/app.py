@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import torch
-from fastapi import Body, FastAPI, Query, Request
+from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -27,7 +27,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
-from ganime import __version__
+from ganime import __version__, generate
 from ganime.errors import ConfigError, GanimeError
 from ganime.generate import LoadedGenerator, load_generator, make_grid, slerp
 from ganime.web.batcher import BusyError, MicroBatcher
@@ -42,6 +42,7 @@ MAX_GIF_SIZE = 256
 MAX_GRID = 64
 MAX_FRAMES = 120
 MAX_BODY = 16 * 1024
+PNG_LEVEL = 1
 LIMITS = {
     "seed": [0, MAX_SEED],
     "truncation": "0 < truncation <= 1",
@@ -55,6 +56,9 @@ LIMITS = {
     "tag_chars": "letters, digits, '_' and '-' (not first)",
     "body_bytes": MAX_BODY,
 }
+# A seeded image is fixed for one model and ganime version, but the same URL can serve another model after
+# a restart: caches keep it, yet revalidate each time (a 304 by ETag costs no generator work).
+CACHE_SEEDED = "public, no-cache"
 PNG = {200: {"content": {"image/png": {}}, "description": "a PNG image"}}
 GIF = {200: {"content": {"image/gif": {}}, "description": "an animated GIF"}}
 
@@ -90,8 +94,10 @@ def resize(img: np.ndarray, size: int | None) -> Image.Image:
 
 
 def encode_png(img: np.ndarray, size: int | None = None) -> bytes:
+    # zlib level 1: ~3x faster than PIL's default 6 on GAN output for ~20% more bytes (a 64 px face: ~3.6 KB);
+    # at 64 px encoding costs as much as the generator itself (docs/benchmarks.md, "Web serving")
     buf = io.BytesIO()
-    resize(img, size).save(buf, format="PNG")
+    resize(img, size).save(buf, format="PNG", compress_level=PNG_LEVEL)
     return buf.getvalue()
 
 
@@ -107,18 +113,23 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
 
 
 def _resolve_generator(generator_path: str | Path | None) -> Path:
-    if generator_path is not None:
-        return Path(generator_path)
-    from ganime import generate
-
-    default = getattr(generate, "default_generator_path", None)
-    path = default() if default is not None else None
+    """The given source, or the pretrained generator shipped with ganime (as `ganime generate` does)."""
+    if generator_path is not None and (str(generator_path) != generate.PRETRAINED or Path(generator_path).exists()):
+        return Path(generator_path)  # a local file or run named "pretrained" wins, as in load_generator
+    path = generate.default_generator_path()  # looked up at call time (tests point it elsewhere)
     if path is None or not Path(path).exists():
         raise ConfigError(
-            "no generator given and no pretrained one is installed: pass RUN_OR_CHECKPOINT "
-            "(a run dir, a ckpt-* dir or a generator .safetensors)"
+            f"no generator given and the pretrained one ({generate.pretrained_path().name}) is not installed: "
+            "pass RUN_OR_CHECKPOINT (a run dir from `ganime train`, a ckpt-* dir or a generator .safetensors)"
         )
     return Path(path)
+
+
+def _json_only(request: Request) -> None:
+    """415 for a body that is not declared JSON (it would otherwise read as 'not an object')."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise HTTPException(415, "send a JSON object with Content-Type: application/json")
 
 
 class _BodyLimit:
@@ -185,8 +196,23 @@ def create_app(
     own_store = not isinstance(store, GalleryStore)
     gallery = open_store(store) if own_store else store
     mid = model_id(gen)
+    tag_base = f"{mid}-{__version__}"  # an image depends on the weights and on ganime's sampling code
     nc = gen.model.num_classes
-    batcher = MicroBatcher(lambda z, labels: gen.images(z, labels), max_batch, max_wait_ms, workers)
+    if hasattr(gen, "stem_mean") and hasattr(gen.G, "stem") and hasattr(gen.G, "synthesis"):
+        gen.stem_mean()  # the truncation mean: computed once here, not by the first slider move
+
+    def run_generator(z: torch.Tensor, labels: torch.Tensor | None, psi: torch.Tensor) -> np.ndarray:
+        # on a batcher thread; the library applies truncation, one call per distinct psi in the batch
+        values = psi.unique()
+        if len(values) == 1:
+            return gen.images(z, labels, float(values[0]))
+        out = np.empty((len(z), gen.resolution, gen.resolution, gen.model.channels), np.uint8)
+        for v in values:
+            idx = (psi == v).nonzero().squeeze(1)
+            out[idx.numpy()] = gen.images(z[idx], None if labels is None else labels[idx], float(v))
+        return out
+
+    batcher = MicroBatcher(run_generator, max_batch, max_wait_ms, workers)
     info = {
         "name": "ganime",
         "version": __version__,
@@ -248,30 +274,32 @@ def create_app(
 
     # --- helpers ------------------------------------------------------------------------------------------
 
-    def latents(seeds: list[int], truncation: float) -> tuple[torch.Tensor, torch.Tensor | None]:
-        # same ops as LoadedGenerator.from_seeds, so the web and the CLI give the same pixels
-        z = gen.latents(seeds)
-        if truncation != 1.0:
-            z = z * truncation
+    def latents(seeds: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # the library's latents and truncation (run_generator), so the web and the CLI give the same pixels
         labels = torch.tensor([s % nc for s in seeds]) if nc else None
-        return z, labels
+        return gen.latents(seeds), labels
 
     def image_response(data: bytes, media: str, etag: str | None, name: str) -> Response:
         headers = {"Content-Disposition": f'inline; filename="{name}"'}
         if etag is None:
             headers["Cache-Control"] = "no-store"
         else:
-            headers |= {"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"}
+            headers |= {"ETag": etag, "Cache-Control": CACHE_SEEDED}
         return Response(data, media_type=media, headers=headers)
 
     def not_modified(request: Request, etag: str) -> Response | None:
-        if request.headers.get("if-none-match") == etag:
-            return Response(status_code=304, headers={"ETag": etag})
+        # RFC 9110 13.1.2: a list of tags, weak ones (W/"...") match too, "*" matches any
+        header = request.headers.get("if-none-match")
+        if header is None:
+            return None
+        tags = {t.strip().removeprefix("W/") for t in header.split(",")}
+        if etag in tags or "*" in tags:
+            return Response(status_code=304, headers={"ETag": etag, "Cache-Control": CACHE_SEEDED})
         return None
 
     async def face_png(seed: int, truncation: float, size: int | None) -> bytes:
-        z, labels = latents([seed], truncation)
-        return await batcher.submit(z, labels, lambda imgs: encode_png(imgs[0], size))
+        z, labels = latents([seed])
+        return await batcher.submit(z, labels, lambda imgs: encode_png(imgs[0], size), truncation)
 
     # --- page ---------------------------------------------------------------------------------------------
 
@@ -301,7 +329,7 @@ def create_app(
         if seed is None:
             seed = secrets.randbelow(2**32)
         else:
-            etag = f'"{mid}-{seed}-{truncation!r}-{size or gen.resolution}"'
+            etag = f'"{tag_base}-{seed}-{truncation!r}-{size or gen.resolution}"'
             if cached := not_modified(request, etag):
                 return cached
         data = await face_png(seed, truncation, size)
@@ -319,11 +347,11 @@ def create_app(
         """A grid of n faces for seeds seed, seed+1, ..., seed+n-1."""
         if seed + n - 1 > MAX_SEED:
             return _error(422, f"seed + n - 1 must be <= {MAX_SEED}", limits=LIMITS)
-        etag = f'"{mid}-grid-{n}-{seed}-{truncation!r}"'
+        etag = f'"{tag_base}-grid-{n}-{seed}-{truncation!r}"'
         if cached := not_modified(request, etag):
             return cached
-        z, labels = latents(list(range(seed, seed + n)), truncation)
-        data = await batcher.submit(z, labels, lambda imgs: encode_png(make_grid(imgs)))
+        z, labels = latents(list(range(seed, seed + n)))
+        data = await batcher.submit(z, labels, lambda imgs: encode_png(make_grid(imgs)), truncation)
         return image_response(data, "image/png", etag, f"ganime-grid{seed}-{n}.png")
 
     @app.get("/api/interpolate.gif", tags=["images"], response_class=Response, responses=GIF)
@@ -337,15 +365,13 @@ def create_app(
         fps: Annotated[int, Query(ge=1, le=50)] = 12,
     ) -> Response:
         """An animated spherical walk in latent space from seed a to seed b (both ends included), looping."""
-        etag = f'"{mid}-walk-{a}-{b}-{frames}-{truncation!r}-{size or gen.resolution}-{fps}"'
+        etag = f'"{tag_base}-walk-{a}-{b}-{frames}-{truncation!r}-{size or gen.resolution}-{fps}"'
         if cached := not_modified(request, etag):
             return cached
         za, zb = gen.latents([a, b])
-        z = slerp(za, zb, torch.linspace(0, 1, frames))
-        if truncation != 1.0:
-            z = z * truncation
+        z = slerp(za, zb, torch.linspace(0, 1, frames))  # as generate.interpolate
         labels = torch.full((frames,), a % nc) if nc else None
-        data = await batcher.submit(z, labels, lambda imgs: encode_gif(imgs, size, fps))
+        data = await batcher.submit(z, labels, lambda imgs: encode_gif(imgs, size, fps), truncation)
         return image_response(data, "image/gif", etag, f"ganime-walk{a}-{b}.gif")
 
     # --- gallery ------------------------------------------------------------------------------------------
@@ -358,7 +384,7 @@ def create_app(
             "permalink": f"/?seed={item.seed}{t}",
         }
 
-    @app.post("/api/gallery", tags=["gallery"], status_code=201)
+    @app.post("/api/gallery", tags=["gallery"], status_code=201, dependencies=[Depends(_json_only)])
     async def gallery_add(body: Annotated[SaveRequest, Body()]) -> dict[str, Any]:
         """Save a face (regenerated here from seed and truncation) with tags."""
         tags = normalize_tags(body.tags)  # before generating: bad tags cost no generator time
@@ -370,22 +396,26 @@ def create_app(
 
     @app.get("/api/gallery", tags=["gallery"])
     def gallery_list(
+        response: Response,
         tag: Annotated[str | None, Query(max_length=MAX_TAG_LEN)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
         offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     ) -> dict[str, Any]:
         """Saved faces, newest first; `tag` keeps those carrying that tag."""
         tag = tag or None
+        response.headers["Cache-Control"] = "no-store"  # changes with every save and delete
         items = gallery.list(tag, limit, offset)
         return {"items": [item_json(i) for i in items], "total": gallery.count(tag), "tag": tag}
 
     @app.get("/api/tags", tags=["gallery"])
-    def gallery_tags() -> dict[str, int]:
+    def gallery_tags(response: Response) -> dict[str, int]:
         """Tags in use, with how many faces carry each."""
+        response.headers["Cache-Control"] = "no-store"
         return gallery.tags()
 
     @app.get("/api/gallery/{item_id}", tags=["gallery"])
-    def gallery_get(item_id: ItemId) -> dict[str, Any]:
+    def gallery_get(item_id: ItemId, response: Response) -> dict[str, Any]:
+        response.headers["Cache-Control"] = "no-store"
         item = gallery.get(check_id(item_id))
         if item is None:
             raise HTTPException(404, f"no gallery item {item_id}")

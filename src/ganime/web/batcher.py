@@ -1,7 +1,8 @@
 """Micro-batching: concurrent requests' latents go through the generator in one call, off the event loop.
 
-A request submits its latents (one for a face, n for a grid, frames for a walk) and an optional `finish`
-function (e.g. PNG encoding) that runs on the worker thread with that request's images. The scheduler
+A request submits its latents (one for a face, n for a grid, frames for a walk), its truncation psi and an
+optional `finish` function (e.g. PNG encoding) that runs on the worker thread with that request's images.
+The generator function gets the whole batch with one psi per latent. The scheduler
 waits for the first request, then for a free worker, then up to `max_wait_ms` for more, and sends what
 it has (up to `max_batch` latents) as one batch: at low load a face costs one small call plus the wait,
 under load requests pile up while a worker is busy and batches grow by themselves.
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-GenerateFn = Callable[[Tensor, Tensor | None], np.ndarray]
+GenerateFn = Callable[[Tensor, Tensor | None, Tensor], np.ndarray]  # (z, labels, psi per latent) -> uint8 NHWC
 
 
 class BusyError(RuntimeError):
@@ -50,6 +51,7 @@ class _Job:
     labels: Tensor | None
     finish: Callable[[np.ndarray], Any] | None
     future: asyncio.Future = field(repr=False)
+    truncation: float = 1.0
 
 
 class MicroBatcher:
@@ -94,13 +96,17 @@ class MicroBatcher:
         self._scheduler = loop.create_task(self._schedule(), name="ganime-batcher")
 
     async def submit(
-        self, z: Tensor, labels: Tensor | None = None, finish: Callable[[np.ndarray], Any] | None = None
+        self,
+        z: Tensor,
+        labels: Tensor | None = None,
+        finish: Callable[[np.ndarray], Any] | None = None,
+        truncation: float = 1.0,
     ) -> Any:
         """Generate images for latents z (N, z_dim); returns finish(images) or the uint8 NHWC images."""
         self._ensure_started()
         if self._pending_latents + len(z) > self.max_queue:
             raise BusyError(f"{self._pending_latents} latents already queued")
-        job = _Job(z, labels, finish, self._loop.create_future())
+        job = _Job(z, labels, finish, self._loop.create_future(), truncation)
         self._pending.append(job)
         self._pending_latents += len(z)
         self._wakeup.set()
@@ -166,7 +172,9 @@ class MicroBatcher:
         labels = None
         if any(j.labels is not None for j in batch):
             labels = torch.cat([j.labels for j in batch])
-        images = self.generate(z, labels)
+        # float64: psi reaches the generator exactly as the request gave it (0.7, not 0.699999988)
+        psi = torch.cat([torch.full((len(j.z),), j.truncation, dtype=torch.float64) for j in batch])
+        images = self.generate(z, labels, psi)
         with self._stats_lock:
             self.stats.calls += 1
             self.stats.requests += len(batch)

@@ -254,7 +254,8 @@ class SQLiteStore(GalleryStore):
                     "JOIN tags t ON t.id = it.tag_id WHERE t.name = ?"
                 )
                 args = (tag,)
-            rows = con.execute(f"{sql} ORDER BY i.created DESC, i.id LIMIT ? OFFSET ?", (*args, limit, offset))
+            # rowid (insertion order) breaks ties between items saved in the same microsecond
+            rows = con.execute(f"{sql} ORDER BY i.created DESC, i.rowid DESC LIMIT ? OFFSET ?", (*args, limit, offset))
             return self._items(con, rows.fetchall())
 
     def count(self, tag: str | None = None) -> int:
@@ -386,15 +387,18 @@ def default_data_dir() -> Path:
     return Path(base) / "ganime"
 
 
-def open_store(spec: str | Path | None = None) -> GalleryStore:
+def open_store(spec: str | Path | None = None, *, create: bool = True) -> GalleryStore:
     """A `mongodb://` or `mongodb+srv://` URI, a .sqlite file, a directory (-> DIR/gallery.sqlite) or None
-    (-> the user data dir's gallery.sqlite)."""
-    if spec is None or str(spec) == "":
-        return SQLiteStore(default_data_dir() / STORE_FILE)
-    text = str(spec)
+    (-> the user data dir's gallery.sqlite). create=False refuses a SQLite file that does not exist yet
+    (reading commands: a mistyped path must not leave an empty gallery behind)."""
+    text = "" if spec is None else str(spec)
     if text.startswith(("mongodb://", "mongodb+srv://")):
         return MongoStore(text)
     if "://" in text:
         raise ConfigError(f"unknown store {_redact(text)!r}: give a .sqlite path, a directory or a mongodb:// URI")
-    path = Path(text).expanduser()
-    return SQLiteStore(path / STORE_FILE if path.is_dir() else path)
+    path = default_data_dir() / STORE_FILE if not text else Path(text).expanduser()
+    if path.is_dir():
+        path = path / STORE_FILE
+    if not create and not path.is_file():
+        raise GalleryError(f"no gallery at {path}: save a face from `ganime serve` first, or pass --store")
+    return SQLiteStore(path)

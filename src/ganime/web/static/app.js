@@ -4,7 +4,7 @@
 const MAX_SEED = 9007199254740991n;
 const FACE_SIZE = 512;
 const $ = (id) => document.getElementById(id);
-const state = { seed: "0", truncation: 1 };
+const state = { seed: "0", truncation: 1, galleryRequest: 0 };
 
 function randomSeed() {
   const a = new Uint32Array(1);
@@ -156,9 +156,12 @@ function renderItem(item) {
 }
 
 async function loadGallery(tag = "") {
+  // answers can arrive out of order (a save's refresh racing a filter): only the latest request draws
+  const request = ++state.galleryRequest;
   try {
     const url = "/api/gallery?" + query(tag ? { tag, limit: "60" } : { limit: "60" });
     const [page, counts] = await Promise.all([api(url), api("/api/tags")]);
+    if (request !== state.galleryRequest) return;
     const list = $("gallery");
     list.replaceChildren(...page.items.map(renderItem));
     list.dataset.tag = tag;
@@ -171,7 +174,7 @@ async function loadGallery(tag = "") {
       list.replaceChildren(empty);
     }
   } catch (e) {
-    status(`Gallery: ${e.message}`, true);
+    if (request === state.galleryRequest) status(`Gallery: ${e.message}`, true);
   }
 }
 
