@@ -1,0 +1,112 @@
+"""--precision / --channels-last: `auto` times the candidates, records and caches its choice; bf16 trains."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import ganime
+from conftest import tiny_config, write_images
+from ganime.checkpoint import read_state, read_tensors, resolve_checkpoint
+from ganime.cli import main
+from ganime.config import override
+from ganime.errors import ConfigError
+from ganime.models import build_generator
+from ganime.training import precision
+from ganime.training.precision import Runtime
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def runtime_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANIME_CACHE", str(tmp_path / "ganime-cache"))
+    return tmp_path / "ganime-cache" / "runtime.json"
+
+
+def test_candidates_on_cpu():
+    auto = precision.candidates("auto", "auto", CPU)
+    assert {c.label() for c in auto} == {
+        "fp32/channels_last", "fp32/contiguous", "bf16/channels_last", "bf16/contiguous"
+    }
+    assert precision.candidates("bf16", "off", CPU) == [Runtime("bf16", False)]
+    with pytest.raises(ConfigError, match="precision 'fp8' unknown"):
+        precision.candidates("fp8", "auto", CPU)
+    with pytest.raises(ConfigError, match="channels-last 'yes' unknown"):
+        precision.candidates("fp32", "yes", CPU)
+
+
+def test_pick_fastest_probes_small_then_times_the_close_ones_at_full_batch():
+    """A candidate 8x slower at the probe batch (bf16 on an AVX2 CPU) is not timed again at the real batch."""
+    speed = {"fp32/channels_last": 1.0, "fp32/contiguous": 1.3, "bf16/channels_last": 8.0, "bf16/contiguous": 9.0}
+    calls = []
+
+    def seconds_per_image(rt: Runtime, batch: int, steps: int) -> float:
+        calls.append((rt.label(), batch))
+        # at the full batch contiguous wins: the second round decides, not the probe
+        return speed[rt.label()] * (0.5 if batch == 64 and not rt.channels_last else 1.0)
+
+    winner, timings = precision.pick_fastest(precision.candidates("auto", "auto", CPU), seconds_per_image, 64)
+    assert winner == Runtime("fp32", False)
+    assert sorted(b for _, b in calls) == [16, 16, 16, 16, 64, 64]
+    assert {lbl for lbl, b in calls if b == 64} == {"fp32/channels_last", "fp32/contiguous"}
+    assert timings["bf16/contiguous@16"] == pytest.approx(1 / 9.0, rel=0.01)
+
+
+def test_auto_picks_a_candidate_records_it_and_caches_it(tmp_path, runtime_cache):
+    write_images(tmp_path / "imgs", 16, size=16)
+    cfg = tiny_config(
+        tmp_path / "imgs", tmp_path / "cache", "modern", max_steps=1, precision="auto", channels_last="auto"
+    )
+    ganime.train(cfg, tmp_path / "a", progress=False)
+    rec = json.loads((tmp_path / "a" / "runtime.json").read_text())
+    labels = {c.label() for c in precision.candidates("auto", "auto", CPU)}
+    assert rec["source"] == "timed" and Runtime.from_dict(rec).label() in labels
+    assert {k.split("@")[0] for k in rec["timings_img_per_s"]} == labels  # every candidate was timed
+    assert all(v > 0 for v in rec["timings_img_per_s"].values())
+    # the checkpoint records the choice next to the config, so generate/resume know how the run ran
+    state = read_state(resolve_checkpoint(tmp_path / "a"))
+    assert state["runtime"] == Runtime.from_dict(rec).to_dict() and state["config"]["precision"] == "auto"
+    assert len(json.loads(runtime_cache.read_text())["entries"]) == 1
+    # a second run on this machine reads the cache instead of timing again, and gets the same choice
+    ganime.train(cfg, tmp_path / "b", progress=False)
+    rec_b = json.loads((tmp_path / "b" / "runtime.json").read_text())
+    assert rec_b["source"] == "cache" and Runtime.from_dict(rec_b) == Runtime.from_dict(rec)
+    # a resumed run keeps the choice it started with (re-timing could change it and break exact resume)
+    ganime.train(override(cfg, max_steps=2), tmp_path / "b", resume=True, progress=False)
+    rec_c = json.loads((tmp_path / "b" / "runtime.json").read_text())
+    assert rec_c["source"] == "recorded" and Runtime.from_dict(rec_c) == Runtime.from_dict(rec)
+
+
+def test_forced_bf16_run_trains(tmp_path, runtime_cache):
+    write_images(tmp_path / "imgs", 16, size=16)
+    cfg = tiny_config(tmp_path / "imgs", tmp_path / "cache", "modern", max_steps=6, precision="bf16",
+                      channels_last="off")
+    ganime.train(cfg, tmp_path / "run", progress=False)
+    rec = json.loads((tmp_path / "run" / "runtime.json").read_text())
+    assert rec["precision"] == "bf16" and rec["source"] == "config"
+    assert not runtime_cache.exists()  # nothing was timed
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert rows and all(np.isfinite(float(r[k])) for r in rows for k in ("loss_d", "loss_g"))
+    # the weights stay fp32 (autocast computes in bf16) and they moved away from the seeded init
+    torch.manual_seed(cfg.seed)
+    init = build_generator(cfg.model).state_dict()
+    trained = read_tensors(resolve_checkpoint(tmp_path / "run") / "model.safetensors")
+    weights = [k for k in init if k.endswith("weight")]
+    assert all(trained[f"G.{k}"].dtype == torch.float32 for k in weights)
+    assert all(torch.isfinite(trained[f"G.{k}"]).all() for k in weights)
+    assert max((trained[f"G.{k}"] - init[k]).abs().max().item() for k in weights) > 2e-4  # > 2 Adam steps of lr_g 1e-4
+    assert ganime.load_generator(tmp_path / "run").from_seeds([0, 1]).std() > 0
+
+
+def test_cli_rejects_an_unknown_precision(tmp_path, capsys):
+    write_images(tmp_path / "imgs", 4, size=16)
+    code = main(["train", "--data", str(tmp_path / "imgs"), "--out", str(tmp_path / "run"), "--precision", "fp8",
+                 "--steps", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "error: precision 'fp8' unknown" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
