@@ -145,6 +145,42 @@ def _checked(cls: type, name: str, default: Any, value: Any) -> Any:
 
 # --- presets -------------------------------------------------------------------------------------------
 
+# The stabilised recipe at 64 px, sized for better images per CPU-minute (docs/benchmarks.md):
+_MODERN = TrainConfig(
+    preset="modern",
+    # DCGAN layout (Radford et al. 2016) at half the tutorial's width: 4x fewer conv FLOPs, so ~3x more
+    # steps per CPU-minute, and the G (1.2 M parameters) ships in 2.4 MB of fp16
+    # spectral norm on every D conv instead of BatchNorm (Miyato et al. 2018, "Spectral Normalization
+    # for GANs"): bounds D's Lipschitz constant, and each real image's logit depends on it alone (R1)
+    model=ModelConfig(g_width=32, d_width=32, spectral_norm=True),
+    # two time-scale update rule (Heusel et al. 2017, "GANs Trained by a Two Time-Scale Update Rule"):
+    # D learns 4x faster than G, the SAGAN/BigGAN setting (Zhang et al. 2019; Brock et al. 2019)
+    optim=OptimConfig(lr_g=1e-4, lr_d=4e-4),
+    loss=LossConfig(
+        # hinge loss (Lim & Ye 2017), used with spectral norm by SNGAN, SAGAN and BigGAN
+        loss="hinge",
+        # lazy R1 on reals (Mescheder et al. 2018, "Which Training Methods for GANs do actually
+        # Converge?"), applied every 16 D steps with weight x16 (Karras et al. 2020, StyleGAN2 sec. 3.1);
+        # gamma = StyleGAN2-ADA's heuristic 0.0002 * resolution^2 / batch, rounded
+        r1_gamma=0.01,
+        r1_every=16,
+        # DiffAugment colour + translation + cutout on real and fake, in the D and G steps (Zhao et al.
+        # 2020, "Differentiable Augmentation for Data-Efficient GAN Training"): the shipped set is 1,446
+        # images, where D otherwise memorises the reals
+        diffaugment="color,translation,cutout",
+        # EMA of G's weights for all sampling and export (Karras et al. 2018, "Progressive Growing of
+        # GANs"), half-life ramped up with training (StyleGAN2-ADA's ema_rampup = 0.05, Karras et al. 2020)
+        ema_beta=0.999,
+        ema_rampup=0.05,
+    ),
+    # the fake batch is detached for the D step and reused for the G step, and D's weights get no
+    # gradient in the G step: built into Trainer.train_step for every preset
+    batch_size=64,
+    # fp32 or bf16, contiguous or channels_last: timed at start-up and cached per machine
+    precision="auto",
+    channels_last="auto",
+)
+
 PRESETS: dict[str, TrainConfig] = {
     # pytorch/examples dcgan + the PyTorch DCGAN tutorial, exactly: latent 128 (nz), ngf = ndf = 64,
     # BCE on logits (numerically the tutorial's Sigmoid + BCELoss), Adam 2e-4 / (0.5, 0.999), batch 128,
@@ -167,59 +203,16 @@ PRESETS: dict[str, TrainConfig] = {
         model=ModelConfig(resolution=32, g_width=32, d_width=32, z_dim=64),
         batch_size=64,
     ),
-    # The stabilised recipe at 64 px, sized for better images per CPU-minute (docs/benchmarks.md):
-    "modern": TrainConfig(
-        preset="modern",
-        # DCGAN layout (Radford et al. 2016) at half the tutorial's width: 4x fewer conv FLOPs, so ~3x more
-        # steps per CPU-minute, and the G (1.2 M parameters) ships in 2.4 MB of fp16
-        # spectral norm on every D conv instead of BatchNorm (Miyato et al. 2018, "Spectral Normalization
-        # for GANs"): bounds D's Lipschitz constant, and each real image's logit depends on it alone (R1)
-        model=ModelConfig(g_width=32, d_width=32, spectral_norm=True),
-        # two time-scale update rule (Heusel et al. 2017, "GANs Trained by a Two Time-Scale Update Rule"):
-        # D learns 4x faster than G, the SAGAN/BigGAN setting (Zhang et al. 2019; Brock et al. 2019)
-        optim=OptimConfig(lr_g=1e-4, lr_d=4e-4),
-        loss=LossConfig(
-            # hinge loss (Lim & Ye 2017), used with spectral norm by SNGAN, SAGAN and BigGAN
-            loss="hinge",
-            # lazy R1 on reals (Mescheder et al. 2018, "Which Training Methods for GANs do actually
-            # Converge?"), applied every 16 D steps with weight x16 (Karras et al. 2020, StyleGAN2 sec. 3.1);
-            # gamma = StyleGAN2-ADA's heuristic 0.0002 * resolution^2 / batch, rounded
-            r1_gamma=0.01,
-            r1_every=16,
-            # DiffAugment colour + translation + cutout on real and fake, in the D and G steps (Zhao et al.
-            # 2020, "Differentiable Augmentation for Data-Efficient GAN Training"): the shipped set is 1,446
-            # images, where D otherwise memorises the reals
-            diffaugment="color,translation,cutout",
-            # EMA of G's weights for all sampling and export (Karras et al. 2018, "Progressive Growing of
-            # GANs"), half-life ramped up with training (StyleGAN2-ADA's ema_rampup = 0.05, Karras et al. 2020)
-            ema_beta=0.999,
-            ema_rampup=0.05,
-        ),
-        # the fake batch is detached for the D step and reused for the G step, and D's weights get no
-        # gradient in the G step: built into Trainer.train_step for every preset
-        batch_size=64,
-        # fp32 or bf16, contiguous or channels_last: timed at start-up and cached per machine
-        precision="auto",
-        channels_last="auto",
-    ),
+    "modern": _MODERN,
     # FastGAN (Liu et al. 2021, "Towards Faster and Stabilized GAN Training for High-fidelity Few-shot Image
     # Synthesis"): skip-layer excitation in G, two-path down blocks in D, for 128 px (or 256 px with
     # --resolution 256); the same losses, R1, DiffAugment (the FastGAN paper uses it too), EMA and TTUR.
-    "modern-128": TrainConfig(
+    # r1_gamma stays 0.01: 0.0002 * 128^2 / 32 = 0.1 by the ADA heuristic, FastGAN uses none, so kept small.
+    "modern-128": dataclasses.replace(
+        _MODERN,
         preset="modern-128",
         model=ModelConfig(arch="fastgan", resolution=128, g_width=32, d_width=32, spectral_norm=True),
-        optim=OptimConfig(lr_g=1e-4, lr_d=4e-4),
-        loss=LossConfig(
-            loss="hinge",
-            r1_gamma=0.01,  # 0.0002 * 128^2 / 32 = 0.1 by the ADA heuristic; FastGAN uses none: kept small
-            r1_every=16,
-            diffaugment="color,translation,cutout",
-            ema_beta=0.999,
-            ema_rampup=0.05,
-        ),
         batch_size=32,
-        precision="auto",
-        channels_last="auto",
     ),
     # Class-conditional glyphs from `ganime data glyphs` (grayscale, label = the character): the label picks
     # the character, the latent is the style, so one latent draws a whole alphabet (`ganime font`).
