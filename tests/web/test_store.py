@@ -124,24 +124,33 @@ def test_sqlite_uses_wal_and_persists(tmp_path):
         assert again.get(item.id) == item and again.list("keep") == [item]
 
 
-def test_sqlite_concurrent_writers_and_readers(tmp_path):
-    s = SQLiteStore(tmp_path / "g.sqlite")
+def run_in_threads(work, n: int) -> list[BaseException]:
+    """Run work(k) for k in range(n) in n threads; the exceptions they raised."""
     errors: list[BaseException] = []
 
-    def work(k: int) -> None:
+    def guarded(k: int) -> None:
         try:
-            for i in range(10):
-                add(s, k * 100 + i, [f"w{k}", "all"])
-                s.list("all", limit=5)
-        except BaseException as e:  # noqa: BLE001 - reported below
+            work(k)
+        except BaseException as e:  # noqa: BLE001 - returned to the test
             errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+    threads = [threading.Thread(target=guarded, args=(k,)) for k in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
-    assert not errors
+    return errors
+
+
+def test_sqlite_concurrent_writers_and_readers(tmp_path):
+    s = SQLiteStore(tmp_path / "g.sqlite")
+
+    def work(k: int) -> None:
+        for i in range(10):
+            add(s, k * 100 + i, [f"w{k}", "all"])
+            s.list("all", limit=5)
+
+    assert not run_in_threads(work, 6)
     assert s.count() == 60 and s.count("all") == 60 and s.count("w3") == 10
 
 
@@ -150,26 +159,17 @@ def test_sqlite_two_stores_on_one_file_wait_for_each_other(tmp_path):
     # `ganime gallery` command: SQLite's busy timeout makes writers queue instead of failing
     path = tmp_path / "g.sqlite"
     stores = [SQLiteStore(path), SQLiteStore(path)]
-    errors: list[BaseException] = []
     added: list[str] = []
 
     def work(k: int) -> None:
-        try:
-            for i in range(15):
-                item = add(stores[k % 2], k * 100 + i, ["shared"])
-                added.append(item.id)
-                if i % 3 == 0:
-                    assert stores[(k + 1) % 2].delete(item.id)
-                    added.remove(item.id)
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
+        for i in range(15):
+            item = add(stores[k % 2], k * 100 + i, ["shared"])
+            added.append(item.id)
+            if i % 3 == 0:
+                assert stores[(k + 1) % 2].delete(item.id)
+                added.remove(item.id)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors
+    assert not run_in_threads(work, 4)
     assert {i.id for i in stores[0].list(limit=500)} == set(added) and stores[1].count("shared") == 40
     with SQLiteStore(path) as s, closing(sqlite3.connect(path)) as con:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
