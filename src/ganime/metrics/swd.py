@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
 import torch
-from numpy.lib.stride_tricks import sliding_window_view
 
 from ganime.errors import DataError
 from ganime.metrics.features import check_pair
 from ganime.metrics.registry import MetricContext, MetricResult, register_metric
+from ganime.metrics.wasserstein import scratch_for, wasserstein_1d
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +20,9 @@ PATCH_SIZE = 7  # 7x7x3 neighbourhoods -> 147-d descriptors
 PATCHES_PER_IMAGE = 128
 DIR_REPEATS = 4
 DIRS_PER_REPEAT = 128
+DIRS_PER_BLOCK = 64  # projections are made 64 directions at a time (as fast as 128, half the memory)
 MIN_RESOLUTION = 16  # the pyramid stops at 16 px, as in ProGAN
-_BINOMIAL = np.float32([1, 4, 6]) / 16  # taps [1, 4, 6, 4, 1] / 16; outer product = ProGAN's gaussian_filter
+_K0, _K1, _K2 = np.float32(1 / 16), np.float32(4 / 16), np.float32(6 / 16)  # taps [1, 4, 6, 4, 1] / 16
 
 
 def pyramid_resolutions(size: int) -> list[int]:
@@ -32,52 +34,87 @@ def pyramid_resolutions(size: int) -> list[int]:
     return levels
 
 
-def _blur(x: np.ndarray, stride: int = 1) -> np.ndarray:
-    """Separable 5x5 binomial filter of (B, H, W) float32 with mirror borders, keeping every `stride`-th pixel.
+@numba.njit(nogil=True, cache=True)
+def _mirror(i: int, n: int) -> int:
+    """scipy.ndimage 'mirror' / numpy 'reflect' border: index -1 reads 1, index n reads n - 2."""
+    if i < 0:
+        return -i
+    if i >= n:
+        return 2 * (n - 1) - i
+    return i
 
-    numpy 'reflect' padding is scipy.ndimage's 'mirror' mode used by ProGAN; shifted-slice sums beat conv2d
-    for a single-channel 5-tap kernel several times over on CPU.
+
+@numba.njit(nogil=True, cache=True)
+def _pyr_down(x: np.ndarray) -> np.ndarray:
+    """Separable 5x5 binomial blur of (B, H, W) float32 with mirror borders, keeping even pixels.
+
+    cv2.pyrDown / ProGAN pyr_down: the outer product of [1, 4, 6, 4, 1] / 16 is ProGAN's gaussian_filter.
     """
-    h, w = x.shape[-2:]
-    p = np.pad(x, ((0, 0), (2, 2), (2, 2)), mode="reflect")
-    rows = (p[:, :, 0:w:stride] + p[:, :, 4 : w + 4 : stride]) * _BINOMIAL[0]
-    rows += (p[:, :, 1 : w + 1 : stride] + p[:, :, 3 : w + 3 : stride]) * _BINOMIAL[1]
-    rows += p[:, :, 2 : w + 2 : stride] * _BINOMIAL[2]
-    out = (rows[:, 0:h:stride] + rows[:, 4 : h + 4 : stride]) * _BINOMIAL[0]
-    out += (rows[:, 1 : h + 1 : stride] + rows[:, 3 : h + 3 : stride]) * _BINOMIAL[1]
-    out += rows[:, 2 : h + 2 : stride] * _BINOMIAL[2]
+    n, h, w = x.shape
+    ho, wo = (h + 1) // 2, (w + 1) // 2
+    rows = np.empty((h, wo), np.float32)
+    out = np.empty((n, ho, wo), np.float32)
+    for b in range(n):
+        for i in range(h):
+            for j in range(wo):
+                c = 2 * j
+                rows[i, j] = (
+                    (x[b, i, _mirror(c - 2, w)] + x[b, i, _mirror(c + 2, w)]) * _K0
+                    + (x[b, i, _mirror(c - 1, w)] + x[b, i, _mirror(c + 1, w)]) * _K1
+                    + x[b, i, c] * _K2
+                )
+        for i in range(ho):
+            r = 2 * i
+            for j in range(wo):
+                out[b, i, j] = (
+                    (rows[_mirror(r - 2, h), j] + rows[_mirror(r + 2, h), j]) * _K0
+                    + (rows[_mirror(r - 1, h), j] + rows[_mirror(r + 1, h), j]) * _K1
+                    + rows[r, j] * _K2
+                )
     return out
 
 
-def _pyr_down(x: np.ndarray) -> np.ndarray:
-    """Blur and keep even pixels (cv2.pyrDown / ProGAN pyr_down)."""
-    return _blur(x, stride=2)
+@numba.njit(nogil=True, cache=True)
+def _up_index(k: int, n: int, length: int) -> int:
+    """Source sample of the zero-inserted, mirrored signal: x[-1] = x[1]; x[n] = x[n-1] (even length) or x[n-2]."""
+    if k < 0:
+        return 1
+    if k >= n:
+        return n - 1 if length % 2 == 0 else n - 2
+    return k
 
 
-def _upsample_axis(x: np.ndarray, length: int, axis: int) -> np.ndarray:
-    """Zero-insert along `axis` to `length`, then mirror-border 5-tap binomial filter x 2, done polyphase.
-
-    Even outputs get (x[k-1] + 6 x[k] + x[k+1]) / 8, odd ones (x[k] + x[k+1]) / 2; the padding below is what
-    reflecting the zero-inserted signal amounts to (x[-1] = x[1]; x[n] = x[n-1] if length is even, else x[n-2]).
-    """
-    x = np.moveaxis(x, axis, -1)
-    n = x.shape[-1]
-    right = x[..., n - 1 : n] if length % 2 == 0 else x[..., n - 2 : n - 1]
-    xp = np.concatenate([x[..., 1:2], x, right], axis=-1)  # xp[j] = x[j - 1]
-    out = np.empty((*x.shape[:-1], 2 * n), np.float32)
-    even = out[..., 0::2]
-    np.add(xp[..., 0:n], xp[..., 2 : n + 2], out=even)
-    even *= np.float32(1 / 8)
-    even += xp[..., 1 : n + 1] * np.float32(6 / 8)
-    odd = out[..., 1::2]
-    np.add(xp[..., 1 : n + 1], xp[..., 2 : n + 2], out=odd)
-    odd *= np.float32(0.5)
-    return np.moveaxis(out[..., :length], -1, axis)
-
-
+@numba.njit(nogil=True, cache=True)
 def _pyr_up(x: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Zero-insert to (height, width) and blur with 4x the kernel (cv2.pyrUp / ProGAN pyr_up)."""
-    return _upsample_axis(_upsample_axis(x, width, axis=-1), height, axis=-2)
+    """Zero-insert (B, h, w) float32 to (height, width) and blur with 4x the kernel (cv2.pyrUp / ProGAN pyr_up).
+
+    Done polyphase along each axis: even outputs get (x[k-1] + 6 x[k] + x[k+1]) / 8, odd ones (x[k] + x[k+1]) / 2.
+    """
+    n, h, w = x.shape
+    rows = np.empty((h, width), np.float32)
+    out = np.empty((n, height, width), np.float32)
+    for b in range(n):
+        for i in range(h):
+            for o in range(width):
+                k = o // 2
+                if o % 2 == 0:
+                    left, right = x[b, i, _up_index(k - 1, w, width)], x[b, i, _up_index(k + 1, w, width)]
+                    rows[i, o] = (left + right) * np.float32(1 / 8) + x[b, i, k] * np.float32(6 / 8)
+                else:
+                    rows[i, o] = (x[b, i, k] + x[b, i, _up_index(k + 1, w, width)]) * np.float32(0.5)
+        for o in range(height):
+            k = o // 2
+            if o % 2 == 0:
+                above, below = _up_index(k - 1, h, height), _up_index(k + 1, h, height)
+                for j in range(width):
+                    out[b, o, j] = (rows[above, j] + rows[below, j]) * np.float32(1 / 8) + rows[k, j] * np.float32(
+                        6 / 8
+                    )
+            else:
+                below = _up_index(k + 1, h, height)
+                for j in range(width):
+                    out[b, o, j] = (rows[k, j] + rows[below, j]) * np.float32(0.5)
+    return out
 
 
 def laplacian_level(images: np.ndarray, level: int, num_levels: int) -> np.ndarray:
@@ -108,6 +145,42 @@ def _level_size(size: int, level: int) -> int:
     return size
 
 
+@numba.njit(nogil=True, cache=True, fastmath=True)  # fastmath: the statistics may be summed in any order
+def _gather_patches(
+    band: np.ndarray, owners: np.ndarray, ys: np.ndarray, xs: np.ndarray, out: np.ndarray
+) -> np.ndarray:
+    """Copy 7x7x3 patches of (B, 3, h, w) `band` (top-left corners ys, xs) into rows of `out`, channel-major.
+
+    Returns per-channel [sum, sum of squares] of the copied values (float32 within a patch, float64 across).
+    """
+    stats = np.zeros((2, 3))
+    for p in range(owners.size):
+        img, y, x = owners[p], ys[p], xs[p]
+        col = 0
+        for c in range(3):
+            total, squares = np.float32(0), np.float32(0)
+            for dy in range(PATCH_SIZE):
+                for dx in range(PATCH_SIZE):
+                    v = band[img, c, y + dy, x + dx]
+                    out[p, col] = v
+                    total += v
+                    squares += v * v
+                    col += 1
+            stats[0, c] += total
+            stats[1, c] += squares
+    return stats
+
+
+@numba.njit(nogil=True, cache=True)
+def _normalise(rows: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> None:
+    """In place: subtract each channel's mean and multiply by its scale (channel-major 147-d rows)."""
+    per_channel = PATCH_SIZE * PATCH_SIZE
+    for p in range(rows.shape[0]):
+        for col in range(rows.shape[1]):
+            c = col // per_channel
+            rows[p, col] = (rows[p, col] - mean[c]) * scale[c]
+
+
 def level_descriptors(
     images: np.ndarray,
     level: int,
@@ -116,11 +189,13 @@ def level_descriptors(
     rng: np.random.Generator,
     workers: int = 1,
     batch_size: int = 256,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(147, n_patches) float32 random 7x7x3 patches of one pyramid level, normalised per channel.
+    """(n_patches, 147) float32 random 7x7x3 patches of one pyramid level, normalised per channel.
 
-    Component-major layout, so that projections come out as contiguous rows to sort. Image batches run in
-    `workers` threads (numpy releases the GIL); all random draws happen up front, so results do not depend on it.
+    Image batches run in `workers` threads (the kernels release the GIL); all random draws happen up front, so
+    results do not depend on `workers`. `out` (n_patches, 147) float32 is filled if given: reusing one buffer
+    across levels saves the page faults of a fresh gigabyte per level and set.
     """
     half = PATCH_SIZE // 2
     h, w = _level_size(images.shape[1], level), _level_size(images.shape[2], level)
@@ -129,19 +204,13 @@ def level_descriptors(
     ys = rng.integers(half, h - half, size=n_patches) - half
     xs = rng.integers(half, w - half, size=n_patches) - half
     bounds = np.searchsorted(owners, np.arange(0, len(images) + batch_size, batch_size))
-    out = np.empty((3 * PATCH_SIZE * PATCH_SIZE, n_patches), np.float32)
-    channels = out.reshape(3, PATCH_SIZE * PATCH_SIZE, n_patches)
+    if out is None:
+        out = np.empty((n_patches, 3 * PATCH_SIZE * PATCH_SIZE), np.float32)
 
     def extract(batch: int) -> np.ndarray:
         start, lo, hi = batch * batch_size, bounds[batch], bounds[batch + 1]
         band = laplacian_level(images[start : start + batch_size], level, num_levels)
-        windows = sliding_window_view(band, (PATCH_SIZE, PATCH_SIZE), axis=(2, 3))  # (B, 3, h-6, w-6, 7, 7)
-        patches = windows[owners[lo:hi] - start, :, ys[lo:hi], xs[lo:hi]]  # (P, 3, 7, 7)
-        out[:, lo:hi] = patches.reshape(hi - lo, -1).T
-        part = out[:, lo:hi]  # rows are contiguous; float32 dot products per row are accurate enough here
-        sums = part.sum(axis=1, dtype=np.float64)
-        squares = np.array([np.vdot(row, row) for row in part], np.float64)
-        return np.stack([sums, squares]).reshape(2, 3, -1).sum(axis=2)
+        return _gather_patches(band, owners[lo:hi] - start, ys[lo:hi], xs[lo:hi], out[lo:hi])
 
     with ThreadPoolExecutor(workers) as pool:
         sums = sum(pool.map(extract, range(len(bounds) - 1)))
@@ -150,14 +219,9 @@ def level_descriptors(
     mean = sums[0] / count
     std = np.sqrt(np.maximum(sums[1] / count - mean**2, 0.0))
     scale = 1.0 / np.maximum(std, 1e-8)
-
-    def normalise(cols: slice) -> None:
-        for c in range(3):
-            channels[c, :, cols] -= np.float32(mean[c])
-            channels[c, :, cols] *= np.float32(scale[c])
-
+    mean, scale = mean.astype(np.float32), scale.astype(np.float32)
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(normalise, _split(n_patches, workers)))
+        list(pool.map(lambda rows: _normalise(out[rows], mean, scale), _split(n_patches, workers)))
     return out
 
 
@@ -168,30 +232,39 @@ def _split(n: int, parts: int) -> list[slice]:
 
 
 def sliced_wasserstein_1d(
-    desc_a: np.ndarray, desc_b: np.ndarray, rng: np.random.Generator, workers: int = 1
+    desc_a: np.ndarray,
+    desc_b: np.ndarray,
+    rng: np.random.Generator,
+    workers: int = 1,
+    buffers: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> float:
-    """Mean 1-D Wasserstein distance of two (D, N) descriptor sets over 4 x 128 random unit directions.
+    """Mean 1-D Wasserstein distance of two (N, D) descriptor sets over 4 x 128 random unit directions.
 
-    Sorts the projections in place, in `workers` threads (np.sort releases the GIL).
+    Each direction's projections of both sets go to `wasserstein_1d` (exact, histogram-based) in `workers`
+    threads; the projections are BLAS products, 64 directions at a time, into two (64, N) float32 `buffers`
+    (made here if not given), reused throughout.
     """
     if desc_a.shape != desc_b.shape:
         raise ValueError(f"descriptor sets differ in shape: {desc_a.shape} vs {desc_b.shape}")
+    n = desc_a.shape[0]
+    proj_a, proj_b = buffers or (np.empty((DIRS_PER_BLOCK, n), np.float32) for _ in range(2))
+    scratch = [scratch_for(n) for _ in range(workers)]  # one per thread, reused for every direction
 
-    def sorted_gap(proj_a: np.ndarray, proj_b: np.ndarray) -> float:
-        # W1 of two equal-size 1-D samples = mean |sorted a - sorted b|.
-        proj_a.sort(axis=1)
-        proj_b.sort(axis=1)
-        return sum(float(np.abs(a - b).sum(dtype=np.float64)) for a, b in zip(proj_a, proj_b))
+    def distances(worker: int, rows: slice) -> float:
+        return sum(wasserstein_1d(proj_a[i], proj_b[i], scratch[worker]) for i in range(rows.start, rows.stop))
 
     total = 0.0
     with ThreadPoolExecutor(workers) as pool:
         for _ in range(DIR_REPEATS):
-            dirs = rng.standard_normal((DIRS_PER_REPEAT, desc_a.shape[0]))
+            dirs = rng.standard_normal((DIRS_PER_REPEAT, desc_a.shape[1]))
             dirs = (dirs / np.linalg.norm(dirs, axis=1, keepdims=True)).astype(np.float32)
-            proj_a, proj_b = dirs @ desc_a, dirs @ desc_b  # (directions, N): one contiguous row per direction
-            rows = _split(DIRS_PER_REPEAT, workers)
-            total += sum(pool.map(sorted_gap, [proj_a[r] for r in rows], [proj_b[r] for r in rows]))
-    return total / (DIR_REPEATS * DIRS_PER_REPEAT * desc_a.shape[1])
+            for block in range(0, DIRS_PER_REPEAT, DIRS_PER_BLOCK):
+                # (directions, N): one contiguous row per direction
+                np.matmul(dirs[block : block + DIRS_PER_BLOCK], desc_a.T, out=proj_a)
+                np.matmul(dirs[block : block + DIRS_PER_BLOCK], desc_b.T, out=proj_b)
+                parts = _split(DIRS_PER_BLOCK, workers)
+                total += sum(pool.map(distances, range(len(parts)), parts))
+    return total / (DIR_REPEATS * DIRS_PER_REPEAT)
 
 
 def sliced_wasserstein(
@@ -208,23 +281,18 @@ def sliced_wasserstein(
         raise DataError(f"SWD needs images of at least {MIN_RESOLUTION} px, got {real.shape[1:3]}")
     workers = workers or max(1, torch.get_num_threads())
     n_patches = PATCHES_PER_IMAGE * min(len(real), len(fake))
+    # every level has the same number of patches: one set of buffers serves them all
+    descriptors = [np.empty((n_patches, 3 * PATCH_SIZE * PATCH_SIZE), np.float32) for _ in range(2)]
+    projections = tuple(np.empty((DIRS_PER_BLOCK, n_patches), np.float32) for _ in range(2))
     result = {}
     for level, res in enumerate(resolutions):
         # One random stream per (level, role): a level's value does not depend on the other levels.
-        desc_real, desc_fake = (
-            level_descriptors(
-                images,
-                level,
-                len(resolutions),
-                n_patches,
-                np.random.default_rng((seed, level, role)),
-                workers,
-            )
-            for role, images in enumerate((real, fake))
-        )
-        dist = sliced_wasserstein_1d(desc_real, desc_fake, np.random.default_rng((seed, level, 2)), workers)
+        for role, images in enumerate((real, fake)):
+            rng = np.random.default_rng((seed, level, role))
+            level_descriptors(images, level, len(resolutions), n_patches, rng, workers, out=descriptors[role])
+        rng = np.random.default_rng((seed, level, 2))
+        dist = sliced_wasserstein_1d(*descriptors, rng, workers, buffers=projections)
         result[f"swd_{res}"] = dist * 1e3  # ProGAN reports SWD x 10^3
-        del desc_real, desc_fake
     result["swd"] = float(np.mean(list(result.values())))
     return result
 
