@@ -232,6 +232,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads for both (0 = physical cores)")
     ap.add_argument("--compile", action="store_true", help="let ganime try torch.compile (falls back if it fails)")
+    ap.add_argument("--precision", default="auto", help="ganime's --precision (default auto: timed or cached)")
+    ap.add_argument("--channels-last", default="auto", help="ganime's --channels-last (default auto)")
     ap.add_argument("--data", default="", help="images (default: the shipped emoji set)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -243,7 +245,7 @@ def main() -> None:
     B = args.batch_size
     cfg = override(
         preset("tutorial"),
-        batch_size=B, precision="auto", channels_last="auto", compile=args.compile, **{"data.path": args.data},
+        batch_size=B, precision=args.precision, channels_last=args.channels_last, compile=args.compile, **{"data.path": args.data},
     )
     dataset = load_dataset(cfg.data.path, 64, 3, cfg.data.background, None)
     runtime, info = resolve_runtime(cfg, dataset, device, threads)

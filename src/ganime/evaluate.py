@@ -105,13 +105,14 @@ def _source_info(source: str | Path) -> tuple[Path | None, dict]:
 
 
 def default_report_path(source: str | Path, ckpt: Path | None) -> Path:
-    """RUN/eval/<ckpt-name>.json for checkpoints; DIR/eval/<stem>.json for generator files; ./eval/ otherwise."""
+    """RUN/eval/<ckpt-name>.json for checkpoints; DIR/eval/<stem>.json for generator files; for the shipped
+    generator (whose folder may be read-only) $GANIME_CACHE/eval/, else ~/.cache/ganime/eval/."""
     if ckpt is not None:
         return ckpt.parent / "eval" / f"{ckpt.name}.json"
     p = Path(source).expanduser()
     if p.suffix == ".safetensors":
         return p.parent / "eval" / f"{p.stem}.json"
-    return Path("eval") / f"{p.name}.json"
+    return default_cache_dir().parent / "eval" / f"{p.name}.json"
 
 
 def evaluate(

@@ -125,3 +125,13 @@ def test_bad_arguments_are_one_line_errors(run: Path, isolated, capsys) -> None:
     assert "does not exist" in capsys.readouterr().err
     assert main(["eval", str(run), "--n", "1"]) == 2
     assert "--n must be at least 2" in capsys.readouterr().err
+
+
+def test_eval_of_the_shipped_generator_writes_to_the_user_cache_not_the_cwd(isolated, monkeypatch) -> None:
+    work = isolated / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    report = evaluate("pretrained", metrics="swd", n=16)
+    assert report.json_path == str(isolated / "cache" / "eval" / "pretrained.json")
+    assert json.loads(Path(report.json_path).read_text())["metrics"]["swd"] == pytest.approx(report.metrics["swd"])
+    assert not any(work.iterdir())  # nothing written where the command ran

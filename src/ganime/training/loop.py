@@ -626,6 +626,14 @@ def resolve_runtime(
         log.info("runtime %s (cached choice for this machine, %s)", chosen.label(), precision.cache_file())
         return chosen, {"source": "cache", "timings_img_per_s": hit.get("timings", {})}
     t0 = time.perf_counter()
+    all_cands = cands
+    cands, conv_ms = precision.drop_slow_precisions(cands, lambda p: precision.conv_seconds(p, device))
+    if len(cands) < len(all_cands):
+        log.info(
+            "runtime: not timing %s (a convolution takes %s ms)",
+            ", ".join(c.label() for c in all_cands if c not in cands),
+            ", ".join(f"{p} {v}" for p, v in conv_ms.items()),
+        )
     chosen, timings = precision.pick_fastest(
         cands,
         lambda rt, batch, steps: _seconds_per_image(cfg, dataset, device, rt, batch, steps),
@@ -636,8 +644,14 @@ def resolve_runtime(
         "runtime %s: fastest of %s in %.0f s (img/s: %s)",
         chosen.label(), ", ".join(c.label() for c in cands), secs, ", ".join(f"{k} {v}" for k, v in timings.items()),
     )
-    precision.store_choice(key, {"runtime": chosen.to_dict(), "timings": timings, "seconds": round(secs, 1)})
-    return chosen, {"source": "timed", "timings_img_per_s": timings, "timing_seconds": round(secs, 1)}
+    entry = {"runtime": chosen.to_dict(), "timings": timings, "conv_ms": conv_ms, "seconds": round(secs, 1)}
+    precision.store_choice(key, entry)
+    return chosen, {
+        "source": "timed",
+        "timings_img_per_s": timings,
+        "conv_ms": conv_ms,
+        "timing_seconds": round(secs, 1),
+    }
 
 
 def _seconds_per_image(
