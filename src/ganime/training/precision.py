@@ -2,8 +2,10 @@
 
 A fixed choice is wrong somewhere: channels_last fp32 convolutions run 1.3-1.6x faster on most x86 CPUs,
 bf16 autocast about 2x faster on CPUs with AVX-512-BF16/AMX but 6-10x slower on AVX2-only ones (emulated).
-So `auto` times a few training steps of each candidate on this machine, keeps the fastest, and caches the
-choice per (machine, torch version, model, batch) in a small JSON file ($GANIME_CACHE/runtime.json, else
+So `auto` first times one convolution in each precision and drops those over 3x slower than the fastest
+(bf16 on AVX2: ~20x), then times a few training steps of each remaining candidate on this machine (at a small
+batch, then the close ones at the real batch, alternating), keeps the fastest, and caches the choice per
+(machine, torch version, model, batch) in a small JSON file ($GANIME_CACHE/runtime.json, else
 ~/.cache/ganime/runtime.json). The resolved choice is recorded in the run (runtime.json and every
 checkpoint) and a resumed run reuses it, so resume stays bit-exact.
 """
