@@ -27,7 +27,7 @@ def test_gradients_flow_to_the_input_and_are_exact(policy):
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
     # the same draws on every call, so the function gradcheck probes is fixed; fast mode checks a random
     # projection of the Jacobian against finite differences instead of all of it
-    fn = lambda t: diff_augment(t, policy, _gen(7))  # noqa: E731
+    fn = lambda t: diff_augment(t, policy, _gen(7))
     assert torch.autograd.gradcheck(fn, (x,), eps=1e-6, atol=1e-5, fast_mode=True)
     w = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     (diff_augment(x, policy, _gen(7)) * w).sum().backward()

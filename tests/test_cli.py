@@ -16,7 +16,7 @@ from conftest import tiny_config, write_images
 
 def ganime(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     e = {**os.environ, "GANIME_CACHE": str(cwd / "cache"), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "ganime", *args], cwd=cwd, env=e, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "ganime", *args], cwd=cwd, env=e, capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_train_generate_video_end_to_end(tmp_path):
@@ -99,9 +99,9 @@ def test_data_info_reports_counts(tmp_path):
 
 
 def test_help_is_useful():
-    r = subprocess.run([sys.executable, "-m", "ganime", "--help"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "ganime", "--help"], capture_output=True, text=True, check=False)
     for cmd in ("train", "generate", "video", "data"):
         assert cmd in r.stdout
-    r = subprocess.run([sys.executable, "-m", "ganime", "train", "--help"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "ganime", "train", "--help"], capture_output=True, text=True, check=False)
     for flag in ("--data", "--preset", "--resume", "--epochs", "--kimg", "--minutes"):
         assert flag in r.stdout

@@ -125,7 +125,7 @@ def test_forced_bf16_run_trains(tmp_path, runtime_cache):
     rec = json.loads((tmp_path / "run" / "runtime.json").read_text())
     assert rec["precision"] == "bf16" and rec["source"] == "config"
     assert not runtime_cache.exists()  # nothing was timed
-    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
     assert rows and all(np.isfinite(float(r[k])) for r in rows for k in ("loss_d", "loss_g"))
     # the weights stay fp32 (autocast computes in bf16) and they moved away from the seeded init
     torch.manual_seed(cfg.seed)

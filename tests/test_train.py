@@ -53,7 +53,7 @@ def test_run_dir_has_grids_metrics_plots_and_config(tmp_path):
 
     grid = Image.open(run / "samples" / "epoch_0002.png")
     assert grid.size == (4 * 18 + 2, 4 * 18 + 2)  # 16 fixed latents, 4x4 tiles of 16 px + 2 px padding
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
     assert [int(r["step"]) for r in rows] == [3, 6]  # a row at each epoch end (and every 10 steps)
     assert all(np.isfinite(float(r[k])) for r in rows for k in ("loss_d", "loss_g", "d_real", "d_fake", "img_per_s"))
     assert (run / "losses.png").stat().st_size > 0 and (run / "scores.png").stat().st_size > 0

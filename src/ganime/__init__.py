@@ -22,7 +22,7 @@ _API = {
     "PRESETS": "ganime.config",
 }
 
-__all__ = ["__version__", *_API]
+__all__ = ["__version__", *_API.keys()]  # noqa: PLE0604 - the lazily imported names
 
 
 def __getattr__(name: str):

@@ -254,8 +254,8 @@ def save_generator(gen: LoadedGenerator, out: str | Path, dtype: torch.dtype = t
 def make_grid(images: np.ndarray, nrow: int | None = None, padding: int = 2, pad_value: int = 255) -> np.ndarray:
     """Tile uint8 NHWC images into one uint8 HWC image (nrow images per row)."""
     n, h, w, c = images.shape
-    nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
-    rows = int(math.ceil(n / nrow))
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / nrow)
     grid = np.full((rows * (h + padding) + padding, nrow * (w + padding) + padding, c), pad_value, np.uint8)
     for i, img in enumerate(images):
         r, k = divmod(i, nrow)

@@ -123,3 +123,27 @@ def test_collapse_is_watched_on_every_guarded_step(tmp_path, cfg, caplog, monkey
         for _ in range(3):
             guard.train_step(real, labels)
     assert sum("possible collapse" in r.message for r in caplog.records) == 1
+
+
+def test_a_save_that_failed_on_any_rank_is_not_a_rollback_point(tmp_path, cfg, monkeypatch):
+    """Under torchrun only rank 0 writes. If its save fails (on-save-error continue), no rank may take that step
+    as its rollback point, or a later NaN would roll the ranks back to different states. The ranks agree
+    through `distributed.all_true`; here it reports that some rank's save failed."""
+    trainer = loop.Trainer(cfg, ganime.data.dataset.load_dataset(cfg.data.path, 16, cache_dir=cfg.data.cache_dir),
+                           torch.device("cpu"), tmp_path / "run")
+    guard = Guard(trainer, max_rollbacks=3, on_save_error="continue")
+    real, labels = trainer.loader.batch(0, 0)
+    first = guard.save()  # step 0: agreed by every rank
+    assert first is not None and guard.last_checkpoint == first
+    guard.train_step(real, labels)
+    trainer.step += 1
+    agreed = []
+    monkeypatch.setattr(loop.distributed, "all_true", lambda flag: agreed.append(bool(flag)) or False)
+    assert guard.save() is None  # this rank wrote step 1, another one failed
+    assert agreed == [True]
+    assert guard.last_checkpoint == first and guard._good_step == 0
+    monkeypatch.undo()
+    handle = next(trainer.G.parameters()).register_hook(lambda g: g * float("nan"))
+    assert guard.train_step(real, labels) is None  # a NaN now rolls back to step 0, as on every other rank
+    handle.remove()
+    assert trainer.step == 0

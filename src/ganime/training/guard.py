@@ -109,11 +109,15 @@ class Guard:
     def save(self) -> Path | None:
         """Trainer.save under the save-error policy; a successful save becomes the new rollback point."""
         try:
-            path = self.trainer.save()
+            path: Path | None = self.trainer.save()
         except CheckpointError as e:
             if self.on_save_error == "stop":
                 raise
             log.warning("%s; training continues (on-save-error=continue)", e)
+            path = None
+        # under torchrun only rank 0 writes: every rank must agree whether this is a new rollback point, or a
+        # later rollback would send the ranks to different states
+        if not distributed.all_true(torch.tensor(path is not None, device=self.trainer.device)):
             return None
         self.last_checkpoint = path
         if self.enabled:

@@ -239,7 +239,7 @@ class Trainer:
         net.eval()
         imgs = net(self.fixed_z, self.fixed_labels) if self.fixed_labels is not None else net(self.fixed_z)
         net.train(was_training)
-        nrow = int(math.ceil(math.sqrt(len(imgs))))
+        nrow = math.ceil(math.sqrt(len(imgs)))
         return save_png(make_grid(to_uint8(imgs), nrow), self.run_dir / "samples" / f"{name}.png")
 
     # --- checkpoints -------------------------------------------------------------------------------------
