@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from ganime.errors import DataError
 from ganime.metrics.features import check_pair
@@ -21,7 +22,6 @@ PATCH_SIZE = 7  # 7x7x3 neighbourhoods -> 147-d descriptors
 PATCHES_PER_IMAGE = 128
 DIR_REPEATS = 4
 DIRS_PER_REPEAT = 128
-DIRS_PER_BLOCK = 64  # projections are made 64 directions at a time (as fast as 128, half the memory)
 MIN_RESOLUTION = 16  # the pyramid stops at 16 px, as in ProGAN
 _K0, _K1, _K2 = np.float32(1 / 16), np.float32(4 / 16), np.float32(6 / 16)  # taps [1, 4, 6, 4, 1] / 16
 
@@ -253,35 +253,43 @@ def sliced_wasserstein_1d(
     desc_b: np.ndarray,
     rng: np.random.Generator,
     workers: int = 1,
-    buffers: tuple[np.ndarray, np.ndarray] | None = None,
+    buffers: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> float:
     """Mean 1-D Wasserstein distance of two (N, D) descriptor sets over 4 x 128 random unit directions.
 
-    Each direction's projections of both sets go to `wasserstein_1d` (exact, histogram-based) in `workers`
-    threads; the projections are BLAS products, 64 directions at a time, into two (64, N) float32 `buffers`
-    (made here if not given), reused throughout.
+    Each repeat's 128 directions are shared out among `workers` threads; each projects both sets on its
+    directions (a single-threaded BLAS product into its own pair of (directions, N) float32 `buffers`, made here
+    if not given) and hands each direction's two rows to `wasserstein_1d` (exact, histogram-based). Measured
+    here: two single-threaded products side by side beat one two-threaded product after the other by ~15 %,
+    and a thread goes from its products to its distances without waiting for the other.
     """
     if desc_a.shape != desc_b.shape:
         raise ValueError(f"descriptor sets differ in shape: {desc_a.shape} vs {desc_b.shape}")
     n = desc_a.shape[0]
-    proj_a, proj_b = buffers or (np.empty((DIRS_PER_BLOCK, n), np.float32) for _ in range(2))
-    scratch = [scratch_for(n) for _ in range(workers)]  # one per thread, reused for every direction
+    parts = _split(DIRS_PER_REPEAT, workers)
+    if buffers is None:
+        buffers = projection_buffers(n, workers)
+    scratch = [scratch_for(n) for _ in parts]  # one per thread, reused for every direction
 
-    def distances(worker: int, rows: slice) -> float:
-        return sum(wasserstein_1d(proj_a[i], proj_b[i], scratch[worker]) for i in range(rows.start, rows.stop))
+    def distances(worker: int, dirs: np.ndarray) -> float:
+        proj_a, proj_b = (buf[: len(dirs)] for buf in buffers[worker])
+        np.matmul(dirs, desc_a.T, out=proj_a)  # (directions, N): one contiguous row per direction
+        np.matmul(dirs, desc_b.T, out=proj_b)
+        return sum(wasserstein_1d(proj_a[i], proj_b[i], scratch[worker]) for i in range(len(dirs)))
 
     total = 0.0
-    with ThreadPoolExecutor(workers) as pool:
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(len(parts)) as pool:
         for _ in range(DIR_REPEATS):
             dirs = rng.standard_normal((DIRS_PER_REPEAT, desc_a.shape[1]))
             dirs = (dirs / np.linalg.norm(dirs, axis=1, keepdims=True)).astype(np.float32)
-            for block in range(0, DIRS_PER_REPEAT, DIRS_PER_BLOCK):
-                # (directions, N): one contiguous row per direction
-                np.matmul(dirs[block : block + DIRS_PER_BLOCK], desc_a.T, out=proj_a)
-                np.matmul(dirs[block : block + DIRS_PER_BLOCK], desc_b.T, out=proj_b)
-                parts = _split(DIRS_PER_BLOCK, workers)
-                total += sum(pool.map(distances, range(len(parts)), parts))
+            total += sum(pool.map(distances, range(len(parts)), [dirs[rows] for rows in parts]))
     return total / (DIR_REPEATS * DIRS_PER_REPEAT)
+
+
+def projection_buffers(n: int, workers: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per-thread (real, fake) projection buffers for `sliced_wasserstein_1d` on n descriptors."""
+    rows = _split(DIRS_PER_REPEAT, workers)[0].stop
+    return [(_large_empty((rows, n)), _large_empty((rows, n))) for _ in _split(DIRS_PER_REPEAT, workers)]
 
 
 def sliced_wasserstein(
@@ -300,7 +308,7 @@ def sliced_wasserstein(
     n_patches = PATCHES_PER_IMAGE * min(len(real), len(fake))
     # every level has the same number of patches: one set of buffers serves them all
     descriptors = [_large_empty((n_patches, 3 * PATCH_SIZE * PATCH_SIZE)) for _ in range(2)]
-    projections = tuple(_large_empty((DIRS_PER_BLOCK, n_patches)) for _ in range(2))
+    projections = projection_buffers(n_patches, workers)
     result = {}
     for level, res in enumerate(resolutions):
         # One random stream per (level, role): a level's value does not depend on the other levels.
