@@ -63,3 +63,25 @@ def test_non_finite_values_follow_the_sort() -> None:
 def test_mismatched_samples_are_rejected() -> None:
     with pytest.raises(ValueError, match="one size"):
         wasserstein_1d(np.zeros(3, np.float32), np.zeros(4, np.float32))
+
+
+def test_kernels_compile_without_a_disk_cache_where_numba_cannot_keep_one(monkeypatch) -> None:
+    """A read-only install and home: numba refuses cache=True at definition; the kernel still works."""
+    import numba
+
+    from ganime import jit
+
+    real_njit = numba.njit
+
+    def njit(*args, cache=False, **kwargs):
+        if cache:
+            raise RuntimeError("cannot cache function 'add': no locator available for file 'x.py'")
+        return real_njit(*args, cache=cache, **kwargs)
+
+    monkeypatch.setattr(jit.numba, "njit", njit)
+
+    @jit.kernel
+    def add(x, y):
+        return x + y
+
+    assert add(2, 3) == 5

@@ -6,12 +6,12 @@ import logging
 import mmap
 from concurrent.futures import ThreadPoolExecutor
 
-import numba
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
 from ganime.errors import DataError
+from ganime.jit import kernel
 from ganime.metrics.features import check_pair
 from ganime.metrics.registry import MetricContext, MetricResult, register_metric
 from ganime.metrics.wasserstein import scratch_for, wasserstein_1d
@@ -35,7 +35,7 @@ def pyramid_resolutions(size: int) -> list[int]:
     return levels
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _mirror(i: int, n: int) -> int:
     """scipy.ndimage 'mirror' / numpy 'reflect' border: index -1 reads 1, index n reads n - 2."""
     if i < 0:
@@ -45,7 +45,7 @@ def _mirror(i: int, n: int) -> int:
     return i
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _pyr_down(x: np.ndarray) -> np.ndarray:
     """Separable 5x5 binomial blur of (B, H, W) float32 with mirror borders, keeping even pixels.
 
@@ -75,7 +75,7 @@ def _pyr_down(x: np.ndarray) -> np.ndarray:
     return out
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _up_index(k: int, n: int, length: int) -> int:
     """Source sample of the zero-inserted, mirrored signal: x[-1] = x[1]; x[n] = x[n-1] (even length) or x[n-2]."""
     if k < 0:
@@ -85,7 +85,7 @@ def _up_index(k: int, n: int, length: int) -> int:
     return k
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _pyr_up(x: np.ndarray, height: int, width: int) -> np.ndarray:
     """Zero-insert (B, h, w) float32 to (height, width) and blur with 4x the kernel (cv2.pyrUp / ProGAN pyr_up).
 
@@ -146,7 +146,7 @@ def _level_size(size: int, level: int) -> int:
     return size
 
 
-@numba.njit(nogil=True, cache=True, fastmath=True)  # fastmath: the statistics may be summed in any order
+@kernel(fastmath=True)  # fastmath: the statistics may be summed in any order
 def _gather_patches(
     band: np.ndarray, owners: np.ndarray, ys: np.ndarray, xs: np.ndarray, out: np.ndarray
 ) -> np.ndarray:
@@ -172,7 +172,7 @@ def _gather_patches(
     return stats
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _normalise(rows: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> None:
     """In place: subtract each channel's mean and multiply by its scale (channel-major 147-d rows)."""
     per_channel = PATCH_SIZE * PATCH_SIZE

@@ -11,15 +11,16 @@ ambiguous are sorted. The result is the sort's number up to float rounding (the 
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from ganime.jit import kernel
 
 COARSE_BINS = 32768  # int32 counts + float64 positions: 512 KiB, stays in a 1 MiB L2 cache
 SORT_BELOW = 48  # ambiguous bins with fewer values (both samples) are sorted, not split again
 FINE_BIN_SIZE = 8  # values per bin when an ambiguous bin is split again
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _sort_in_place(x):
     """Insertion sort for the short runs left in ambiguous bins (no allocation), numba's sort for longer ones."""
     if x.size > 32:
@@ -34,7 +35,7 @@ def _sort_in_place(x):
         x[j + 1] = v
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _walk(xa, xb, t0, t1, d0):
     """Exact integral of |D(t)| over [t0, t1] from both samples' values there (sorted in place); D(t0) = d0."""
     _sort_in_place(xa)
@@ -60,7 +61,7 @@ def _walk(xa, xb, t0, t1, d0):
     return total + abs(d) * (t1 - t)
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _split(xa, xb, t0, t1, d0, nbins, bin_a, bin_b):
     """Histogram both samples over `nbins` (<= 65,536) equal bins of [t0, t1]; D(t0) = d0.
 
@@ -131,7 +132,7 @@ def _split(xa, xb, t0, t1, d0, nbins, bin_a, bin_b):
     return total, d_start, edges, width, start_a, buf_a, start_b, buf_b
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _area_fine(xa, xb, t0, t1, d0):
     """Integral of |D| over [t0, t1] for one ambiguous bin: equal bins of ~8 values, sort what stays ambiguous."""
     nbins = min(max(2, (xa.size + xb.size) // FINE_BIN_SIZE), 65536)
@@ -146,7 +147,7 @@ def _area_fine(xa, xb, t0, t1, d0):
     return total
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _area(a, b, lo, hi, scratch):
     """Sum over i of |a_(i) - b_(i)| (sorted values) as the integral of |D| over [lo, hi], the samples' range."""
     total, d_start, edges, width, start_a, buf_a, start_b, buf_b = _split(
