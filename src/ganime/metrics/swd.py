@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import mmap
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -226,22 +225,6 @@ def level_descriptors(
     return out
 
 
-def _large_empty(shape: tuple[int, ...]) -> np.ndarray:
-    """An uninitialised float32 array for the gigabyte-sized buffers, on transparent huge pages where the OS
-    offers them: first-touch page faults of 4 KiB pages cost ~1.5 s per GB on the machines we measured, 2 MiB
-    pages ~0.2 s."""
-    size = int(np.prod(shape)) * 4
-    advise = getattr(mmap, "MADV_HUGEPAGE", None)
-    if advise is None or size < 1 << 24:
-        return np.empty(shape, np.float32)
-    buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    try:
-        buf.madvise(advise)
-    except OSError:  # THP off or unsupported: plain pages
-        pass
-    return np.frombuffer(buf, np.float32).reshape(shape)
-
-
 def _split(n: int, parts: int) -> list[slice]:
     """`parts` contiguous slices covering range(n)."""
     step = -(-n // max(parts, 1))
@@ -289,7 +272,9 @@ def sliced_wasserstein_1d(
 def projection_buffers(n: int, workers: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per-thread (real, fake) projection buffers for `sliced_wasserstein_1d` on n descriptors."""
     rows = _split(DIRS_PER_REPEAT, workers)[0].stop
-    return [(_large_empty((rows, n)), _large_empty((rows, n))) for _ in _split(DIRS_PER_REPEAT, workers)]
+    return [
+        (np.empty((rows, n), np.float32), np.empty((rows, n), np.float32)) for _ in _split(DIRS_PER_REPEAT, workers)
+    ]
 
 
 def sliced_wasserstein(
@@ -307,7 +292,7 @@ def sliced_wasserstein(
     workers = workers or max(1, torch.get_num_threads())
     n_patches = PATCHES_PER_IMAGE * min(len(real), len(fake))
     # every level has the same number of patches: one set of buffers serves them all
-    descriptors = [_large_empty((n_patches, 3 * PATCH_SIZE * PATCH_SIZE)) for _ in range(2)]
+    descriptors = [np.empty((n_patches, 3 * PATCH_SIZE * PATCH_SIZE), np.float32) for _ in range(2)]
     projections = projection_buffers(n_patches, workers)
     result = {}
     for level, res in enumerate(resolutions):
