@@ -19,7 +19,7 @@ import torch
 
 from ganime.checkpoint import atomic_write_json, read_state, resolve_checkpoint
 from ganime.config import DataConfig, TrainConfig
-from ganime.data.dataset import default_cache_dir, load_dataset
+from ganime.data.dataset import cache_root, load_dataset
 from ganime.errors import ConfigError, DataError
 from ganime.generate import PRETRAINED, LoadedGenerator, load_generator
 from ganime.metrics import DEFAULT_METRICS, compute, parse_names
@@ -87,7 +87,7 @@ def real_stats_cache(real: np.ndarray) -> dict[str, Path | str]:
     """`compute` arguments that cache the real set's Inception statistics in $GANIME_CACHE/stats, keyed by the
     content, count and size of exactly these images."""
     real_key = hashlib.sha1(real.tobytes()).hexdigest()[:16] + f"-n{len(real)}-{real.shape[1]}px"
-    return {"cache_dir": default_cache_dir().parent / "stats", "real_key": real_key}
+    return {"cache_dir": cache_root() / "stats", "real_key": real_key}
 
 
 def _source_info(source: str | Path) -> tuple[Path | None, dict]:
@@ -112,7 +112,7 @@ def default_report_path(source: str | Path, ckpt: Path | None) -> Path:
     p = Path(source).expanduser()
     if p.suffix == ".safetensors":
         return p.parent / "eval" / f"{p.stem}.json"
-    return default_cache_dir().parent / "eval" / f"{p.name}.json"
+    return cache_root() / "eval" / f"{p.name}.json"
 
 
 def evaluate(

@@ -55,10 +55,15 @@ def shipped_dataset_path() -> Path:
     return Path(str(resources.files("ganime") / "assets" / SHIPPED_DATASET))
 
 
+def cache_root() -> Path:
+    """Where ganime keeps what it can rebuild (data caches, statistics, runtime choices, reports):
+    $GANIME_CACHE, else ~/.cache/ganime."""
+    return Path(os.environ.get("GANIME_CACHE") or Path.home() / ".cache" / "ganime")
+
+
 def default_cache_dir() -> Path:
     """$GANIME_CACHE/datasets, else ~/.cache/ganime/datasets."""
-    root = os.environ.get("GANIME_CACHE") or Path.home() / ".cache" / "ganime"
-    return Path(root) / "datasets"
+    return cache_root() / "datasets"
 
 
 def resolve_source(path: str | Path | None) -> Path:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganime.data.dataset import default_cache_dir
+from ganime.data.dataset import cache_root
 from ganime.errors import DataError, MissingWeightsError
 from ganime.metrics.inception import PytorchFIDInception, build_network
 
@@ -117,7 +117,7 @@ def find_inception_weights(path: str | Path | None = None) -> Path | None:
 
 def default_inception_path() -> Path:
     """Where the Inception weights are looked for when no path is given: $GANIME_CACHE or ~/.cache/ganime."""
-    return default_cache_dir().parent / INCEPTION_FILE
+    return cache_root() / INCEPTION_FILE
 
 
 def resolve_inception_weights(path: str | Path | None = None) -> Path:

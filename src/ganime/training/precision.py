@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from ganime.data.dataset import cache_root
 from ganime.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -105,8 +106,7 @@ def machine_id(device: torch.device, threads: int) -> str:
 
 def cache_file() -> Path:
     """$GANIME_CACHE/runtime.json, else ~/.cache/ganime/runtime.json."""
-    root = os.environ.get("GANIME_CACHE") or Path.home() / ".cache" / "ganime"
-    return Path(root) / "runtime.json"
+    return cache_root() / "runtime.json"
 
 
 def _read_cache() -> dict[str, Any]:
