@@ -271,10 +271,9 @@ def sliced_wasserstein_1d(
 
 def projection_buffers(n: int, workers: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per-thread (real, fake) projection buffers for `sliced_wasserstein_1d` on n descriptors."""
-    rows = _split(DIRS_PER_REPEAT, workers)[0].stop
-    return [
-        (np.empty((rows, n), np.float32), np.empty((rows, n), np.float32)) for _ in _split(DIRS_PER_REPEAT, workers)
-    ]
+    parts = _split(DIRS_PER_REPEAT, workers)
+    rows = parts[0].stop  # the first part is the longest
+    return [(np.empty((rows, n), np.float32), np.empty((rows, n), np.float32)) for _ in parts]
 
 
 def sliced_wasserstein(

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import platform
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -148,8 +149,6 @@ def store_choice(key: str, entry: dict[str, Any]) -> None:
 
 def conv_seconds(precision: str, device: torch.device, batch: int = 16) -> float:
     """Seconds for forward + backward of a mid-sized 3x3 convolution under `precision`'s autocast (best of 3)."""
-    import time
-
     gen = torch.Generator(device="cpu").manual_seed(0)
     conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(device)
     x = torch.randn(batch, 64, 32, 32, generator=gen).to(device)
