@@ -8,7 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from ganime.errors import DataError
-from ganime.metrics.swd import _pyr_down, _pyr_up, pyramid_resolutions, sliced_wasserstein
+from ganime.metrics.swd import (
+    _pyr_down,
+    _pyr_up,
+    level_descriptors,
+    pyramid_resolutions,
+    sliced_wasserstein,
+    sliced_wasserstein_1d,
+)
 
 
 def smooth_images(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
@@ -103,3 +110,26 @@ def test_too_small_or_mismatched_images_are_rejected() -> None:
         sliced_wasserstein(smooth_images(4, size=32), smooth_images(4, size=16))
     with pytest.raises(DataError, match="uint8"):
         sliced_wasserstein(smooth_images(4).astype(np.float32), smooth_images(4))
+
+
+def test_repeated_patches_count_as_often_as_drawn() -> None:
+    """At 16 px the 128 patches of an image come from 100 centres: each distinct patch is one row, weighted by how
+    often it was drawn, and the distance is that of all the draws written out."""
+    images = add_noise(smooth_images(40, size=16), 6)  # noise: patches at two places differ
+    n = 128 * len(images)
+    rows, weights = level_descriptors(images, 0, 1, n, np.random.default_rng(7), out=np.empty((n, 147), np.float32))
+    assert weights.total() == n
+    assert 0.5 < len(rows) / n < 0.65  # E[distinct of 128 draws from 100] = 72.4
+    assert len(np.unique(rows, axis=0)) == len(rows)  # no patch twice
+    written_counts = np.concatenate([np.ones(weights.ones), weights.rest])[:, None]
+    per_channel = [(written_counts * rows**k).sum(0).reshape(3, 49).sum(1) / (49 * n) for k in (1, 2)]
+    np.testing.assert_allclose(per_channel[0], 0, atol=1e-4)  # normalised over all draws: mean 0, std 1
+    np.testing.assert_allclose(per_channel[1], 1, rtol=1e-4)
+    other, other_weights = level_descriptors(add_noise(images, 12), 0, 1, n, np.random.default_rng(8))
+    written_out = [
+        np.concatenate([r[: w.ones], np.repeat(r[w.ones :], w.rest, axis=0)])
+        for r, w in ((rows, weights), (other, other_weights))
+    ]
+    weighted = sliced_wasserstein_1d(rows, other, np.random.default_rng(1), 2, None, weights, other_weights)
+    assert weighted == pytest.approx(sliced_wasserstein_1d(*written_out, np.random.default_rng(1), 2), rel=1e-6)
+    assert weighted > 0.01

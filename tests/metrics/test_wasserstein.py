@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ganime.metrics.wasserstein import COARSE_BINS, wasserstein_1d
+from ganime.metrics.wasserstein import COARSE_BINS, Weights, wasserstein_1d, with_weights
 
 
 def by_sorting(a: np.ndarray, b: np.ndarray) -> float:
@@ -63,6 +63,46 @@ def test_non_finite_values_follow_the_sort() -> None:
 def test_mismatched_samples_are_rejected() -> None:
     with pytest.raises(ValueError, match="one size"):
         wasserstein_1d(np.zeros(3, np.float32), np.zeros(4, np.float32))
+
+
+@pytest.mark.parametrize("n", [3, 1_000, 300_000])
+def test_weighted_values_count_as_that_many_equal_values(n: int) -> None:
+    """A value of weight k gives the number of the sample with k copies of it (how SWD passes repeated patches)."""
+    rng = np.random.default_rng(n)
+    for spread in (1.0, 1.01, 3.0):
+        counts_a = rng.integers(1, 6, n) * (rng.random(n) < 0.4) + 1  # ~60 % drawn once, the others 2-6 times
+        counts_b = rng.integers(1, 4, 2 * n)
+        values_a = rng.standard_normal(n).astype(np.float32)
+        values_b = (rng.standard_normal(2 * n) * spread).astype(np.float32)
+        extra = counts_a.sum() - counts_b.sum()  # make the totals agree by weighting b's first value
+        if extra < 0:
+            counts_a[0] -= extra
+        else:
+            counts_b[0] += extra
+        want = by_sorting(np.repeat(values_a, counts_a), np.repeat(values_b, counts_b))
+        a, weights_a = with_weights(values_a, counts_a)
+        b, weights_b = with_weights(values_b, counts_b)
+        assert weights_a.ones == (counts_a == 1).sum()
+        got = wasserstein_1d(a, b, weights_a=weights_a, weights_b=weights_b)
+        assert got == pytest.approx(want, rel=1e-6, abs=1e-9)
+
+
+def test_weights_of_ties_and_non_finite_values() -> None:
+    a, weights_a = with_weights(np.array([0.0, 1.0, 1.0, 2.0], np.float32), np.array([3, 1, 2, 1]))
+    b = np.zeros(7, np.float32)  # 7 zeros vs 0, 0, 0, 1, 1, 1, 2
+    assert wasserstein_1d(a, b, weights_b=None, weights_a=weights_a) == pytest.approx(5 / 7)
+    inf, weights_inf = with_weights(np.array([0.0, np.inf], np.float32), np.array([6, 1]))
+    assert wasserstein_1d(inf, b, weights_a=weights_inf) == np.inf
+
+
+def test_weights_that_do_not_add_up_are_rejected() -> None:
+    a, weights_a = with_weights(np.zeros(3, np.float32), np.array([1, 2, 2]))
+    with pytest.raises(ValueError, match="total weights differ: 5 vs 4"):
+        wasserstein_1d(a, np.zeros(4, np.float32), weights_a=weights_a)
+    with pytest.raises(ValueError, match="weights for a sample of 3"):
+        wasserstein_1d(a, np.zeros(4, np.float32), weights_a=Weights(1, np.ones(1, np.int32)))
+    with pytest.raises(ValueError, match="one weight >= 1 per value"):
+        with_weights(np.zeros(3, np.float32), np.array([1, 0, 2]))
 
 
 def test_kernels_compile_without_a_disk_cache_where_numba_cannot_keep_one(monkeypatch) -> None:

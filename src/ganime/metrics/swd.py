@@ -13,7 +13,7 @@ from ganime.errors import DataError
 from ganime.jit import kernel
 from ganime.metrics.features import check_pair
 from ganime.metrics.registry import MetricContext, MetricResult, register_metric
-from ganime.metrics.wasserstein import scratch_for, wasserstein_1d
+from ganime.metrics.wasserstein import Weights, scratch_for, wasserstein_1d
 
 log = logging.getLogger(__name__)
 
@@ -145,29 +145,63 @@ def _level_size(size: int, level: int) -> int:
     return size
 
 
+@kernel
+def _distinct_patches(owners: np.ndarray, ys: np.ndarray, xs: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Of patches sorted by owner, the index of each distinct (owner, y, x)'s first draw and how often it was drawn.
+
+    At 16 px the 128 patches of an image come from 100 centres, so ~43 % repeat one: SWD projects each once.
+    """
+    stamp = np.full((ys.max() + 1) * width, -1, np.int64)  # per corner: the last patch drawn there
+    where = np.empty(stamp.size, np.int64)  # per corner: that patch's place in `keep`
+    keep = np.empty(owners.size, np.int64)
+    count = np.zeros(owners.size, np.int32)
+    m = 0
+    first = 0  # first patch of the current image
+    for p in range(owners.size):
+        if owners[p] != owners[first]:
+            first = p
+        cell = ys[p] * width + xs[p]
+        if stamp[cell] >= first:  # already drawn from this image
+            count[where[cell]] += 1
+        else:
+            stamp[cell] = p
+            where[cell] = m
+            keep[m] = p
+            count[m] = 1
+            m += 1
+    return keep[:m], count[:m]
+
+
 @kernel(fastmath=True)  # fastmath: the statistics may be summed in any order
 def _gather_patches(
-    band: np.ndarray, owners: np.ndarray, ys: np.ndarray, xs: np.ndarray, out: np.ndarray
+    band: np.ndarray,
+    owners: np.ndarray,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    rows: np.ndarray,
+    counts: np.ndarray,
+    out: np.ndarray,
 ) -> np.ndarray:
-    """Copy 7x7x3 patches of (B, 3, h, w) `band` (top-left corners ys, xs) into rows of `out`, channel-major.
+    """Copy 7x7x3 patches of (B, 3, h, w) `band` (top-left corners ys, xs) into `out[rows]`, channel-major.
 
-    Returns per-channel [sum, sum of squares] of the copied values (float32 within a patch, float64 across).
+    Returns per-channel [sum, sum of squares] of the copied values, each patch counted `counts` times (float32
+    within a patch, float64 across).
     """
     stats = np.zeros((2, 3))
     for p in range(owners.size):
-        img, y, x = owners[p], ys[p], xs[p]
+        img, y, x, row = owners[p], ys[p], xs[p], rows[p]
         col = 0
         for c in range(3):
             total, squares = np.float32(0), np.float32(0)
             for dy in range(PATCH_SIZE):
                 for dx in range(PATCH_SIZE):
                     v = band[img, c, y + dy, x + dx]
-                    out[p, col] = v
+                    out[row, col] = v
                     total += v
                     squares += v * v
                     col += 1
-            stats[0, c] += total
-            stats[1, c] += squares
+            stats[0, c] += total * counts[p]
+            stats[1, c] += squares * counts[p]
     return stats
 
 
@@ -190,12 +224,13 @@ def level_descriptors(
     workers: int = 1,
     batch_size: int = 256,
     out: np.ndarray | None = None,
-) -> np.ndarray:
-    """(n_patches, 147) float32 random 7x7x3 patches of one pyramid level, normalised per channel.
+) -> tuple[np.ndarray, Weights]:
+    """n_patches random 7x7x3 patches of one pyramid level as 147-d float32 rows, normalised per channel.
 
-    Image batches run in `workers` threads (the kernels release the GIL); all random draws happen up front, so
-    results do not depend on `workers`. `out` (n_patches, 147) float32 is filled if given: reusing one buffer
-    across levels saves the page faults of a fresh gigabyte per level and set.
+    A patch drawn k times from one image is one row of weight k: returns the (distinct patches, 147) rows, those
+    drawn once first, and their `Weights`. Image batches run in `workers` threads (the kernels release the GIL);
+    all random draws happen up front, so results do not depend on `workers`. `out` (n_patches, 147) float32 is
+    filled if given: reusing one buffer across levels saves the page faults of a fresh gigabyte per level and set.
     """
     half = PATCH_SIZE // 2
     h, w = _level_size(images.shape[1], level), _level_size(images.shape[2], level)
@@ -203,6 +238,13 @@ def level_descriptors(
     # Patch centres at least 3 px from every border (ProGAN: randint(3, size - 3)); stored as corners.
     ys = rng.integers(half, h - half, size=n_patches) - half
     xs = rng.integers(half, w - half, size=n_patches) - half
+    keep, counts = _distinct_patches(owners, ys, xs, w)
+    owners, ys, xs = owners[keep], ys[keep], xs[keep]
+    single = counts == 1
+    ones = int(single.sum())
+    rows = np.empty(keep.size, np.int64)  # patches drawn once take the first rows, in draw order
+    rows[single] = np.arange(ones)
+    rows[~single] = np.arange(ones, keep.size)
     bounds = np.searchsorted(owners, np.arange(0, len(images) + batch_size, batch_size))
     if out is None:
         out = np.empty((n_patches, 3 * PATCH_SIZE * PATCH_SIZE), np.float32)
@@ -210,7 +252,7 @@ def level_descriptors(
     def extract(batch: int) -> np.ndarray:
         start, lo, hi = batch * batch_size, bounds[batch], bounds[batch + 1]
         band = laplacian_level(images[start : start + batch_size], level, num_levels)
-        return _gather_patches(band, owners[lo:hi] - start, ys[lo:hi], xs[lo:hi], out[lo:hi])
+        return _gather_patches(band, owners[lo:hi] - start, ys[lo:hi], xs[lo:hi], rows[lo:hi], counts[lo:hi], out)
 
     with ThreadPoolExecutor(workers) as pool:
         sums = sum(pool.map(extract, range(len(bounds) - 1)))
@@ -220,9 +262,10 @@ def level_descriptors(
     std = np.sqrt(np.maximum(sums[1] / count - mean**2, 0.0))
     scale = 1.0 / np.maximum(std, 1e-8)
     mean, scale = mean.astype(np.float32), scale.astype(np.float32)
+    out = out[: keep.size]
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda rows: _normalise(out[rows], mean, scale), _split(n_patches, workers)))
-    return out
+        list(pool.map(lambda part: _normalise(out[part], mean, scale), _split(keep.size, workers)))
+    return out, Weights(ones, counts[~single])
 
 
 def _split(n: int, parts: int) -> list[slice]:
@@ -237,28 +280,38 @@ def sliced_wasserstein_1d(
     rng: np.random.Generator,
     workers: int = 1,
     buffers: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    weights_a: Weights | None = None,
+    weights_b: Weights | None = None,
 ) -> float:
     """Mean 1-D Wasserstein distance of two (N, D) descriptor sets over 4 x 128 random unit directions.
 
-    Each repeat's 128 directions are shared out among `workers` threads; each projects both sets on its
-    directions (a single-threaded BLAS product into its own pair of (directions, N) float32 `buffers`, made here
-    if not given) and hands each direction's two rows to `wasserstein_1d` (exact, histogram-based). Measured
-    here: two single-threaded products side by side beat one two-threaded product after the other by ~15 %,
-    and a thread goes from its products to its distances without waiting for the other.
+    `weights_a` / `weights_b`: how often each row counts (see `level_descriptors`); the default is once each, and
+    then the sets must be of one size. Each repeat's 128 directions are shared out among `workers` threads; each
+    projects both sets on its directions (a single-threaded BLAS product into its own pair of `buffers` of at
+    least (directions x rows) float32, made here if not given) and hands each direction's two rows to
+    `wasserstein_1d` (exact, histogram-based). Measured here: two single-threaded products side by side beat one
+    two-threaded product after the other by ~15 %, and a thread goes from its products to its distances without
+    waiting for the other.
     """
-    if desc_a.shape != desc_b.shape:
+    if desc_a.shape[1] != desc_b.shape[1]:
+        raise ValueError(f"descriptor sets differ in width: {desc_a.shape} vs {desc_b.shape}")
+    if weights_a is None and weights_b is None and desc_a.shape != desc_b.shape:
         raise ValueError(f"descriptor sets differ in shape: {desc_a.shape} vs {desc_b.shape}")
-    n = desc_a.shape[0]
+    n_a, n_b = len(desc_a), len(desc_b)
     parts = _split(DIRS_PER_REPEAT, workers)
     if buffers is None:
-        buffers = projection_buffers(n, workers)
-    scratch = [scratch_for(n) for _ in parts]  # one per thread, reused for every direction
+        buffers = projection_buffers(max(n_a, n_b), workers)
+    scratch = [scratch_for(max(n_a, n_b)) for _ in parts]  # one per thread, reused for every direction
 
     def distances(worker: int, dirs: np.ndarray) -> float:
-        proj_a, proj_b = (buf[: len(dirs)] for buf in buffers[worker])
-        np.matmul(dirs, desc_a.T, out=proj_a)  # (directions, N): one contiguous row per direction
+        buf_a, buf_b = buffers[worker]
+        proj_a = buf_a.reshape(-1)[: len(dirs) * n_a].reshape(len(dirs), n_a)  # contiguous rows, one per direction
+        proj_b = buf_b.reshape(-1)[: len(dirs) * n_b].reshape(len(dirs), n_b)
+        np.matmul(dirs, desc_a.T, out=proj_a)
         np.matmul(dirs, desc_b.T, out=proj_b)
-        return sum(wasserstein_1d(proj_a[i], proj_b[i], scratch[worker]) for i in range(len(dirs)))
+        return sum(
+            wasserstein_1d(proj_a[i], proj_b[i], scratch[worker], weights_a, weights_b) for i in range(len(dirs))
+        )
 
     total = 0.0
     with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(len(parts)) as pool:
@@ -270,7 +323,7 @@ def sliced_wasserstein_1d(
 
 
 def projection_buffers(n: int, workers: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per-thread (real, fake) projection buffers for `sliced_wasserstein_1d` on n descriptors."""
+    """Per-thread (real, fake) projection buffers for `sliced_wasserstein_1d` on up to n descriptors."""
     parts = _split(DIRS_PER_REPEAT, workers)
     rows = parts[0].stop  # the first part is the longest
     return [(np.empty((rows, n), np.float32), np.empty((rows, n), np.float32)) for _ in parts]
@@ -296,11 +349,15 @@ def sliced_wasserstein(
     result = {}
     for level, res in enumerate(resolutions):
         # One random stream per (level, role): a level's value does not depend on the other levels.
+        sets = []
         for role, images in enumerate((real, fake)):
             rng = np.random.default_rng((seed, level, role))
-            level_descriptors(images, level, len(resolutions), n_patches, rng, workers, out=descriptors[role])
+            sets.append(
+                level_descriptors(images, level, len(resolutions), n_patches, rng, workers, out=descriptors[role])
+            )
+        (desc_a, weights_a), (desc_b, weights_b) = sets
         rng = np.random.default_rng((seed, level, 2))
-        dist = sliced_wasserstein_1d(*descriptors, rng, workers, buffers=projections)
+        dist = sliced_wasserstein_1d(desc_a, desc_b, rng, workers, projections, weights_a, weights_b)
         result[f"swd_{res}"] = dist * 1e3  # ProGAN reports SWD x 10^3
     result["swd"] = float(np.mean(list(result.values())))
     return result

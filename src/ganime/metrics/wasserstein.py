@@ -1,4 +1,4 @@
-"""Exact 1-D Wasserstein-1 distance of two equal-size samples without sorting them.
+"""Exact 1-D Wasserstein-1 distance of two samples of equal total weight without sorting them.
 
 W1 of two samples of n values each is mean |a_(i) - b_(i)| over their sorted values, which equals the area
 between the two empirical CDFs, integral |F_a(t) - F_b(t)| dt. Sorting 2M floats costs ~25-35 ms even with
@@ -7,9 +7,14 @@ inside a bin where the count difference D(t) = n F_a(t) - n F_b(t) keeps one sig
 bin needs only each sample's count and sum of in-bin positions there. Only bins where D may change sign
 ("ambiguous") need their values in order: those are split again into finer bins, and only the few still
 ambiguous are sorted. The result is the sort's number up to float rounding (the tests compare the two).
+
+A value may stand for several equal ones (an integer weight): SWD projects each distinct patch once and
+passes how often it was drawn. Values of weight 1 come first and are counted without reading a weight.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -18,6 +23,27 @@ from ganime.jit import kernel
 COARSE_BINS = 32768  # int32 counts + float64 positions: 512 KiB, stays in a 1 MiB L2 cache
 SORT_BELOW = 48  # ambiguous bins with fewer values (both samples) are sorted, not split again
 FINE_BIN_SIZE = 8  # values per bin when an ambiguous bin is split again
+_NO_WEIGHTS = np.empty(0, np.int32)
+
+
+class Weights(NamedTuple):
+    """Integer multiplicities of a sample's values: the first `ones` count once, value ones + i counts rest[i]."""
+
+    ones: int
+    rest: np.ndarray  # int32, one per value after the first `ones`
+
+    def total(self) -> int:
+        return self.ones + int(self.rest.sum(dtype=np.int64))
+
+
+def with_weights(values: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, Weights]:
+    """`values` reordered so those counted once come first, and the matching `Weights` (counts >= 1)."""
+    counts = np.asarray(counts)
+    if counts.shape != values.shape or (counts.size and counts.min() < 1):
+        raise ValueError(f"need one weight >= 1 per value, got {counts.shape} weights for {values.shape} values")
+    single = counts == 1
+    ordered = np.concatenate([values[single], values[~single]])
+    return ordered, Weights(int(single.sum()), counts[~single].astype(np.int32))
 
 
 @kernel
@@ -62,40 +88,76 @@ def _walk(xa, xb, t0, t1, d0):
 
 
 @kernel
-def _split(xa, xb, t0, t1, d0, nbins, bin_a, bin_b):
+def _count(x, ones, rest, t0, scale, top, bins, counts, positions, sign):
+    """Add each value's weight to its bin's count and sign x weight x in-bin position to `positions`; note its
+    bin in `bins`. The first `ones` values have weight 1 and skip the weight read."""
+    for i in range(ones):
+        u = (np.float64(x[i]) - t0) * scale
+        k = min(max(np.int64(u), 0), top)
+        bins[i] = k
+        counts[k] += 1
+        if sign > 0:
+            positions[k] += u - k
+        else:
+            positions[k] -= u - k
+    for i in range(ones, x.size):
+        wt = rest[i - ones]
+        u = (np.float64(x[i]) - t0) * scale
+        k = min(max(np.int64(u), 0), top)
+        bins[i] = k
+        counts[k] += wt
+        positions[k] += sign * wt * (u - k)
+
+
+@kernel
+def _collect(x, ones, rest, bins, slot, start):
+    """The values of x in ambiguous bins, grouped by slot s in [start[s], start[s + 1]) and written out: a value
+    of weight k is written k times, so that the refinement works on plain samples."""
+    out = np.empty(start[-1], x.dtype)
+    idx = np.empty(x.size, np.int64)  # indices in ambiguous bins, collected without branches
+    m = 0
+    for i in range(x.size):
+        idx[m] = i
+        m += slot[bins[i]] >= 0
+    fill = start[:-1].copy()
+    for i in idx[:m]:
+        s = slot[bins[i]]
+        if i < ones:
+            out[fill[s]] = x[i]
+            fill[s] += 1
+        else:
+            for _ in range(rest[i - ones]):
+                out[fill[s]] = x[i]
+                fill[s] += 1
+    return out
+
+
+@kernel
+def _split(xa, ones_a, rest_a, xb, ones_b, rest_b, t0, t1, d0, nbins, bin_a, bin_b):
     """Histogram both samples over `nbins` (<= 65,536) equal bins of [t0, t1]; D(t0) = d0.
 
-    bin_a, bin_b: uint16 scratch of at least xa.size values (each value's bin, for the gathering pass).
-    Returns the integral of |D| over the bins where D keeps one sign, and for the other ("ambiguous") bins
-    (total, d_start, left edges, width, start_a, buf_a, start_b, buf_b): one entry per ambiguous bin, its values
-    gathered in buf_a[start_a[s]:start_a[s + 1]] (likewise b).
+    The first ones_a values of xa count once, the others rest_a times (likewise b). bin_a, bin_b: uint16 scratch
+    of at least xa.size, xb.size values (each value's bin, for the gathering pass). Returns the integral of |D|
+    over the bins where D keeps one sign, and for the other ("ambiguous") bins (total, d_start, left edges,
+    width, start_a, buf_a, start_b, buf_b): one entry per ambiguous bin, its values written out (weights
+    expanded) in buf_a[start_a[s]:start_a[s + 1]] (likewise b).
     """
     width = (t1 - t0) / nbins
     scale = nbins / (t1 - t0)
     top = nbins - 1
-    counts = np.zeros((nbins, 2), np.int32)
-    positions = np.zeros(nbins)  # sum over a minus sum over b of in-bin positions, in bin widths
-    for i in range(xa.size):
-        u = (np.float64(xa[i]) - t0) * scale
-        k = min(max(np.int64(u), 0), top)
-        bin_a[i] = k
-        counts[k, 0] += 1
-        positions[k] += u - k
-    for i in range(xb.size):
-        u = (np.float64(xb[i]) - t0) * scale
-        k = min(max(np.int64(u), 0), top)
-        bin_b[i] = k
-        counts[k, 1] += 1
-        positions[k] -= u - k
+    counts = np.zeros((2, nbins), np.int32)  # total weight of each sample in each bin
+    positions = np.zeros(nbins)  # weighted sum over a minus over b of in-bin positions, in bin widths
+    _count(xa, ones_a, rest_a, t0, scale, top, bin_a, counts[0], positions, 1.0)
+    _count(xb, ones_b, rest_b, t0, scale, top, bin_b, counts[1], positions, -1.0)
     total = 0.0
     d = d0
     slot = np.full(nbins, -1, np.int64)  # ambiguous bins get a slot number
     n_amb = 0
     for k in range(nbins):
-        ca, cb = counts[k, 0], counts[k, 1]
+        ca, cb = counts[0, k], counts[1, k]
         if d - cb >= 0.0 or d + ca <= 0.0:
             # D keeps one sign here, so the integral of |D| is |integral of D|: each value of a adds
-            # (right edge - value), each of b subtracts it
+            # weight x (right edge - value), each of b subtracts it
             total += abs(width * (d + ca - cb - positions[k]))
         else:
             slot[k] = n_amb
@@ -111,24 +173,14 @@ def _split(xa, xb, t0, t1, d0, nbins, bin_a, bin_b):
         if s >= 0:
             d_start[s] = d
             edges[s] = t0 + k * width
-            start_a[s + 1] = start_a[s] + counts[k, 0]
-            start_b[s + 1] = start_b[s] + counts[k, 1]
-        d += counts[k, 0] - counts[k, 1]
-    buf_a = np.empty(start_a[n_amb], xa.dtype)
-    buf_b = np.empty(start_b[n_amb], xb.dtype)
+            start_a[s + 1] = start_a[s] + counts[0, k]
+            start_b[s + 1] = start_b[s] + counts[1, k]
+        d += counts[0, k] - counts[1, k]
     if n_amb > 0:
-        for x, bins, buf, start in ((xa, bin_a, buf_a, start_a), (xb, bin_b, buf_b, start_b)):
-            # indices of the values in ambiguous bins, collected without branches, then scattered by bin
-            idx = np.empty(x.size, np.int64)
-            m = 0
-            for i in range(x.size):
-                idx[m] = i
-                m += slot[bins[i]] >= 0
-            fill = start[:-1].copy()
-            for i in idx[:m]:
-                s = slot[bins[i]]
-                buf[fill[s]] = x[i]
-                fill[s] += 1
+        buf_a = _collect(xa, ones_a, rest_a, bin_a, slot, start_a)
+        buf_b = _collect(xb, ones_b, rest_b, bin_b, slot, start_b)
+    else:
+        buf_a, buf_b = xa[:0].copy(), xb[:0].copy()
     return total, d_start, edges, width, start_a, buf_a, start_b, buf_b
 
 
@@ -138,7 +190,7 @@ def _area_fine(xa, xb, t0, t1, d0):
     nbins = min(max(2, (xa.size + xb.size) // FINE_BIN_SIZE), 65536)
     bins = np.empty(xa.size + xb.size, np.uint16)
     total, d_start, edges, width, start_a, buf_a, start_b, buf_b = _split(
-        xa, xb, t0, t1, d0, nbins, bins[: xa.size], bins[xa.size :]
+        xa, xa.size, _NO_WEIGHTS, xb, xb.size, _NO_WEIGHTS, t0, t1, d0, nbins, bins[: xa.size], bins[xa.size :]
     )
     for s in range(d_start.size):
         sa = buf_a[start_a[s] : start_a[s + 1]]
@@ -148,10 +200,10 @@ def _area_fine(xa, xb, t0, t1, d0):
 
 
 @kernel
-def _area(a, b, lo, hi, scratch):
-    """Sum over i of |a_(i) - b_(i)| (sorted values) as the integral of |D| over [lo, hi], the samples' range."""
+def _area(a, ones_a, rest_a, b, ones_b, rest_b, lo, hi, scratch):
+    """Sum over i of |a_(i) - b_(i)| (sorted, weights written out) as the integral of |D| over [lo, hi]."""
     total, d_start, edges, width, start_a, buf_a, start_b, buf_b = _split(
-        a, b, lo, hi, 0.0, COARSE_BINS, scratch[0, : a.size], scratch[1, : b.size]
+        a, ones_a, rest_a, b, ones_b, rest_b, lo, hi, 0.0, COARSE_BINS, scratch[0, : a.size], scratch[1, : b.size]
     )
     for s in range(d_start.size):
         sa = buf_a[start_a[s] : start_a[s + 1]]
@@ -163,28 +215,53 @@ def _area(a, b, lo, hi, scratch):
     return total
 
 
-def wasserstein_1d(a: np.ndarray, b: np.ndarray, scratch: np.ndarray | None = None) -> float:
-    """W1 distance of two equal-size 1-D float32 samples: mean |sorted a - sorted b|. Releases the GIL.
+def wasserstein_1d(
+    a: np.ndarray,
+    b: np.ndarray,
+    scratch: np.ndarray | None = None,
+    weights_a: Weights | None = None,
+    weights_b: Weights | None = None,
+) -> float:
+    """W1 distance of two 1-D float32 samples: mean |sorted a - sorted b|. Releases the GIL.
 
-    `scratch`: a (2, >= len(a)) uint16 array this call may overwrite; a caller making many calls in one thread
-    saves an allocation (and its page faults) per call by passing the same one (see `scratch_for`).
+    Unweighted samples must be of one size. With `weights_a` / `weights_b` (see `with_weights`) each value counts
+    as that many equal values, and both totals must agree: the number is that of the samples written out.
+    `scratch`: a (2, >= max(len(a), len(b))) uint16 array this call may overwrite; a caller making many calls in
+    one thread saves an allocation (and its page faults) per call by passing the same one (see `scratch_for`).
 
     Samples holding inf or NaN take numpy's sort instead (NaN sorts last there).
     """
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"need two 1-D samples of one size, got {a.shape} and {b.shape}")
-    if a.size == 0:
+    if a.ndim != 1 or b.ndim != 1:
+        raise ValueError(f"need two 1-D samples, got shapes {a.shape} and {b.shape}")
+    wa = Weights(a.size, _NO_WEIGHTS) if weights_a is None else weights_a
+    wb = Weights(b.size, _NO_WEIGHTS) if weights_b is None else weights_b
+    for x, w in ((a, wa), (b, wb)):
+        if w.ones + w.rest.size != x.size:
+            raise ValueError(f"{w.ones} + {w.rest.size} weights for a sample of {x.size} values")
+    n = wa.total()
+    if n != wb.total():
+        if weights_a is None and weights_b is None:
+            raise ValueError(f"need two 1-D samples of one size, got {a.shape} and {b.shape}")
+        raise ValueError(f"the samples' total weights differ: {n} vs {wb.total()}")
+    if n == 0:
         return 0.0
     a = np.ascontiguousarray(a, np.float32)
     b = np.ascontiguousarray(b, np.float32)
     lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
     if not (np.isfinite(lo) and np.isfinite(hi)):  # inf or NaN inside: the sorted-difference formula decides
-        return float(np.abs(np.sort(a).astype(np.float64) - np.sort(b)).mean())
+        full_a, full_b = (_expand(x, w) for x, w in ((a, wa), (b, wb)))
+        return float(np.abs(np.sort(full_a).astype(np.float64) - np.sort(full_b)).mean())
     if hi == lo:
         return 0.0
-    if scratch is None or scratch.shape[1] < a.size:
-        scratch = scratch_for(a.size)
-    return _area(a, b, lo, hi, scratch) / a.size
+    if scratch is None or scratch.shape[1] < max(a.size, b.size):
+        scratch = scratch_for(max(a.size, b.size))
+    rest_a, rest_b = (np.ascontiguousarray(w.rest, np.int32) for w in (wa, wb))
+    return _area(a, wa.ones, rest_a, b, wb.ones, rest_b, lo, hi, scratch) / n
+
+
+def _expand(x: np.ndarray, w: Weights) -> np.ndarray:
+    """The sample written out: each value repeated as often as its weight says."""
+    return np.concatenate([x[: w.ones], np.repeat(x[w.ones :], w.rest)])
 
 
 def scratch_for(n: int) -> np.ndarray:
