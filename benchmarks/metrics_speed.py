@@ -91,7 +91,8 @@ def main() -> None:
 def time_swd_against_sorting(real: np.ndarray, fake: np.ndarray) -> None:
     """SWD as shipped vs the same SWD with W1 = mean |sort(a) - sort(b)| per direction, side by side."""
 
-    def by_sorting(a: np.ndarray, b: np.ndarray, scratch: np.ndarray | None = None) -> float:
+    def by_sorting(a, b, scratch=None, weights_a=None, weights_b=None) -> float:
+        a, b = (x if w is None else w.expand(x) for x, w in ((a, weights_a), (b, weights_b)))  # all draws
         return float(np.abs(np.sort(a) - np.sort(b)).sum(dtype=np.float64)) / a.size
 
     clock = Clock()

@@ -35,6 +35,10 @@ class Weights(NamedTuple):
     def total(self) -> int:
         return self.ones + int(self.rest.sum(dtype=np.int64))
 
+    def expand(self, values: np.ndarray) -> np.ndarray:
+        """The sample written out: each value repeated as often as its weight says."""
+        return np.concatenate([values[: self.ones], np.repeat(values[self.ones :], self.rest)])
+
 
 def with_weights(values: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, Weights]:
     """`values` reordered so those counted once come first, and the matching `Weights` (counts >= 1)."""
@@ -249,7 +253,7 @@ def wasserstein_1d(
     b = np.ascontiguousarray(b, np.float32)
     lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
     if not (np.isfinite(lo) and np.isfinite(hi)):  # inf or NaN inside: the sorted-difference formula decides
-        full_a, full_b = (_expand(x, w) for x, w in ((a, wa), (b, wb)))
+        full_a, full_b = wa.expand(a), wb.expand(b)
         return float(np.abs(np.sort(full_a).astype(np.float64) - np.sort(full_b)).mean())
     if hi == lo:
         return 0.0
@@ -257,11 +261,6 @@ def wasserstein_1d(
         scratch = scratch_for(max(a.size, b.size))
     rest_a, rest_b = (np.ascontiguousarray(w.rest, np.int32) for w in (wa, wb))
     return _area(a, wa.ones, rest_a, b, wb.ones, rest_b, lo, hi, scratch) / n
-
-
-def _expand(x: np.ndarray, w: Weights) -> np.ndarray:
-    """The sample written out: each value repeated as often as its weight says."""
-    return np.concatenate([x[: w.ones], np.repeat(x[w.ones :], w.rest)])
 
 
 def scratch_for(n: int) -> np.ndarray:

@@ -414,7 +414,7 @@ class _StopFlag:
         self.reason = ""
         self._old: dict[int, object] = {}
 
-    def __enter__(self) -> _StopFlag:
+    def __enter__(self) -> _StopFlag:  # noqa: PYI034 (typing.Self needs Python 3.11; we support 3.10)
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._old[sig] = signal.signal(sig, self._handle)
