@@ -93,14 +93,15 @@ def test_pyramid_matches_scipy_mirror_convolution() -> None:
     ndimage = pytest.importorskip("scipy.ndimage")
     k = np.array([1, 4, 6, 4, 1], np.float32) / 16
     kernel = np.outer(k, k)[None, None]
-    x = np.random.default_rng(0).uniform(0, 255, (2, 1, 16, 16)).astype(np.float32)
-    down = ndimage.convolve(x, kernel, mode="mirror")[:, :, ::2, ::2]  # ProGAN pyr_down
-    np.testing.assert_allclose(_pyr_down(x[:, 0]), down[:, 0], rtol=1e-5, atol=1e-3)
-    for size in (32, 31):  # even and odd targets take different mirror borders
-        up_in = np.zeros((2, 1, size, size), np.float32)
-        up_in[:, :, ::2, ::2] = x
-        up = ndimage.convolve(up_in, kernel * 4, mode="mirror")  # ProGAN pyr_up
-        np.testing.assert_allclose(_pyr_up(x[:, 0], size, size), up[:, 0], rtol=1e-5, atol=1e-3)
+    for side in (16, 13, 6):  # even and odd sides; the kernels treat borders and interior apart
+        x = np.random.default_rng(side).uniform(0, 255, (2, 1, side, side)).astype(np.float32)
+        down = ndimage.convolve(x, kernel, mode="mirror")[:, :, ::2, ::2]  # ProGAN pyr_down
+        np.testing.assert_allclose(_pyr_down(x[:, 0]), down[:, 0], rtol=1e-5, atol=1e-3)
+        for size in (2 * side, 2 * side - 1):  # even and odd targets take different mirror borders
+            up_in = np.zeros((2, 1, size, size), np.float32)
+            up_in[:, :, ::2, ::2] = x
+            up = ndimage.convolve(up_in, kernel * 4, mode="mirror")  # ProGAN pyr_up
+            np.testing.assert_allclose(_pyr_up(x[:, 0], size, size), up[:, 0], rtol=1e-5, atol=1e-3)
 
 
 def test_too_small_or_mismatched_images_are_rejected() -> None:

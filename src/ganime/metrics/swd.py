@@ -45,31 +45,42 @@ def _mirror(i: int, n: int) -> int:
 
 
 @kernel
+def _down_tap(src: np.ndarray, c: int, w: int) -> np.float32:
+    """[1, 4, 6, 4, 1] / 16 around src[c] with mirror borders."""
+    return (
+        (src[_mirror(c - 2, w)] + src[_mirror(c + 2, w)]) * _K0
+        + (src[_mirror(c - 1, w)] + src[_mirror(c + 1, w)]) * _K1
+        + src[c] * _K2
+    )
+
+
+@kernel
 def _pyr_down(x: np.ndarray) -> np.ndarray:
     """Separable 5x5 binomial blur of (B, H, W) float32 with mirror borders, keeping even pixels.
 
     cv2.pyrDown / ProGAN pyr_down: the outer product of [1, 4, 6, 4, 1] / 16 is ProGAN's gaussian_filter.
+    Away from the borders the loops index without mirroring, so the compiler can vectorise them.
     """
     n, h, w = x.shape
     ho, wo = (h + 1) // 2, (w + 1) // 2
+    inner = max(1, min(wo, (w - 3) // 2 + 1))  # columns j in [1, inner) have all five taps inside the row
     rows = np.empty((h, wo), np.float32)
     out = np.empty((n, ho, wo), np.float32)
     for b in range(n):
         for i in range(h):
-            for j in range(wo):
+            src = x[b, i]
+            rows[i, 0] = _down_tap(src, 0, w)
+            for j in range(1, inner):
                 c = 2 * j
-                rows[i, j] = (
-                    (x[b, i, _mirror(c - 2, w)] + x[b, i, _mirror(c + 2, w)]) * _K0
-                    + (x[b, i, _mirror(c - 1, w)] + x[b, i, _mirror(c + 1, w)]) * _K1
-                    + x[b, i, c] * _K2
-                )
+                rows[i, j] = (src[c - 2] + src[c + 2]) * _K0 + (src[c - 1] + src[c + 1]) * _K1 + src[c] * _K2
+            for j in range(inner, wo):
+                rows[i, j] = _down_tap(src, 2 * j, w)
         for i in range(ho):
             r = 2 * i
+            up2, up1, dn1, dn2 = _mirror(r - 2, h), _mirror(r - 1, h), _mirror(r + 1, h), _mirror(r + 2, h)
             for j in range(wo):
                 out[b, i, j] = (
-                    (rows[_mirror(r - 2, h), j] + rows[_mirror(r + 2, h), j]) * _K0
-                    + (rows[_mirror(r - 1, h), j] + rows[_mirror(r + 1, h), j]) * _K1
-                    + rows[r, j] * _K2
+                    (rows[up2, j] + rows[dn2, j]) * _K0 + (rows[up1, j] + rows[dn1, j]) * _K1 + rows[r, j] * _K2
                 )
     return out
 
@@ -89,19 +100,22 @@ def _pyr_up(x: np.ndarray, height: int, width: int) -> np.ndarray:
     """Zero-insert (B, h, w) float32 to (height, width) and blur with 4x the kernel (cv2.pyrUp / ProGAN pyr_up).
 
     Done polyphase along each axis: even outputs get (x[k-1] + 6 x[k] + x[k+1]) / 8, odd ones (x[k] + x[k+1]) / 2.
+    Away from the borders the row loop indexes without mirroring.
     """
     n, h, w = x.shape
     rows = np.empty((h, width), np.float32)
     out = np.empty((n, height, width), np.float32)
+    inner = max(1, min(w - 1, (width - 1) // 2))  # k in [1, inner): x[k - 1], x[k + 1] and outputs 2k + 1 inside
     for b in range(n):
         for i in range(h):
-            for o in range(width):
-                k = o // 2
-                if o % 2 == 0:
-                    left, right = x[b, i, _up_index(k - 1, w, width)], x[b, i, _up_index(k + 1, w, width)]
-                    rows[i, o] = (left + right) * np.float32(1 / 8) + x[b, i, k] * np.float32(6 / 8)
-                else:
-                    rows[i, o] = (x[b, i, k] + x[b, i, _up_index(k + 1, w, width)]) * np.float32(0.5)
+            src = x[b, i]
+            for o in (0, 1):
+                rows[i, o] = _up_tap(src, o, w, width)
+            for k in range(1, inner):
+                rows[i, 2 * k] = (src[k - 1] + src[k + 1]) * np.float32(1 / 8) + src[k] * np.float32(6 / 8)
+                rows[i, 2 * k + 1] = (src[k] + src[k + 1]) * np.float32(0.5)
+            for o in range(2 * inner, width):
+                rows[i, o] = _up_tap(src, o, w, width)
         for o in range(height):
             k = o // 2
             if o % 2 == 0:
@@ -115,6 +129,16 @@ def _pyr_up(x: np.ndarray, height: int, width: int) -> np.ndarray:
                 for j in range(width):
                     out[b, o, j] = (rows[k, j] + rows[below, j]) * np.float32(0.5)
     return out
+
+
+@kernel
+def _up_tap(src: np.ndarray, o: int, w: int, width: int) -> np.float32:
+    """Output `o` of the zero-inserted, blurred row `src` of w samples (length `width`), mirror borders."""
+    k = o // 2
+    if o % 2 == 0:
+        left, right = src[_up_index(k - 1, w, width)], src[_up_index(k + 1, w, width)]
+        return (left + right) * np.float32(1 / 8) + src[k] * np.float32(6 / 8)
+    return (src[k] + src[_up_index(k + 1, w, width)]) * np.float32(0.5)
 
 
 def laplacian_level(images: np.ndarray, level: int, num_levels: int) -> np.ndarray:
