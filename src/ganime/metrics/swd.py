@@ -109,7 +109,7 @@ def _pyr_up(x: np.ndarray, height: int, width: int) -> np.ndarray:
     for b in range(n):
         for i in range(h):
             src = x[b, i]
-            for o in (0, 1):
+            for o in range(min(2, width)):  # the left border
                 rows[i, o] = _up_tap(src, o, w, width)
             for k in range(1, inner):
                 rows[i, 2 * k] = (src[k - 1] + src[k + 1]) * np.float32(1 / 8) + src[k] * np.float32(6 / 8)
