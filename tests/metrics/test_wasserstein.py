@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ganime.metrics.wasserstein import COARSE_BINS, Weights, wasserstein_1d, with_weights
+from ganime.metrics.wasserstein import COARSE_BINS, Weights, scratch_for, wasserstein_1d, with_weights
 
 
 def by_sorting(a: np.ndarray, b: np.ndarray) -> float:
@@ -52,6 +52,16 @@ def test_identical_and_shifted_samples() -> None:
     assert wasserstein_1d(a, np.random.default_rng(3).permutation(a)) == 0.0
     assert wasserstein_1d(a, a + np.float32(0.5)) == pytest.approx(0.5, rel=1e-6)
     assert wasserstein_1d(np.full(10, 3.0), np.full(10, 3.0)) == 0.0
+
+
+def test_one_scratch_serves_many_calls() -> None:
+    """SWD passes one thread's work arrays to every call: nothing left in them from a call changes the next."""
+    rng = np.random.default_rng(4)
+    scratch = scratch_for(50_000)
+    for n in (50_000, 3_000, 50_000, 10, 120_000):  # the last is larger than the scratch: new arrays are made
+        a = rng.standard_normal(n).astype(np.float32)
+        b = (rng.standard_normal(n) * 1.02).astype(np.float32)
+        assert wasserstein_1d(a, b, scratch) == pytest.approx(by_sorting(a, b), rel=1e-6, abs=1e-9)
 
 
 def test_non_finite_values_follow_the_sort() -> None:

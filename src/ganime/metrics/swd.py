@@ -325,7 +325,8 @@ def sliced_wasserstein_1d(
     parts = _split(DIRS_PER_REPEAT, workers)
     if buffers is None:
         buffers = projection_buffers(max(n_a, n_b), workers)
-    scratch = [scratch_for(max(n_a, n_b)) for _ in parts]  # one per thread, reused for every direction
+    total = weights_a.total() if weights_a is not None else n_a
+    scratch = [scratch_for(total) for _ in parts]  # one per thread, reused for every direction
 
     def distances(worker: int, dirs: np.ndarray) -> float:
         buf_a, buf_b = buffers[worker]

@@ -4,7 +4,7 @@ W1 of two samples of n values each is mean |a_(i) - b_(i)| over their sorted val
 between the two empirical CDFs, integral |F_a(t) - F_b(t)| dt. Sorting 2M floats costs ~25-35 ms even with
 numpy's SIMD sort (SWD needs 3,072 such sorts for 16k images). The area can be had from histograms instead:
 inside a bin where the count difference D(t) = n F_a(t) - n F_b(t) keeps one sign, the integral of D over the
-bin needs only each sample's count and sum of in-bin positions there. Only bins where D may change sign
+bin needs only each sample's count and sum of values there. Only bins where D may change sign
 ("ambiguous") need their values in order: those are split again into finer bins, and only the few still
 ambiguous are sorted. The result is the sort's number up to float rounding (the tests compare the two).
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from ganime.jit import kernel
 
-COARSE_BINS = 32768  # int32 counts + float64 positions: 512 KiB, stays in a 1 MiB L2 cache
+COARSE_BINS = 32768  # two int32 counts, an int8 sign and an int32 slot per bin: 416 KiB, in a 512 KiB L2
 SORT_BELOW = 48  # ambiguous bins with fewer values (both samples) are sorted, not split again
 FINE_BIN_SIZE = 8  # values per bin when an ambiguous bin is split again
 _NO_WEIGHTS = np.empty(0, np.int32)
@@ -38,6 +38,18 @@ class Weights(NamedTuple):
     def expand(self, values: np.ndarray) -> np.ndarray:
         """The sample written out: each value repeated as often as its weight says."""
         return np.concatenate([values[: self.ones], np.repeat(values[self.ones :], self.rest)])
+
+
+class Scratch(NamedTuple):
+    """Work arrays of `wasserstein_1d` for samples of up to n values and total weight n (see `scratch_for`)."""
+
+    bins: np.ndarray  # (2, n) uint16: each value's bin
+    idx: np.ndarray  # (n,) int32: indices of the values in ambiguous bins
+    out: np.ndarray  # (2, n) float32: those values, grouped by bin
+
+    @property
+    def size(self) -> int:
+        return self.idx.size
 
 
 def with_weights(values: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, Weights]:
@@ -92,78 +104,90 @@ def _walk(xa, xb, t0, t1, d0):
 
 
 @kernel
-def _count(x, ones, rest, t0, scale, top, bins, counts, positions, sign):
-    """Add each value's weight to its bin's count and sign x weight x in-bin position to `positions`; note its
-    bin in `bins`. The first `ones` values have weight 1 and skip the weight read."""
-    for i in range(ones):
-        u = (np.float64(x[i]) - t0) * scale
-        k = min(max(np.int64(u), 0), top)
-        bins[i] = k
-        counts[k] += 1
-        if sign > 0:
-            positions[k] += u - k
-        else:
-            positions[k] -= u - k
-    for i in range(ones, x.size):
-        wt = rest[i - ones]
-        u = (np.float64(x[i]) - t0) * scale
-        k = min(max(np.int64(u), 0), top)
-        bins[i] = k
-        counts[k] += wt
-        positions[k] += sign * wt * (u - k)
+def _bin_of(x, t0, scale, top, bins):
+    """bins[i] = the bin of x[i] among top + 1 equal bins from t0, ends clamped (a loop the compiler vectorises)."""
+    last = np.float64(top)
+    for i in range(x.size):
+        bins[i] = np.int32(min(max((np.float64(x[i]) - t0) * scale, 0.0), last))
 
 
 @kernel
-def _collect(x, ones, rest, bins, slot, start):
-    """The values of x in ambiguous bins, grouped by slot s in [start[s], start[s + 1]) and written out: a value
-    of weight k is written k times, so that the refinement works on plain samples."""
-    out = np.empty(start[-1], x.dtype)
-    idx = np.empty(x.size, np.int64)  # indices in ambiguous bins, collected without branches
+def _histogram(bins, ones, rest, counts):
+    """Add each value's weight to its bin's count; the first `ones` values have weight 1 and skip the weight read."""
+    for i in range(ones):
+        counts[bins[i]] += 1
+    for i in range(ones, bins.size):
+        counts[bins[i]] += rest[i - ones]
+
+
+@kernel
+def _gather(x, ones, rest, bins, sign, slot, t0, start, idx, out, fill):
+    """Sum of sign x weight x (x - t0) over the values in one-sign bins (sign +-1), and the values of the ambiguous
+    bins (sign 0) written out in out[start[s]:start[s + 1]] by their bin's slot s: a value of weight k k times,
+    so that the refinement works on plain samples. idx: int32 scratch of at least x.size values."""
+    total_ones = 0.0
     m = 0
-    for i in range(x.size):
+    for i in range(ones):  # branch-free: every index is written, the count moves on for ambiguous ones only
+        v = sign[bins[i]]
+        total_ones += v * (np.float64(x[i]) - t0)
         idx[m] = i
-        m += slot[bins[i]] >= 0
-    fill = start[:-1].copy()
-    for i in idx[:m]:
+        m += v == 0
+    split = m
+    total_rest = 0.0
+    for i in range(ones, x.size):
+        v = sign[bins[i]]
+        total_rest += v * rest[i - ones] * (np.float64(x[i]) - t0)
+        idx[m] = i
+        m += v == 0
+    fill[:] = start[:-1]
+    for t in range(split):
+        i = idx[t]
         s = slot[bins[i]]
-        if i < ones:
+        out[fill[s]] = x[i]
+        fill[s] += 1
+    for t in range(split, m):
+        i = idx[t]
+        s = slot[bins[i]]
+        for _ in range(rest[i - ones]):
             out[fill[s]] = x[i]
             fill[s] += 1
-        else:
-            for _ in range(rest[i - ones]):
-                out[fill[s]] = x[i]
-                fill[s] += 1
-    return out
+    return total_ones + total_rest
 
 
 @kernel
-def _split(xa, ones_a, rest_a, xb, ones_b, rest_b, t0, t1, d0, nbins, bin_a, bin_b):
+def _split(xa, ones_a, rest_a, xb, ones_b, rest_b, t0, t1, d0, nbins, bin_a, bin_b, idx, out_a, out_b):
     """Histogram both samples over `nbins` (<= 65,536) equal bins of [t0, t1]; D(t0) = d0.
 
-    The first ones_a values of xa count once, the others rest_a times (likewise b). bin_a, bin_b: uint16 scratch
-    of at least xa.size, xb.size values (each value's bin, for the gathering pass). Returns the integral of |D|
-    over the bins where D keeps one sign, and for the other ("ambiguous") bins (total, d_start, left edges,
-    width, start_a, buf_a, start_b, buf_b): one entry per ambiguous bin, its values written out (weights
-    expanded) in buf_a[start_a[s]:start_a[s + 1]] (likewise b).
+    The first ones_a values of xa count once, the others rest_a times (likewise b). Scratch: bin_a, bin_b uint16
+    of xa.size, xb.size values; idx int32 of max(xa.size, xb.size); out_a, out_b float32 of each sample's total
+    weight. In a bin where D keeps one sign s, the integral of |D| is s x the integral of D, which needs only
+    the bin's counts and the sum of its values: width x D(left edge) + (ca - cb) x (right edge - t0) - (sum over
+    a of weight x (x - t0)) + (likewise b). Returns the integral of |D| over those bins, and for the other
+    ("ambiguous") bins (d_start, left edges, width, start_a, start_b): one entry per ambiguous bin, its values
+    written out in out_a[start_a[s]:start_a[s + 1]] (likewise b).
     """
     width = (t1 - t0) / nbins
     scale = nbins / (t1 - t0)
-    top = nbins - 1
     counts = np.zeros((2, nbins), np.int32)  # total weight of each sample in each bin
-    positions = np.zeros(nbins)  # weighted sum over a minus over b of in-bin positions, in bin widths
-    _count(xa, ones_a, rest_a, t0, scale, top, bin_a, counts[0], positions, 1.0)
-    _count(xb, ones_b, rest_b, t0, scale, top, bin_b, counts[1], positions, -1.0)
+    _bin_of(xa, t0, scale, nbins - 1, bin_a)
+    _histogram(bin_a, ones_a, rest_a, counts[0])
+    _bin_of(xb, t0, scale, nbins - 1, bin_b)
+    _histogram(bin_b, ones_b, rest_b, counts[1])
+    sign = np.empty(nbins, np.int8)  # the sign D keeps over the bin, 0 where it may change sign
+    slot = np.full(nbins, -1, np.int32)  # ambiguous bins get a slot number
     total = 0.0
     d = d0
-    slot = np.full(nbins, -1, np.int64)  # ambiguous bins get a slot number
     n_amb = 0
     for k in range(nbins):
         ca, cb = counts[0, k], counts[1, k]
-        if d - cb >= 0.0 or d + ca <= 0.0:
-            # D keeps one sign here, so the integral of |D| is |integral of D|: each value of a adds
-            # weight x (right edge - value), each of b subtracts it
-            total += abs(width * (d + ca - cb - positions[k]))
+        if d - cb >= 0.0:
+            sign[k] = 1
+            total += width * d + (ca - cb) * (k + 1) * width
+        elif d + ca <= 0.0:
+            sign[k] = -1
+            total -= width * d + (ca - cb) * (k + 1) * width
         else:
+            sign[k] = 0
             slot[k] = n_amb
             n_amb += 1
         d += ca - cb
@@ -180,12 +204,10 @@ def _split(xa, ones_a, rest_a, xb, ones_b, rest_b, t0, t1, d0, nbins, bin_a, bin
             start_a[s + 1] = start_a[s] + counts[0, k]
             start_b[s + 1] = start_b[s] + counts[1, k]
         d += counts[0, k] - counts[1, k]
-    if n_amb > 0:
-        buf_a = _collect(xa, ones_a, rest_a, bin_a, slot, start_a)
-        buf_b = _collect(xb, ones_b, rest_b, bin_b, slot, start_b)
-    else:
-        buf_a, buf_b = xa[:0].copy(), xb[:0].copy()
-    return total, d_start, edges, width, start_a, buf_a, start_b, buf_b
+    fill = np.empty(n_amb, np.int64)
+    total -= _gather(xa, ones_a, rest_a, bin_a, sign, slot, t0, start_a, idx, out_a, fill)
+    total += _gather(xb, ones_b, rest_b, bin_b, sign, slot, t0, start_b, idx, out_b, fill)
+    return total, d_start, edges, width, start_a, start_b
 
 
 @kernel
@@ -193,8 +215,12 @@ def _area_fine(xa, xb, t0, t1, d0):
     """Integral of |D| over [t0, t1] for one ambiguous bin: equal bins of ~8 values, sort what stays ambiguous."""
     nbins = min(max(2, (xa.size + xb.size) // FINE_BIN_SIZE), 65536)
     bins = np.empty(xa.size + xb.size, np.uint16)
-    total, d_start, edges, width, start_a, buf_a, start_b, buf_b = _split(
-        xa, xa.size, _NO_WEIGHTS, xb, xb.size, _NO_WEIGHTS, t0, t1, d0, nbins, bins[: xa.size], bins[xa.size :]
+    out = np.empty(xa.size + xb.size, xa.dtype)
+    idx = np.empty(max(xa.size, xb.size), np.int32)
+    buf_a, buf_b = out[: xa.size], out[xa.size :]
+    bin_a, bin_b = bins[: xa.size], bins[xa.size :]
+    total, d_start, edges, width, start_a, start_b = _split(
+        xa, xa.size, _NO_WEIGHTS, xb, xb.size, _NO_WEIGHTS, t0, t1, d0, nbins, bin_a, bin_b, idx, buf_a, buf_b
     )
     for s in range(d_start.size):
         sa = buf_a[start_a[s] : start_a[s + 1]]
@@ -204,10 +230,12 @@ def _area_fine(xa, xb, t0, t1, d0):
 
 
 @kernel
-def _area(a, ones_a, rest_a, b, ones_b, rest_b, lo, hi, scratch):
+def _area(a, ones_a, rest_a, b, ones_b, rest_b, lo, hi, bins, idx, out):
     """Sum over i of |a_(i) - b_(i)| (sorted, weights written out) as the integral of |D| over [lo, hi]."""
-    total, d_start, edges, width, start_a, buf_a, start_b, buf_b = _split(
-        a, ones_a, rest_a, b, ones_b, rest_b, lo, hi, 0.0, COARSE_BINS, scratch[0, : a.size], scratch[1, : b.size]
+    buf_a, buf_b = out[0], out[1]
+    bin_a, bin_b = bins[0, : a.size], bins[1, : b.size]
+    total, d_start, edges, width, start_a, start_b = _split(
+        a, ones_a, rest_a, b, ones_b, rest_b, lo, hi, 0.0, COARSE_BINS, bin_a, bin_b, idx, buf_a, buf_b
     )
     for s in range(d_start.size):
         sa = buf_a[start_a[s] : start_a[s + 1]]
@@ -222,7 +250,7 @@ def _area(a, ones_a, rest_a, b, ones_b, rest_b, lo, hi, scratch):
 def wasserstein_1d(
     a: np.ndarray,
     b: np.ndarray,
-    scratch: np.ndarray | None = None,
+    scratch: Scratch | None = None,
     weights_a: Weights | None = None,
     weights_b: Weights | None = None,
 ) -> float:
@@ -230,8 +258,8 @@ def wasserstein_1d(
 
     Unweighted samples must be of one size. With `weights_a` / `weights_b` (see `with_weights`) each value counts
     as that many equal values, and both totals must agree: the number is that of the samples written out.
-    `scratch`: a (2, >= max(len(a), len(b))) uint16 array this call may overwrite; a caller making many calls in
-    one thread saves an allocation (and its page faults) per call by passing the same one (see `scratch_for`).
+    `scratch`: work arrays this call may overwrite (`scratch_for(n)`, n >= either sample's total weight); a
+    caller making many calls in one thread saves their allocation (and page faults) per call by passing the same.
 
     Samples holding inf or NaN take numpy's sort instead (NaN sorts last there).
     """
@@ -257,12 +285,12 @@ def wasserstein_1d(
         return float(np.abs(np.sort(full_a).astype(np.float64) - np.sort(full_b)).mean())
     if hi == lo:
         return 0.0
-    if scratch is None or scratch.shape[1] < max(a.size, b.size):
-        scratch = scratch_for(max(a.size, b.size))
+    if scratch is None or scratch.size < n:
+        scratch = scratch_for(n)
     rest_a, rest_b = (np.ascontiguousarray(w.rest, np.int32) for w in (wa, wb))
-    return _area(a, wa.ones, rest_a, b, wb.ones, rest_b, lo, hi, scratch) / n
+    return _area(a, wa.ones, rest_a, b, wb.ones, rest_b, lo, hi, *scratch) / n
 
 
-def scratch_for(n: int) -> np.ndarray:
-    """Scratch for `wasserstein_1d` on samples of up to n values."""
-    return np.empty((2, n), np.uint16)
+def scratch_for(n: int) -> Scratch:
+    """Scratch for `wasserstein_1d` on samples of up to n values and total weight n."""
+    return Scratch(np.empty((2, n), np.uint16), np.empty(n, np.int32), np.empty((2, n), np.float32))
