@@ -46,6 +46,22 @@ def test_ties_spikes_and_heavy_tails() -> None:
     check(rng.standard_cauchy(n), rng.standard_cauchy(n))  # a few values far out, the rest in a few bins
 
 
+def test_values_beyond_the_sampled_span() -> None:
+    """Large samples are binned over the span of every 256th value: values past it, near or far, on one side or
+    both, from one sample or both, still give the sort's number."""
+    rng = np.random.default_rng(5)
+    n = 300_000
+    a, b = rng.standard_normal(n), rng.standard_normal(n) * 1.05
+    unsampled = np.flatnonzero(np.arange(n) % 256 != 0)
+    for far in (0.5, 1e3):
+        pick = rng.choice(unsampled, 60, replace=False)
+        a2, b2 = a.copy(), b.copy()
+        a2[pick[:20]] = a.min() - far * rng.random(20)  # both samples below the span: an ambiguous first bin
+        b2[pick[20:40]] = b.min() - far * rng.random(20)
+        a2[pick[40:]] = a.max() + far * rng.random(20)  # only a above it
+        check(a2, b2)
+
+
 def test_identical_and_shifted_samples() -> None:
     a = np.random.default_rng(2).standard_normal(100_000).astype(np.float32)
     assert wasserstein_1d(a, a.copy()) == 0.0
@@ -68,6 +84,17 @@ def test_non_finite_values_follow_the_sort() -> None:
     a = np.array([0.0, 1.0, np.inf], np.float32)
     assert wasserstein_1d(a, np.array([0.0, 1.0, 2.0], np.float32)) == np.inf
     assert np.isnan(wasserstein_1d(np.array([0.0, np.nan], np.float32), np.zeros(2, np.float32)))
+
+
+def test_non_finite_values_in_large_samples_follow_the_sort() -> None:
+    """Far from the values sampled for the binning span, an inf or NaN still gives numpy's sort's answer."""
+    rng = np.random.default_rng(6)
+    a, b = rng.standard_normal((2, 100_000)).astype(np.float32)
+    for bad, want in ((np.inf, np.inf), (-np.inf, np.inf), (np.nan, None)):
+        a2 = a.copy()
+        a2[1001] = bad
+        got = wasserstein_1d(a2, b)
+        assert np.isnan(got) if want is None else got == want
 
 
 def test_mismatched_samples_are_rejected() -> None:

@@ -8,6 +8,10 @@ bin needs only each sample's count and sum of values there. Only bins where D ma
 ("ambiguous") need their values in order: those are split again into finer bins, and only the few still
 ambiguous are sorted. The result is the sort's number up to float rounding (the tests compare the two).
 
+Passes over the values: one computing each value's bin (vectorised), one counting, one summing the values of
+one-sign bins and gathering those of ambiguous ones; the binning span of large samples comes from every 256th
+value, not from a pass of its own.
+
 A value may stand for several equal ones (an integer weight): SWD projects each distinct patch once and
 passes how often it was drawn. Values of weight 1 come first and are counted without reading a weight.
 """
@@ -24,6 +28,7 @@ COARSE_BINS = 32768  # two int32 counts, an int8 sign and an int32 slot per bin:
 SORT_BELOW = 48  # ambiguous bins with fewer values (both samples) are sorted, not split again
 FINE_BIN_SIZE = 8  # values per bin when an ambiguous bin is split again
 _NO_WEIGHTS = np.empty(0, np.int32)
+_RANGE_STRIDE = 256  # values per one sampled for the binning span of large samples
 
 
 class Weights(NamedTuple):
@@ -231,20 +236,39 @@ def _area_fine(xa, xb, t0, t1, d0):
 
 @kernel
 def _area(a, ones_a, rest_a, b, ones_b, rest_b, lo, hi, bins, idx, out):
-    """Sum over i of |a_(i) - b_(i)| (sorted, weights written out) as the integral of |D| over [lo, hi]."""
+    """Sum over i of |a_(i) - b_(i)| (sorted, weights written out) as the integral of |D|, binned over [lo, hi].
+
+    Values outside [lo, hi] fall in the first or last bin. A one-sign bin's integral does not depend on where its
+    values lie (D is 0 left of all values and right of them), so only those two bins, where ambiguous, are
+    refined over the span of their values instead.
+    """
     buf_a, buf_b = out[0], out[1]
     bin_a, bin_b = bins[0, : a.size], bins[1, : b.size]
     total, d_start, edges, width, start_a, start_b = _split(
         a, ones_a, rest_a, b, ones_b, rest_b, lo, hi, 0.0, COARSE_BINS, bin_a, bin_b, idx, buf_a, buf_b
     )
+    last = lo + (COARSE_BINS - 1) * width  # the left edge of the last bin, as _split computes it
     for s in range(d_start.size):
         sa = buf_a[start_a[s] : start_a[s + 1]]
         sb = buf_b[start_b[s] : start_b[s + 1]]
+        left, right = edges[s], edges[s] + width
+        if left == lo or left == last:  # an ambiguous bin holds values of both samples
+            left = min(left, sa.min(), sb.min())
+            right = max(right, sa.max(), sb.max())
         if sa.size + sb.size < SORT_BELOW:
-            total += _walk(sa, sb, edges[s], edges[s] + width, d_start[s])
+            total += _walk(sa, sb, left, right, d_start[s])
         else:
-            total += _area_fine(sa, sb, edges[s], edges[s] + width, d_start[s])
+            total += _area_fine(sa, sb, left, right, d_start[s])
     return total
+
+
+def _value_range(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """The span to bin both samples over: for large samples that of every 256th value (the few values outside
+    it land in the end bins), which reads one cache line in 16 instead of a whole pass; else the exact span."""
+    if min(a.size, b.size) < 1 << 16:
+        return float(min(a.min(), b.min())), float(max(a.max(), b.max()))
+    sub_a, sub_b = a[::_RANGE_STRIDE], b[::_RANGE_STRIDE]
+    return float(min(sub_a.min(), sub_b.min())), float(max(sub_a.max(), sub_b.max()))
 
 
 def wasserstein_1d(
@@ -279,16 +303,26 @@ def wasserstein_1d(
         return 0.0
     a = np.ascontiguousarray(a, np.float32)
     b = np.ascontiguousarray(b, np.float32)
-    lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
-    if not (np.isfinite(lo) and np.isfinite(hi)):  # inf or NaN inside: the sorted-difference formula decides
-        full_a, full_b = wa.expand(a), wb.expand(b)
-        return float(np.abs(np.sort(full_a).astype(np.float64) - np.sort(full_b)).mean())
-    if hi == lo:
-        return 0.0
+    lo, hi = _value_range(a, b)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return _by_sorting(a, b, wa, wb)
+    if hi == lo:  # constant, or nearly so: bin over the exact span
+        lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
+        if hi == lo:
+            return 0.0
     if scratch is None or scratch.size < n:
         scratch = scratch_for(n)
     rest_a, rest_b = (np.ascontiguousarray(w.rest, np.int32) for w in (wa, wb))
-    return _area(a, wa.ones, rest_a, b, wb.ones, rest_b, lo, hi, *scratch) / n
+    total = _area(a, wa.ones, rest_a, b, wb.ones, rest_b, lo, hi, *scratch)
+    if not np.isfinite(total):  # every value enters the sum of one-sign bins, so inf or NaN anywhere shows here
+        return _by_sorting(a, b, wa, wb)
+    return total / n
+
+
+def _by_sorting(a: np.ndarray, b: np.ndarray, wa: Weights, wb: Weights) -> float:
+    """The sorted-difference formula, for samples holding inf or NaN (NaN sorts last)."""
+    full_a, full_b = wa.expand(a), wb.expand(b)
+    return float(np.abs(np.sort(full_a).astype(np.float64) - np.sort(full_b)).mean())
 
 
 def scratch_for(n: int) -> Scratch:
