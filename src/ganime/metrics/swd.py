@@ -303,55 +303,58 @@ def sliced_wasserstein_1d(
     desc_b: np.ndarray,
     rng: np.random.Generator,
     workers: int = 1,
-    buffers: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    buffers: tuple[np.ndarray, np.ndarray] | None = None,
     weights_a: Weights | None = None,
     weights_b: Weights | None = None,
 ) -> float:
     """Mean 1-D Wasserstein distance of two (N, D) descriptor sets over 4 x 128 random unit directions.
 
     `weights_a` / `weights_b`: how often each row counts (see `level_descriptors`); the default is once each, and
-    then the sets must be of one size. Each repeat's 128 directions are shared out among `workers` threads; each
-    projects both sets on its directions (a single-threaded BLAS product into its own pair of `buffers` of at
-    least (directions x rows) float32, made here if not given) and hands each direction's two rows to
-    `wasserstein_1d` (exact, histogram-based). Measured here: two single-threaded products side by side beat one
-    two-threaded product after the other by ~15 %, and a thread goes from its products to its distances without
-    waiting for the other.
+    then the sets must be of one size. For each repeat of 128 directions, `workers` threads first project the
+    sets (single-threaded BLAS products into `buffers`, two (128, >= rows) float32 arrays, made here if not
+    given), then share out the directions and hand each direction's two rows to `wasserstein_1d` (exact,
+    histogram-based). With two threads each projects one whole set on all 128 directions: measured here
+    ~15 % faster than each projecting both sets on half of them (OpenBLAS packs the patches once per product).
     """
     if desc_a.shape[1] != desc_b.shape[1]:
         raise ValueError(f"descriptor sets differ in width: {desc_a.shape} vs {desc_b.shape}")
     if weights_a is None and weights_b is None and desc_a.shape != desc_b.shape:
         raise ValueError(f"descriptor sets differ in shape: {desc_a.shape} vs {desc_b.shape}")
     n_a, n_b = len(desc_a), len(desc_b)
-    parts = _split(DIRS_PER_REPEAT, workers)
     if buffers is None:
-        buffers = projection_buffers(max(n_a, n_b), workers)
-    total = weights_a.total() if weights_a is not None else n_a
-    scratch = [scratch_for(total) for _ in parts]  # one per thread, reused for every direction
+        buffers = projection_buffers(max(n_a, n_b))
+    proj_a = buffers[0].reshape(-1)[: DIRS_PER_REPEAT * n_a].reshape(DIRS_PER_REPEAT, n_a)  # a row per direction
+    proj_b = buffers[1].reshape(-1)[: DIRS_PER_REPEAT * n_b].reshape(DIRS_PER_REPEAT, n_b)
+    # products: each set's directions in blocks, one block per thread (two threads: one whole set each)
+    blocks = _split(DIRS_PER_REPEAT, max(1, workers // 2))
+    products = [(desc, proj, rows) for desc, proj in ((desc_a, proj_a), (desc_b, proj_b)) for rows in blocks]
+    parts = _split(DIRS_PER_REPEAT, workers)
+    weight = weights_a.total() if weights_a is not None else n_a
+    scratch = [scratch_for(weight) for _ in parts]  # one per thread, reused for every direction
 
-    def distances(worker: int, dirs: np.ndarray) -> float:
-        buf_a, buf_b = buffers[worker]
-        proj_a = buf_a.reshape(-1)[: len(dirs) * n_a].reshape(len(dirs), n_a)  # contiguous rows, one per direction
-        proj_b = buf_b.reshape(-1)[: len(dirs) * n_b].reshape(len(dirs), n_b)
-        np.matmul(dirs, desc_a.T, out=proj_a)
-        np.matmul(dirs, desc_b.T, out=proj_b)
+    def project(dirs: np.ndarray, job: tuple[np.ndarray, np.ndarray, slice]) -> None:
+        desc, proj, rows = job
+        np.matmul(dirs[rows], desc.T, out=proj[rows])
+
+    def distances(worker: int, rows: slice) -> float:
         return sum(
-            wasserstein_1d(proj_a[i], proj_b[i], scratch[worker], weights_a, weights_b) for i in range(len(dirs))
+            wasserstein_1d(proj_a[i], proj_b[i], scratch[worker], weights_a, weights_b)
+            for i in range(rows.start, rows.stop)
         )
 
     total = 0.0
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(len(parts)) as pool:
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(max(len(parts), len(products))) as pool:
         for _ in range(DIR_REPEATS):
             dirs = rng.standard_normal((DIRS_PER_REPEAT, desc_a.shape[1]))
             dirs = (dirs / np.linalg.norm(dirs, axis=1, keepdims=True)).astype(np.float32)
-            total += sum(pool.map(distances, range(len(parts)), [dirs[rows] for rows in parts]))
+            list(pool.map(project, [dirs] * len(products), products))
+            total += sum(pool.map(distances, range(len(parts)), parts))
     return total / (DIR_REPEATS * DIRS_PER_REPEAT)
 
 
-def projection_buffers(n: int, workers: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per-thread (real, fake) projection buffers for `sliced_wasserstein_1d` on up to n descriptors."""
-    parts = _split(DIRS_PER_REPEAT, workers)
-    rows = parts[0].stop  # the first part is the longest
-    return [(np.empty((rows, n), np.float32), np.empty((rows, n), np.float32)) for _ in parts]
+def projection_buffers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(real, fake) projection buffers for `sliced_wasserstein_1d` on up to n descriptors: 128 rows each."""
+    return np.empty((DIRS_PER_REPEAT, n), np.float32), np.empty((DIRS_PER_REPEAT, n), np.float32)
 
 
 def sliced_wasserstein(
@@ -370,7 +373,7 @@ def sliced_wasserstein(
     n_patches = PATCHES_PER_IMAGE * min(len(real), len(fake))
     # every level has the same number of patches: one set of buffers serves them all
     descriptors = [np.empty((n_patches, 3 * PATCH_SIZE * PATCH_SIZE), np.float32) for _ in range(2)]
-    projections = projection_buffers(n_patches, workers)
+    projections = projection_buffers(n_patches)
     result = {}
     for level, res in enumerate(resolutions):
         # One random stream per (level, role): a level's value does not depend on the other levels.
