@@ -343,7 +343,7 @@ def sliced_wasserstein_1d(
         )
 
     total = 0.0
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(max(len(parts), len(products))) as pool:
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(len(parts)) as pool:
         for _ in range(DIR_REPEATS):
             dirs = rng.standard_normal((DIRS_PER_REPEAT, desc_a.shape[1]))
             dirs = (dirs / np.linalg.norm(dirs, axis=1, keepdims=True)).astype(np.float32)
