@@ -187,14 +187,13 @@ def _split(xa, ones_a, rest_a, xb, ones_b, rest_b, t0, t1, d0, nbins, bin_a, bin
         ca, cb = counts[0, k], counts[1, k]
         if d - cb >= 0.0:
             sign[k] = 1
-            total += width * d + (ca - cb) * (k + 1) * width
         elif d + ca <= 0.0:
             sign[k] = -1
-            total -= width * d + (ca - cb) * (k + 1) * width
         else:
             sign[k] = 0
             slot[k] = n_amb
             n_amb += 1
+        total += sign[k] * (width * d + (ca - cb) * (k + 1) * width)  # the values' part comes from _gather
         d += ca - cb
     d_start = np.empty(n_amb)
     edges = np.empty(n_amb)
