@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ganime.errors import ConfigError
-from ganime.losses import LOSSES, d_bce, d_hinge, g_hinge, g_nonsat, get_loss, r1_penalty
+from ganime.losses import LOSSES, d_bce, d_hinge, d_rpgan, g_hinge, g_nonsat, g_rpgan, get_loss, r1_penalty
 
 
 def test_hinge_is_zero_with_no_gradient_beyond_the_margin():
@@ -67,4 +67,19 @@ def test_losses_are_chosen_by_name():
     assert get_loss("nonsat") == get_loss("bce")
     with pytest.raises(ConfigError, match="unknown loss 'wgan'.*hinge"):
         get_loss("wgan")
-    assert set(LOSSES) == {"bce", "nonsat", "hinge"}
+    assert set(LOSSES) == {"bce", "nonsat", "hinge", "rpgan"}
+    assert get_loss("rpgan").paired and not get_loss("hinge").paired
+
+
+def test_rpgan_judges_each_real_against_its_paired_fake():
+    """Relativistic pairing (R3GAN): only the differences D(x_i) - D(G(z_i)) count, so shifting every logit
+    by one constant changes nothing, and G's loss is D's with the roles swapped."""
+    g = torch.Generator().manual_seed(3)
+    real, fake = torch.randn(8, generator=g), torch.randn(8, generator=g)
+    want = torch.nn.functional.softplus(fake - real).mean()
+    assert d_rpgan(real, fake).item() == pytest.approx(want.item(), rel=1e-6)
+    assert d_rpgan(real + 5.0, fake + 5.0).item() == pytest.approx(want.item(), rel=1e-6)
+    assert d_hinge(real + 5.0, fake + 5.0).item() != pytest.approx(d_hinge(real, fake).item())  # not relativistic
+    assert g_rpgan(fake, real).item() == pytest.approx(d_rpgan(fake, real).item(), rel=1e-6)
+    # pairing, not set means: the loss depends on which fake meets which real
+    assert d_rpgan(real, fake.flip(0)).item() != pytest.approx(d_rpgan(real, fake).item())

@@ -151,3 +151,48 @@ def test_shipped_pretrained_generator_generates_in_a_fresh_process(tmp_path):
     tiles = np.stack([grid[2 + r * 66 : 66 + r * 66, 2 + c * 66 : 66 + c * 66] for r in range(4) for c in range(4)])
     assert tiles.std() > 10  # images, not a flat colour
     assert len({t.tobytes() for t in tiles}) == 16  # each seed its own image
+
+
+def test_r3gan_recipe_trains_and_penalises_reals_and_fakes(tmp_path, monkeypatch):
+    """The rpgan loss with R1 and R2: the G step scores reals through D too, and both penalties run."""
+    from ganime import losses
+    from ganime.training import loop
+
+    data = write_two_colour_set(tmp_path / "two", n=8)
+    cfg = tiny_config(
+        data, tmp_path / "cache", "modern", max_steps=4, precision="fp32", channels_last="off",
+        **{"loss.loss": "rpgan", "loss.r1_gamma": 0.5, "loss.r2_gamma": 0.5, "loss.r1_every": 2},
+    )
+    calls = []
+    real_penalty = losses.grad_penalty
+
+    def counting(logits, images):
+        calls.append(images.requires_grad)
+        return real_penalty(logits, images)
+
+    monkeypatch.setattr(loop, "grad_penalty", counting)
+    result = ganime.train(cfg, out=tmp_path / "run", progress=False)
+    assert result.step == 4
+    assert len(calls) == 4  # steps 0 and 2: R1 on reals and R2 on fakes each time
+    with open(result.run_dir / "metrics.csv") as f:
+        rows = f.read().splitlines()
+    assert len(rows) >= 1 and "nan" not in rows[-1]
+
+
+def test_minibatch_std_lets_d_see_a_batch_without_variety():
+    """With the minibatch-std channel D's output changes when the batch's images become identical, even
+    though no single image changed its own pixels' statistics (ProGAN sec. 3)."""
+    from ganime.config import ModelConfig
+    from ganime.models import build_discriminator
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(resolution=16, g_width=8, d_width=8, spectral_norm=True, mbstd=4)
+    D = build_discriminator(cfg).eval()
+    x = torch.randn(8, 3, 16, 16)
+    same = x[:1].expand(8, -1, -1, -1).clone()
+    with torch.no_grad():
+        varied, collapsed = D(x)[0], D(same)[0]  # image 0 is the same in both batches
+        plain = build_discriminator(ModelConfig(resolution=16, g_width=8, d_width=8, spectral_norm=True)).eval()
+        assert plain(x)[0] == pytest.approx(plain(same)[0].item(), abs=1e-6)  # without it: blind to the batch
+    assert varied.item() != pytest.approx(collapsed.item(), abs=1e-4)
+    assert D(x[:6]).shape == (6,)  # a batch the group size does not divide: one group

@@ -31,6 +31,7 @@ class ModelConfig:
     bn_momentum: float = 0.1  # PyTorch convention: running = (1 - m) * running + m * batch
     spectral_norm: bool = False  # spectral norm on D's convs instead of BatchNorm (Miyato et al. 2018)
     num_classes: int = 0  # > 0: class-conditional G and D
+    mbstd: int = 0  # > 0: minibatch standard deviation over groups of this size before D's head (ProGAN)
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,10 @@ class OptimConfig:
 class LossConfig:
     """The adversarial objective and its regularisers."""
 
-    loss: str = "bce"  # key in losses.LOSSES: bce | nonsat | hinge
+    loss: str = "bce"  # key in losses.LOSSES: bce | nonsat | hinge | rpgan
     r1_gamma: float = 0.0  # R1 penalty weight (Mescheder et al. 2018); 0 = off
-    r1_every: int = 16  # lazy R1: apply every k D steps, scaled by k (Karras et al. 2020)
+    r2_gamma: float = 0.0  # R2: the same penalty on fakes (R3GAN, Huang et al. 2024); 0 = off
+    r1_every: int = 16  # lazy R1 (and R2): apply every k D steps, scaled by k (Karras et al. 2020)
     diffaugment: str = ""  # comma list of DiffAugment policies: color,translation,cutout
     ema_beta: float = 0.0  # EMA of G's weights (Karras et al. 2018); 0 = no EMA
     ema_rampup: float = 0.0  # > 0: EMA half-life = this fraction of the steps so far, capped by ema_beta
@@ -59,7 +61,9 @@ class LossConfig:
 class DataConfig:
     """Where the images come from and how they are prepared."""
 
-    path: str = ""  # folder, .zip, .tar(.gz) or .npz; "" = the emoji data set shipped with ganime
+    # folder, .zip, .tar(.gz), .npz, or a built-in set: "faces" (DiceBear cartoon faces), "emoji";
+    # "" = the emoji set (what runs made before the faces set stored)
+    path: str = "faces"
     background: tuple[int, int, int] = (255, 255, 255)  # alpha is composited onto this colour
     cache_dir: str = ""  # "" = ~/.cache/ganime/datasets
     hflip: bool = False  # random horizontal flips of real images
@@ -277,6 +281,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"channels-last {cfg.channels_last!r} unknown; use on, off or auto")
     if not 0.0 <= cfg.model.d_dropout < 1.0:
         raise ConfigError("D dropout must be in [0, 1)")
+    if cfg.model.mbstd < 0 or (cfg.model.mbstd and cfg.model.arch != "dcgan"):
+        raise ConfigError("model.mbstd (minibatch std group size) must be >= 0 and is built into the dcgan D only")
+    if cfg.loss.r2_gamma < 0 or cfg.loss.r1_gamma < 0:
+        raise ConfigError("loss.r1_gamma and loss.r2_gamma must not be negative")
     if cfg.keep_ckpts < 1:
         raise ConfigError("keep at least one checkpoint (--keep 1 or more)")
     if cfg.max_rollbacks < 0 or cfg.on_save_error not in ("stop", "continue"):

@@ -32,24 +32,42 @@ def g_hinge(fake_logits: Tensor) -> Tensor:
     return -fake_logits.mean()
 
 
-def r1_penalty(real_logits: Tensor, real_images: Tensor) -> Tensor:
-    """R1 = E[|grad_x D(x)|^2] on real data (Mescheder et al. 2018); `real_images` must require grad."""
-    (grad,) = torch.autograd.grad(real_logits.sum(), real_images, create_graph=True)
+def d_rpgan(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """Relativistic pairing D loss, softplus(-(D(x_i) - D(G(z_i)))) (Jolicoeur-Martineau 2019; the R3GAN
+    baseline of Huang et al. 2024, "The GAN is dead; long live the GAN!", eq. 2): each real is judged
+    against its paired fake, so D cannot separate the two sets by one shared offset."""
+    return F.softplus(-(real_logits - fake_logits)).mean()
+
+
+def g_rpgan(fake_logits: Tensor, real_logits: Tensor) -> Tensor:
+    """Relativistic pairing G loss, softplus(-(D(G(z_i)) - D(x_i))): the mirror of `d_rpgan`."""
+    return F.softplus(-(fake_logits - real_logits)).mean()
+
+
+def grad_penalty(logits: Tensor, images: Tensor) -> Tensor:
+    """E[|grad_x D(x)|^2] at `images` (which must require grad): R1 on reals (Mescheder et al. 2018), R2 on
+    fakes (R3GAN uses both, zero-centred)."""
+    (grad,) = torch.autograd.grad(logits.sum(), images, create_graph=True)
     return grad.square().sum(dim=(1, 2, 3)).mean()
+
+
+r1_penalty = grad_penalty  # the name the R1 call sites and tests use
 
 
 @dataclass(frozen=True)
 class GANLoss:
-    """A named pair of D and G losses."""
+    """A named pair of D and G losses; `paired` G losses also take D's logits of the reals."""
 
     d: Callable[[Tensor, Tensor], Tensor]
-    g: Callable[[Tensor], Tensor]
+    g: Callable[..., Tensor]  # g(fake_logits), or g(fake_logits, real_logits) when paired
+    paired: bool = False
 
 
 LOSSES: dict[str, GANLoss] = {
     "bce": GANLoss(d_bce, g_nonsat),  # the DCGAN tutorial
     "nonsat": GANLoss(d_bce, g_nonsat),  # same objective, the name used by StyleGAN
     "hinge": GANLoss(d_hinge, g_hinge),
+    "rpgan": GANLoss(d_rpgan, g_rpgan, paired=True),  # R3GAN's loss; with r1_gamma and r2_gamma = R3GAN
 }
 
 

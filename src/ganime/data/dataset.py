@@ -31,7 +31,12 @@ from ganime.errors import DataError
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
-SHIPPED_DATASET = "noto-emoji-64.npz"
+# built-in data sets shipped inside the package, by the short name `--data` takes
+BUILTIN_DATASETS = {"faces": "dicebear-faces-64.npz", "emoji": "noto-emoji-64.npz"}
+DEFAULT_DATASET = "faces"
+# runs made before the faces set existed stored data.path "" for the emoji set: "" keeps meaning that
+LEGACY_EMPTY_PATH = "emoji"
+SHIPPED_DATASET = BUILTIN_DATASETS[DEFAULT_DATASET]
 CHUNK = 256
 CHUNK_BYTES = 256 * 2**20  # raw bytes held at once while decoding: bounds memory on archives of huge members
 
@@ -50,9 +55,12 @@ class ImageDataset:
         return len(self.images)
 
 
-def shipped_dataset_path() -> Path:
-    """Path of the emoji data set shipped inside the package."""
-    return Path(str(resources.files("ganime") / "assets" / SHIPPED_DATASET))
+def shipped_dataset_path(name: str = DEFAULT_DATASET) -> Path:
+    """Path of a data set shipped inside the package ("faces" or "emoji")."""
+    try:
+        return Path(str(resources.files("ganime") / "assets" / BUILTIN_DATASETS[name]))
+    except KeyError:
+        raise DataError(f"no built-in data set {name!r}; built-in: {', '.join(BUILTIN_DATASETS)}") from None
 
 
 def cache_root() -> Path:
@@ -67,12 +75,19 @@ def default_cache_dir() -> Path:
 
 
 def resolve_source(path: str | Path | None) -> Path:
-    """The file or folder to read: "" means the shipped data set; a folder holding dataset.npz means that."""
+    """The file or folder to read: a built-in name ("faces", "emoji") unless a file or folder of that name
+    exists; "" is the emoji set (what runs made before the faces set stored); a folder holding dataset.npz
+    means that file."""
     if not path:
-        return shipped_dataset_path()
+        return shipped_dataset_path(LEGACY_EMPTY_PATH)
     p = Path(path).expanduser()
+    if str(path) in BUILTIN_DATASETS and not p.exists():
+        return shipped_dataset_path(str(path))
     if not p.exists():
-        raise DataError(f"data path {p} does not exist; pass a folder, .zip, .tar(.gz) or .npz of images")
+        raise DataError(
+            f"data path {p} does not exist; pass a folder, .zip, .tar(.gz) or .npz of images, "
+            f"or a built-in set: {', '.join(BUILTIN_DATASETS)}"
+        )
     if p.is_dir() and (p / "dataset.npz").is_file():
         return p / "dataset.npz"
     return p

@@ -85,6 +85,24 @@ class DCGANGenerator(nn.Module):
         return self.main[3:](h)
 
 
+class MinibatchStd(nn.Module):
+    """Append one channel: the mean over features and pixels of the standard deviation across a group of
+    images (Karras et al. 2018, "Progressive Growing of GANs", sec. 3), so D can see a batch lacking variety.
+    Groups of `group` images (or the whole batch where it does not divide)."""
+
+    def __init__(self, group: int) -> None:
+        super().__init__()
+        self.group = group
+
+    def forward(self, h: Tensor) -> Tensor:
+        n, c, hh, ww = h.shape
+        g = self.group if n % self.group == 0 else n
+        y = h.float().reshape(g, n // g, c, hh, ww)  # group member, group, ...
+        std = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (n // g,)
+        s = std.to(h.dtype).repeat(g)[:, None, None, None].expand(n, 1, hh, ww)
+        return torch.cat([h, s], dim=1)
+
+
 class DCGANDiscriminator(nn.Module):
     """image (N, C, R, R) -> logits (N,) (the tutorial's Sigmoid is folded into the BCE-with-logits loss)."""
 
@@ -111,15 +129,16 @@ class DCGANDiscriminator(nn.Module):
             layers += act()
             ch *= 2
         self.features = nn.Sequential(*layers)
-        # (8 ndf) x 4 x 4 -> 1 x 1 x 1
-        self.head = sn(nn.Conv2d(ch, 1, 4, 1, 0, bias=False))
+        self.mbstd = MinibatchStd(cfg.mbstd) if cfg.mbstd else None
+        # (8 ndf [+1]) x 4 x 4 -> 1 x 1 x 1
+        self.head = sn(nn.Conv2d(ch + (1 if cfg.mbstd else 0), 1, 4, 1, 0, bias=False))
         if cfg.num_classes:
             self.embed = sn(nn.Embedding(cfg.num_classes, ch))
         init_dcgan_weights(self)
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         h = self.features(x)
-        out = self.head(h).flatten()
+        out = self.head(self.mbstd(h) if self.mbstd is not None else h).flatten()
         if self.num_classes:
             if labels is None:
                 raise ValueError("this discriminator is class-conditional: pass labels")

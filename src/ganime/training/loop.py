@@ -24,7 +24,7 @@ from ganime.data.dataset import ImageDataset, load_dataset
 from ganime.data.loader import BatchLoader
 from ganime.errors import CheckpointError, ConfigError
 from ganime.generate import make_grid, save_png, to_uint8
-from ganime.losses import get_loss, r1_penalty
+from ganime.losses import get_loss, grad_penalty
 from ganime.models import build_discriminator, build_generator
 from ganime.training import distributed, precision
 from ganime.training.device import configure_backends, cpu_model, set_threads
@@ -76,7 +76,7 @@ class Trainer:
         self.conditional = bool(m.num_classes)
         self.classes = list(dataset.classes) if m.num_classes else []  # label index -> name, saved with G
         self.augment_policy = parse_policy(cfg.loss.diffaugment)
-        if cfg.loss.r1_gamma > 0 and cfg.loss.r1_every < 1:
+        if (cfg.loss.r1_gamma > 0 or cfg.loss.r2_gamma > 0) and cfg.loss.r1_every < 1:
             raise ConfigError("loss.r1_every must be at least 1")
         if not 0.0 <= cfg.loss.ema_beta < 1.0:
             raise ConfigError("loss.ema_beta must be in [0, 1)")
@@ -135,17 +135,21 @@ class Trainer:
 
         # D: maximise log D(x) + log(1 - D(G(z))); the fake batch is detached so G gets no D gradient
         self.opt_D.zero_grad(set_to_none=True)
-        do_r1 = lc.r1_gamma > 0 and self.step % lc.r1_every == 0
+        lazy_step = self.step % lc.r1_every == 0
+        do_r1, do_r2 = lc.r1_gamma > 0 and lazy_step, lc.r2_gamma > 0 and lazy_step
         if do_r1:
             real = real.detach().requires_grad_(True)
+        fake_d = fake.detach().requires_grad_(True) if do_r2 else fake.detach()
         with autocast:
             real_logits = self._d(self._augment(real), labels).float()
-            fake_logits = self._d(self._augment(fake.detach()), labels).float()
+            fake_logits = self._d(self._augment(fake_d), labels).float()
             loss_d = self.loss.d(real_logits, fake_logits)
+            # lazy regularisation: every k steps with weight k (StyleGAN2, Karras et al. 2020, sec. 3.1);
+            # the gradient flows back through the (differentiable) augmentation to the images
             if do_r1:
-                # lazy regularisation: every k steps with weight k (StyleGAN2, Karras et al. 2020, sec. 3.1);
-                # the gradient flows back through the (differentiable) augmentation to the real images
-                loss_d = loss_d + (lc.r1_gamma / 2) * lc.r1_every * r1_penalty(real_logits, real)
+                loss_d = loss_d + (lc.r1_gamma / 2) * lc.r1_every * grad_penalty(real_logits, real)
+            if do_r2:
+                loss_d = loss_d + (lc.r2_gamma / 2) * lc.r1_every * grad_penalty(fake_logits, fake_d)
         self.scaler_D.scale(loss_d).backward()
         if self.guard is not None:
             self.guard.check("D", loss_d, self.D, self.scaler_D)
@@ -159,7 +163,12 @@ class Trainer:
         try:
             with autocast:
                 fake_logits_g = self._d(self._augment(fake), labels).float()
-                loss_g = self.loss.g(fake_logits_g)
+                if self.loss.paired:  # relativistic: each fake against its real, through the updated D
+                    with torch.no_grad():
+                        real_logits_g = self._d(self._augment(real.detach()), labels).float()
+                    loss_g = self.loss.g(fake_logits_g, real_logits_g)
+                else:
+                    loss_g = self.loss.g(fake_logits_g)
             self.scaler_G.scale(loss_g).backward()
         finally:
             self.D.requires_grad_(True)
