@@ -3,6 +3,7 @@
     python benchmarks/recipe_ablation.py --data faces --kimg 60 --out runs/ablation
     python benchmarks/recipe_ablation.py --data emoji --kimg 60 --only modern,modern-mbstd --out runs/ablation-emoji
     python benchmarks/recipe_ablation.py --report runs/ablation        # redraw the table from results.json
+    python benchmarks/recipe_ablation.py --doc docs/quality.md runs/ablation runs/ablation-emoji
 
 Each candidate is the `modern` preset with a few fields changed (CANDIDATES below); all train one after the
 other in this process for the same number of real images (--kimg: equal work for candidates of equal step cost;
@@ -42,22 +43,29 @@ CANDIDATES: dict[str, dict] = {
     "modern-lr2x": {"optim.lr_g": 2e-4, "optim.lr_d": 8e-4},
     "modern-b32": {"batch_size": 32},
     "modern-no-cutout": {"loss.diffaugment": "color,translation"},
+    "modern-lr2x-no-cutout": {"optim.lr_g": 2e-4, "optim.lr_d": 8e-4, "loss.diffaugment": "color,translation"},
     "modern-g48": {"model.g_width": 48},
+    "modern-32": {"model.resolution": 32},
+    "tutorial-small": {"preset": "tutorial-small"},  # another preset as the base: the old first command
 }
 METRICS = "swd,pr,nn"
 
 
-def floor(data: str, n: int) -> dict:
+def floor(data: str, n: int, resolution: int = 64) -> dict:
     """SWD and P/R between two disjoint halves of the real images (n each where the data allows)."""
-    ds = load_dataset(data, 64)
+    ds = load_dataset(data, resolution)
     images = real_subset(ds.images, min(2 * n, len(ds)), seed=1)
     half = len(images) // 2
     values = compute("swd,pr", images[:half], images[half : 2 * half], seed=0)
     return {k: float(v) for k, v in values.items() if not isinstance(v, str)} | {"n": half}
 
 
-def run_one(name: str, changes: dict, data: str, kimg: float, n: int, root: Path, threads: int) -> dict:
-    cfg = override(preset("modern"), kimg=kimg, epochs=0, threads=threads, **{"data.path": data}, **changes)
+def run_one(
+    name: str, changes: dict, data: str, budget: dict, n: int, root: Path, threads: int, seed: int = 0
+) -> dict:
+    changes = dict(changes)
+    base = preset(changes.pop("preset", "modern"))
+    cfg = override(base, epochs=0, threads=threads, seed=seed, **budget, **{"data.path": data}, **changes)
     t0 = time.perf_counter()
     res = ganime.train(cfg, root / name, progress=False)
     wall = time.perf_counter() - t0
@@ -67,46 +75,132 @@ def run_one(name: str, changes: dict, data: str, kimg: float, n: int, root: Path
     runtime = json.loads((res.run_dir / "runtime.json").read_text())
     m = {k: float(v) for k, v in report.metrics.items() if not isinstance(v, str)}
     return {
-        "name": name, "changes": changes, "steps": res.step, "kimg": round(res.images_seen / 1000, 1),
+        "name": name, "seed": seed, "changes": changes, "preset": cfg.preset, "resolution": cfg.model.resolution, "steps": res.step, "kimg": round(res.images_seen / 1000, 1),
         "train_seconds": round(res.seconds, 1), "wall_seconds": round(wall, 1),
         "img_per_s": round(res.images_seen / max(res.seconds, 1e-9), 1),
-        "precision": runtime.get("precision"), "channels_last": runtime.get("channels_last"), **m,
+        "dtype": runtime.get("precision"), "channels_last": runtime.get("channels_last"), **m,
     }
 
 
+def read_results(root: Path) -> dict:
+    """OUT/results.json, also as written by the first version of this script (one 64 px floor, kimg only)."""
+    results = json.loads((root / "results.json").read_text())
+    results.setdefault("budget", {"kimg": results.get("kimg", 0)})
+    if "floor" in results:
+        results.setdefault("floors", {"64": results.pop("floor")})
+    return results
+
+
 def table(results: dict) -> str:
-    fl = results["floor"]
     lines = [
         "| recipe | changes | kimg | train s | img/s | SWD | SWD / floor | precision | recall | near-copies |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["runs"]:
+        fl = results["floors"][str(r.get("resolution", 64))]
         changes = ", ".join(f"{k}={v}" for k, v in r["changes"].items()) or "(the preset)"
+        if r.get("preset", "modern") != "modern":
+            changes = f"preset {r['preset']}" + (f", {changes}" if r["changes"] else "")
         lines.append(
             f"| {r['name']} | {changes} | {r['kimg']} | {r['train_seconds']:.0f} | {r['img_per_s']:.0f} | "
             f"{r['swd']:.1f} | {r['swd'] / fl['swd']:.2f} | {r.get('precision', float('nan')):.3f} | "
             f"{r.get('recall', float('nan')):.3f} | {100 * r.get('nn_copy_fraction', float('nan')):.2f} % |"
         )
-    lines.append(
-        f"| real vs real (floor) | two halves of the data, {fl['n']} each | | | | {fl['swd']:.1f} | 1.00 | "
-        f"{fl.get('precision', float('nan')):.3f} | {fl.get('recall', float('nan')):.3f} | |"
-    )
+    for res, fl in sorted(results["floors"].items(), key=lambda kv: -int(kv[0])):
+        lines.append(
+            f"| real vs real (floor, {res} px) | two halves of the data, {fl['n']} each | | | | {fl['swd']:.1f} | 1.00 | "
+            f"{fl.get('precision', float('nan')):.3f} | {fl.get('recall', float('nan')):.3f} | |"
+        )
     return "\n".join(lines)
+
+
+def grids_sheet(root: Path, results: dict, out: Path) -> Path:
+    """The candidates' grids side by side (the first 16 seeds of each, 4x4), labelled, as one PNG."""
+    from PIL import Image, ImageDraw
+
+    tiles = []
+    for r in results["runs"]:
+        grid = Image.open(root / r["name"] / "grid.png").convert("RGB")
+        tile = grid.crop((0, 0, 4 * 66 + 2, 4 * 66 + 2))  # make_grid: 64 px images, 2 px padding
+        canvas = Image.new("RGB", (tile.width, tile.height + 18), "white")
+        canvas.paste(tile, (0, 18))
+        ImageDraw.Draw(canvas).text((4, 3), r["name"], fill="black")
+        tiles.append(canvas)
+    sheet = Image.new("RGB", (sum(t.width for t in tiles) + 8 * (len(tiles) - 1), tiles[0].height), "white")
+    x = 0
+    for t in tiles:
+        sheet.paste(t, (x, 0))
+        x += t.width + 8
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    return out
+
+
+def describe(budget: dict) -> str:
+    return f"{budget['minutes']:g} minutes" if "minutes" in budget else f"{budget['kimg']:g} kimg"
+
+
+def flags(budget: dict) -> str:
+    return f"--minutes {budget['minutes']:g}" if "minutes" in budget else f"--kimg {budget['kimg']:g}"
+
+
+def write_doc(doc: Path, roots: list[Path]) -> None:
+    """docs/quality.md: one section per ablation folder (table, machine, grids sheet in docs/images/)."""
+    parts = [
+        "# Image quality: the recipe ablation",
+        "",
+        "*Written by `python benchmarks/recipe_ablation.py --doc docs/quality.md " + " ".join(map(str, roots))
+        + "`; the runs themselves by the commands below. What the metrics mean: [metrics.md](metrics.md).*",
+    ]
+    for root in roots:
+        results = read_results(root)
+        sheet = grids_sheet(root, results, doc.parent / "images" / f"ablation-{results['data']}.png")
+        names = ",".join(r["name"] for r in results["runs"])
+        parts += [
+            "",
+            f"## {results['data']}: {describe(results['budget'])} per recipe",
+            "",
+            (
+                f"    python benchmarks/recipe_ablation.py --data {results['data']} {flags(results['budget'])} "
+                f"--n {results['n']} --only {names} --out {root}"
+            ),
+            "",
+            f"Machine: {results['cpu']} ({results['capability']}), torch {results['torch']}. {results.get('note', '')}",
+            "",
+            table(results),
+            "",
+            f"![first 16 seeds of each recipe](images/{sheet.name})",
+        ]
+    body = "\n".join(parts[2:]) + "\n"
+    begin, end = "<!-- ablation:begin -->", "<!-- ablation:end -->"
+    old = doc.read_text() if doc.is_file() else ""
+    if begin in old and end in old:  # keep the hand-written text around the generated part
+        head, rest = old.split(begin, 1)
+        doc.write_text(f"{head}{begin}\n{body}{end}{rest.split(end, 1)[1]}")
+    else:
+        doc.write_text(f"{parts[0]}\n\n{begin}\n{body}{end}\n")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="faces", help="built-in name or path (default: faces)")
     ap.add_argument("--kimg", type=float, default=60.0, help="thousands of real images per candidate")
+    ap.add_argument("--minutes", type=float, default=0.0, help="training minutes per candidate instead of --kimg")
     ap.add_argument("--n", type=int, default=2048, help="generated and real images per evaluation")
     ap.add_argument("--only", default="", help="comma list of candidates (default: all)")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="training seed; rows of other seeds are named NAME@sN")
     ap.add_argument("--out", type=Path, default=Path("runs/ablation"))
     ap.add_argument("--report", type=Path, default=None, help="print the table of an earlier OUT and exit")
+    ap.add_argument("--doc", type=Path, default=None, help="write this Markdown file from the folders given")
+    ap.add_argument("folders", nargs="*", type=Path, help="with --doc: ablation output folders")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    if args.doc:
+        write_doc(args.doc, args.folders)
+        return
     if args.report:
-        print(table(json.loads((args.report / "results.json").read_text())))
+        print(table(read_results(args.report)))
         return
     names = [s for s in args.only.split(",") if s] or list(CANDIDATES)
     unknown = sorted(set(names) - set(CANDIDATES))
@@ -114,24 +208,28 @@ def main() -> None:
         sys.exit(f"error: unknown candidates {unknown}; known: {', '.join(CANDIDATES)}")
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "results.json"
-    results = json.loads(path.read_text()) if path.is_file() else {"runs": []}
+    results = read_results(args.out) if path.is_file() else {"runs": []}
+    budget = {"minutes": args.minutes} if args.minutes else {"kimg": args.kimg}
     results.update(
-        data=args.data, kimg=args.kimg, n=args.n, cpu=cpu_model(), torch=torch.__version__,
+        data=args.data, budget=budget, n=args.n, cpu=cpu_model(), torch=torch.__version__,
         capability=torch.backends.cpu.get_cpu_capability(),
     )
-    if "floor" not in results:
-        results["floor"] = floor(args.data, args.n)
+    floors = results.setdefault("floors", {})
     done = {r["name"] for r in results["runs"]}
     for name in names:
-        if name in done:
+        row_name = f"{name}@s{args.seed}" if args.seed else name
+        if row_name in done:
             continue
-        row = run_one(name, CANDIDATES[name], args.data, args.kimg, args.n, args.out, args.threads)
+        res = str(CANDIDATES[name].get("model.resolution", 64))
+        if res not in floors:
+            floors[res] = floor(args.data, args.n, int(res))
+        row = run_one(row_name, CANDIDATES[name], args.data, budget, args.n, args.out, args.threads, args.seed)
         results["runs"].append(row)
         path.write_text(json.dumps(results, indent=2))
         print(json.dumps(row), flush=True)
     print(table(results))
     print(f"\n{results['cpu']} ({results['capability']}), torch {results['torch']}, data {args.data}, "
-          f"{args.kimg:g} kimg each, n {args.n}; numpy {np.__version__}")
+          f"{budget} each, n {args.n}; numpy {np.__version__}")
 
 
 if __name__ == "__main__":

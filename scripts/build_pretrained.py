@@ -1,13 +1,15 @@
-"""Write the shipped pretrained generator src/ganime/assets/modern-emoji-64.safetensors (+ .json) from a run.
+"""Write the shipped pretrained generator and its model card from a run trained on the faces set.
 
-    python -m ganime train --preset modern --minutes 30 --out /tmp/pretrained-run --no-progress
-    python scripts/build_pretrained.py /tmp/pretrained-run \
-        --command "python -m ganime train --preset modern --minutes 30 --out /tmp/pretrained-run --no-progress"
+    python -m ganime train --preset modern --data faces --minutes 100 --out runs/pretrained-faces --no-progress
+    python scripts/build_pretrained.py runs/pretrained-faces \
+        --command "python -m ganime train --preset modern --data faces --minutes 100 --out runs/pretrained-faces"
 
-Takes the run's EMA generator (as `ganime generate` does), stores it in fp16 (half the bytes; images differ from
-the fp32 weights by at most a few uint8 levels), records where it came from in the JSON sidecar (training
-commands, steps, kimg, training seconds, machine) and the SWD of the fp16 file against the shipped data set,
-measured with `ganime.evaluate` on all 1,446 real images. Refuses to write more than MAX_BYTES.
+Writes src/ganime/assets/modern-faces-64.safetensors (the run's EMA generator in fp16, as `ganime generate`
+samples it) and its JSON sidecar, which is the model card: data, licence, recipe, steps, images seen, training
+time, CPU, and the quality of the fp16 file itself measured by `ganime.evaluate` (SWD, precision/recall,
+near-copies, and the attribute metrics where available) next to the real-vs-real floor at the same n. The
+web page reads its title and subtitle from the card. Also writes docs/images/pretrained-grid.png and
+docs/pretrained.md from the card. Refuses to write more than MAX_BYTES.
 """
 
 from __future__ import annotations
@@ -23,61 +25,132 @@ import torch
 from ganime.checkpoint import atomic_write_json, read_state, resolve_checkpoint
 from ganime.errors import GanimeError
 from ganime.evaluate import evaluate
-from ganime.generate import load_generator, pretrained_path, save_generator
+from ganime.generate import load_generator, make_grid, pretrained_path, save_generator, save_png
+from ganime.metrics import available_metrics
 
+REPO = Path(__file__).resolve().parents[1]
 MAX_BYTES = 10_000_000  # ships inside the wheel
-SWD_N = 1446  # every image of the shipped set
+N = 5000  # generated and real images per metric (the floor uses two other disjoint real sets of N)
+GRID = REPO / "docs" / "images" / "pretrained-grid.png"
+DOC = REPO / "docs" / "pretrained.md"
+DATA = "faces"
+ATTRIBUTION = '"Adventurer" by Lisa Wischofsky, CC BY 4.0, via DiceBear'
 
 
-def build(run: Path, out: Path, commands: list[str], n: int = SWD_N) -> dict:
+def metric_names() -> str:
+    return ",".join(m for m in ("swd", "pr", "nn", "attrs") if m in available_metrics())
+
+
+def build(run: Path, out: Path, commands: list[str], n: int = N) -> dict:
     ckpt = resolve_checkpoint(run)
     state = read_state(ckpt)
+    cfg = state["config"]
+    if cfg["data"]["path"] != DATA:
+        raise GanimeError(f"{run} was not trained on the shipped faces set (data.path = {cfg['data']['path']!r})")
     runtime = json.loads((run / "runtime.json").read_text()) if (run / "runtime.json").is_file() else {}
     gen = load_generator(ckpt)  # G_ema with its re-estimated BatchNorm statistics
-    if state["config"]["data"]["path"]:
-        raise GanimeError(f"{run} was not trained on the shipped emoji set (data.path = {state['config']['data']['path']!r})")
+    names = metric_names()
     gen.meta = {
         **gen.meta,
-        "training": {
-            "commands": commands,
-            "preset": state["config"]["preset"],
-            "steps": state["step"],
-            "kimg": round(state["images_seen"] / 1000, 2),
-            "train_seconds": round(state["seconds"], 1),
-            "cpu": runtime.get("cpu", ""),
-            "threads": runtime.get("threads", 0),
-            "runtime": state.get("runtime", {}),
-            "torch": runtime.get("torch", torch.__version__),
+        "data": cfg["data"],
+        "card": {
+            "title": "This face does not exist",
+            "subtitle": f"cartoon faces drawn by a GAN trained on {ATTRIBUTION}",
+            "dataset": "ganime's built-in faces set (src/ganime/assets/dicebear-faces-64.npz, 13,997 faces)",
+            "licence": (
+                "weights: ganime's licence (MIT); training images: " + ATTRIBUTION
+                + " -- credit it when you publish images from this generator"
+            ),
+            "recipe": {"preset": cfg["preset"], "config": cfg},
+            "training": {
+                "commands": commands,
+                "steps": state["step"],
+                "images_seen": state["images_seen"],
+                "kimg": round(state["images_seen"] / 1000, 1),
+                "train_seconds": round(state["seconds"], 1),
+                "cpu": runtime.get("cpu", ""),
+                "threads": runtime.get("threads", 0),
+                "precision": state.get("runtime", {}).get("precision", runtime.get("precision", "")),
+                "channels_last": state.get("runtime", {}).get("channels_last", runtime.get("channels_last", "")),
+                "torch": runtime.get("torch", torch.__version__),
+            },
+            "reproduce": f"ganime eval pretrained --metrics {names} --n {n}",
         },
-        "dataset": "ganime/assets/noto-emoji-64.npz (Noto Color Emoji, SIL OFL 1.1)",
-        "licence": "weights: same licence as ganime; trained on images rendered from Noto Color Emoji (SIL OFL 1.1)",
     }
     path = save_generator(gen, out, dtype=torch.float16)
     size = path.stat().st_size + path.with_suffix(".json").stat().st_size
     if size > MAX_BYTES:
         path.unlink()
         raise GanimeError(f"{path} would be {size / 1e6:.1f} MB; the shipped generator must stay under {MAX_BYTES / 1e6:.0f} MB")
-    # quality of what ships: the fp16 file itself against the real images
-    report = evaluate(path, data=None, metrics="swd", n=n, seed=0, write=False)
+    # quality of what ships: the fp16 file itself, as `ganime eval pretrained` measures it
+    report = evaluate(path, data=DATA, metrics=names, n=n, seed=0, write=False)
     meta = json.loads(path.with_suffix(".json").read_text())
-    meta["quality"] = {
-        "swd": round(float(report.metrics["swd"]), 3),
-        **{k: round(float(v), 3) for k, v in report.metrics.items() if k.startswith("swd_")},
+    meta["card"]["quality"] = {
+        **{k: round(float(v), 4) for k, v in report.metrics.items() if not isinstance(v, str)},
         "n_real": report.n_real,
         "n_fake": report.n_fake,
         "seed": report.seed,
-        "how": "ganime.evaluate(file, metrics='swd', n=1446, seed=0) against the shipped set (SWD x 1e3)",
+        "feature_spaces": report.feature_spaces,
     }
     atomic_write_json(path.with_suffix(".json"), meta)
-    return {"path": str(path), "bytes": path.stat().st_size, **meta["training"], **meta["quality"]}
+    GRID.parent.mkdir(parents=True, exist_ok=True)
+    save_png(make_grid(load_generator(path).from_seeds(list(range(64))), nrow=8), GRID)
+    DOC.write_text(card_markdown(meta, path))
+    return {"path": str(path), "bytes": path.stat().st_size, **meta["card"]["training"], **meta["card"]["quality"]}
+
+
+def card_markdown(meta: dict, path: Path) -> str:
+    """docs/pretrained.md from the card (the JSON stays the source of truth)."""
+    c, t, q = meta["card"], meta["card"]["training"], meta["card"]["quality"]
+    rows = [
+        ("SWD x 1e3 (lower is better)", "swd", "swd_real"),
+        ("precision", "precision", "precision_real"),
+        ("recall", "recall", "recall_real"),
+        ("near-copies of training images", "nn_copy_fraction", None),
+    ] + [(k, k, k + "_real") for k in sorted(q) if k.startswith(("attrs_", "fcd")) and not k.endswith("_real")]
+    table = ["| metric | generator | real vs real (floor) |", "|---|---|---|"]
+    for label, key, floor in rows:
+        if key in q:
+            table.append(f"| {label} | {q[key]:.4g} | {q[floor]:.4g} |" if floor in q else f"| {label} | {q[key]:.4g} | |")
+    hours = t["train_seconds"] / 3600
+    return f"""# The pretrained generator: `{path.name}`
+
+*Generated by `scripts/build_pretrained.py` from the model card `{path.with_suffix('.json').name}`; edit the
+script, not this file.*
+
+![64 faces from seeds 0-63](images/pretrained-grid.png)
+
+Seeds 0-63 at truncation 1 (`ganime generate pretrained --n 64 --grid grid.png`).
+
+| | |
+|---|---|
+| what | {c['title']}: {c['subtitle']} |
+| data | {c['dataset']} |
+| licence | {c['licence']} |
+| recipe | `{c['recipe']['preset']}` ({meta['model']['arch']} {meta['model']['resolution']} px, G width {meta['model']['g_width']}, z {meta['model']['z_dim']}); the full config is in the card |
+| training | {t['steps']:,} steps, {t['images_seen']:,} images seen ({t['kimg']} kimg), {t['train_seconds']:.0f} s ({hours:.2f} h) of training |
+| machine | {t['cpu']}, {t['threads']} thread(s), {t['precision']} / channels_last {t['channels_last']}, torch {t['torch']} |
+| commands | {'; '.join(f'`{x}`' for x in t['commands'])} |
+| file | fp16 safetensors, {path.stat().st_size / 1e6:.1f} MB |
+
+## Quality
+
+`{c['reproduce']}` reproduces these numbers ({q['n_fake']:,} generated vs {q['n_real']:,} real images, seed
+{q['seed']}); the floor compares two other disjoint sets of real images of the same size.
+
+{chr(10).join(table)}
+
+What each metric can and cannot tell: [metrics.md](metrics.md). The ablation that chose the recipe:
+[quality.md](quality.md).
+"""
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run", type=Path, help="run dir trained with --preset modern on the shipped set")
+    ap.add_argument("run", type=Path, help="run dir trained with --data faces")
     ap.add_argument("--out", type=Path, default=pretrained_path(), help="default: the shipped asset path")
     ap.add_argument("--command", action="append", default=[], help="a training command to record (repeatable)")
-    ap.add_argument("--n", type=int, default=SWD_N, help="images for the SWD figure")
+    ap.add_argument("--n", type=int, default=N, help="images per metric")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:

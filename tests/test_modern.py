@@ -15,7 +15,7 @@ from PIL import Image
 import ganime
 from conftest import tiny_config, write_two_colour_set
 from ganime.config import override, preset
-from ganime.generate import LoadedGenerator, default_generator_path, to_uint8
+from ganime.generate import LoadedGenerator, default_generator_path, load_generator, page_card, to_uint8
 from ganime.models import build_generator
 from ganime.training.loop import Trainer, ema_beta_at, ema_update
 from test_train import channel_w1
@@ -196,3 +196,21 @@ def test_minibatch_std_lets_d_see_a_batch_without_variety():
         assert plain(x)[0] == pytest.approx(plain(same)[0].item(), abs=1e-6)  # without it: blind to the batch
     assert varied.item() != pytest.approx(collapsed.item(), abs=1e-4)
     assert D(x[:6]).shape == (6,)  # a batch the group size does not divide: one group
+
+
+def test_page_titles_name_the_data_a_generator_was_trained_on():
+    """A page never claims "anime" (or faces) over other data: the card's title, else one from the data."""
+    cfg = override(preset("modern"), **{"model.resolution": 16, "model.g_width": 8, "model.z_dim": 16})
+    G = build_generator(cfg.model).eval()
+
+    def card(meta: dict) -> dict:
+        return page_card(LoadedGenerator(G, cfg.model, "test", torch.device("cpu"), meta))
+
+    assert card({"card": {"title": "This cat does not exist", "subtitle": "s"}}) == {
+        "title": "This cat does not exist", "subtitle": "s"
+    }
+    assert card({"data": "faces", "preset": "modern"})["title"] == "This face does not exist"
+    assert card({"data": "", "preset": "modern"})["title"] == "This emoji does not exist"  # pre-faces runs
+    own = card({"data": "/home/me/data/cats.zip", "preset": "tutorial"})
+    assert own["title"] == "This image does not exist" and "cats.zip" in own["subtitle"] and "tutorial" in own["subtitle"]
+    assert "anime" not in str(card({})).lower()

@@ -26,11 +26,13 @@ log = logging.getLogger(__name__)
 MAX_SEED = 2**63 - 1
 TRUNCATION_SAMPLES, TRUNCATION_SEED = 4096, 12345  # latents averaged for the truncation mean
 PRETRAINED = "pretrained"  # the source name of the generator shipped with ganime
-PRETRAINED_FILE = "modern-emoji-64.safetensors"  # in ganime/assets/, with its .json; see docs/benchmarks.md
+PRETRAINED_FILE = "modern-emoji-64.safetensors"  # in ganime/assets/, with its .json model card; docs/pretrained.md
+# page titles for runs trained on the built-in sets; other data gets the generic one and is named below it
+BUILTIN_TITLES = {"faces": "This face does not exist", "emoji": "This emoji does not exist"}
 
 
 def pretrained_path() -> Path:
-    """The shipped `modern` generator trained on the shipped emoji set (the default for generate/serve)."""
+    """The shipped `modern` generator trained on the shipped faces set (the default for generate/serve)."""
     return Path(__file__).resolve().parent / "assets" / PRETRAINED_FILE
 
 
@@ -137,6 +139,23 @@ class LoadedGenerator:
         return self.images(self.latents(seeds), labels, truncation)
 
 
+def page_card(gen: LoadedGenerator) -> dict[str, str]:
+    """Title and subtitle for a page showing this generator: the model card's own (a shipped or built
+    generator's sidecar `card`), else made from the data it was trained on, never a claim about other data."""
+    card = gen.meta.get("card") if isinstance(gen.meta.get("card"), dict) else {}
+    if card.get("title"):
+        return {"title": str(card["title"]), "subtitle": str(card.get("subtitle", ""))}
+    data = gen.meta.get("data")
+    data = data.get("path", "") if isinstance(data, dict) else data
+    preset = gen.meta.get("preset") or "ganime"
+    if not isinstance(data, str):
+        return {"title": "This image does not exist", "subtitle": f"drawn by a {preset} GAN trained with ganime"}
+    name = data or "emoji"  # runs made before the faces set stored "" for the emoji set
+    title = BUILTIN_TITLES.get(name, "This image does not exist")
+    shown = f"ganime's built-in {name} set" if name in BUILTIN_TITLES else Path(name).name or name
+    return {"title": title, "subtitle": f"drawn by a {preset} GAN trained on {shown}"}
+
+
 def to_uint8(x: Tensor) -> np.ndarray:
     """[-1, 1] NCHW float -> uint8 NHWC (round half up, as torchvision's save_image)."""
     x = x.detach().float().clamp(-1, 1).add(1).mul(127.5).add(0.5).clamp(0, 255)
@@ -165,7 +184,8 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", use_ema
     weights = ckpt / MODEL_FILE
     prefix = "G_ema" if use_ema else "G"
     tensors = _read_prefix(weights, (prefix, "G"))
-    return _build(cfg.model, tensors, str(ckpt), device, {"step": state.get("step"), "preset": cfg.preset, "classes": state.get("classes", [])})
+    meta = {"step": state.get("step"), "preset": cfg.preset, "classes": state.get("classes", []), "data": cfg.data.path}
+    return _build(cfg.model, tensors, str(ckpt), device, meta)
 
 
 def _read_prefix(path: Path, prefixes: tuple[str, ...]) -> dict[str, Tensor]:

@@ -25,7 +25,7 @@ def _default_out(preset: str) -> Path:
 @app.command("train")
 def train(
     data: str = typer.Option("", "--data", help="Folder, .zip, .tar(.gz) or .npz of images, or a built-in set: faces (default), emoji."),
-    preset: str = typer.Option("tutorial", "--preset", "-p", help="Recipe: tutorial, keras-readme, tutorial-small, ... (ganime train --list-presets)."),
+    preset: str = typer.Option("modern", "--preset", "-p", help="Recipe: modern (default), tutorial, tutorial-small, ... (ganime train --list-presets)."),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory (default runs/PRESET)."),
     resume: Path = typer.Option(None, "--resume", help="Continue the run in this directory exactly where it stopped."),
     epochs: int = typer.Option(None, help="Stop after this many epochs (default: the preset's)."),
