@@ -15,7 +15,7 @@ from PIL import Image
 import ganime
 from conftest import tiny_config, write_two_colour_set
 from ganime.config import override, preset
-from ganime.generate import LoadedGenerator, default_generator_path, load_generator, page_card, to_uint8
+from ganime.generate import LoadedGenerator, default_generator_path, page_card, to_uint8
 from ganime.models import build_generator
 from ganime.training.loop import Trainer, ema_beta_at, ema_update
 from test_train import channel_w1
