@@ -1,0 +1,179 @@
+"""The browser page as a static site: faces drawn in the visitor's browser by onnxruntime-web, no server code.
+
+    ganime export RUN --web site/      # index.html, browser.js, latent.js, generator.onnx + .json, onnxruntime-web
+
+The generator is exported with `export_onnx(weights="auto")` (fp16 weights where its images stay within 1/255
+of torch's). Seeds become latents with `latent.js`, the JavaScript twin of ganime.latent.portable_latents, so
+seed S shows the face `ganime generate --seed S` draws; only generators with the PORTABLE latent scheme can
+be drawn (torch's sampler of older ones exists only in torch).
+
+onnxruntime-web is not in ganime's repository or wheel (its WebAssembly file alone is 14.8 MB, its WebGPU
+build 28.7 MB): it is fetched once with `npm pack onnxruntime-web@ORT_VERSION` into the cache directory,
+checked against the SHA-256 sums pinned below, or taken from --ort-dir (a node_modules/onnxruntime-web, its
+dist/ folder or an unpacked tarball) for machines without npm or network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+from ganime.errors import ConfigError, MissingDependencyError
+
+log = logging.getLogger(__name__)
+
+PAGE = Path(__file__).parent / "browser"  # index.html, browser.js, browser.css, latent.js
+PAGE_FILES = ("index.html", "browser.js", "browser.css", "latent.js")
+ORT_PACKAGE, ORT_VERSION = "onnxruntime-web", "1.31.1"
+# The files a build needs from the package's dist/, with their SHA-256 (of onnxruntime-web 1.31.1 from npm).
+ORT_BUILDS = {
+    "wasm": {  # WebAssembly (SIMD, threads where the page is cross-origin isolated): 14.9 MB
+        "ort.wasm.min.mjs": "c21d9c326d453a4a61398270c804d5979e118540597cb0c07f7b3d64e6098234",
+        "ort-wasm-simd-threaded.mjs": "30ed0b5cd1182ede931fea448afb567d4dc705ec957af09f108a2be5f770dac3",
+        "ort-wasm-simd-threaded.wasm": "4b884c203b0fa48d057be3332c65513ff85aa3c5bddd6946acc0fab7ecda001d",
+    },
+    "webgpu": {  # WebGPU where the browser has it, else the same WebAssembly kernels: 28.9 MB
+        "ort.webgpu.min.mjs": "329cd956772397a1aedd668e911195d39afefb182f6fc14aafa4f08ac8d8f379",
+        "ort-wasm-simd-threaded.asyncify.mjs": "59cf781530e1a16df2a291d78798e3ec1152467edaec402d6f9599d85047c302",
+        "ort-wasm-simd-threaded.asyncify.wasm": "ca319e9539cd0f1e291cf56074760121eaf39650f5dbf84b6e52c07f4b2944ec",
+    },
+}
+MODEL_FILE = "generator.onnx"  # its sidecar: generator.json
+SITE_FILE = "site.json"  # what the page loads: model, sidecar, onnxruntime-web module, backends to try
+# What a server must send with the page: onnxruntime-web compiles WebAssembly ('wasm-unsafe-eval'), and runs
+# threads only in a cross-origin isolated page (the two Cross-Origin headers); a static host may omit them.
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
+    "style-src 'self'; img-src 'self' data: blob:; worker-src 'self' blob:",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def ort_cache_dir() -> Path:
+    """Where fetched onnxruntime-web files are kept: $GANIME_CACHE (else ~/.cache/ganime)/onnxruntime-web-VERSION."""
+    from ganime.data.dataset import cache_root
+
+    return cache_root() / f"{ORT_PACKAGE}-{ORT_VERSION}"
+
+
+def _dist_dir(path: Path) -> Path:
+    """A folder holding the dist files: the given one, its dist/ or its package/dist/ (npm's tarball layout)."""
+    for candidate in (path, path / "dist", path / "package" / "dist"):
+        if (candidate / "ort.wasm.min.mjs").is_file():
+            return candidate
+    return path
+
+
+def _checked(folder: Path, build: str) -> list[str]:
+    """The files of `build` that are missing from `folder` or differ from the pinned SHA-256."""
+    return [name for name, digest in ORT_BUILDS[build].items()
+            if not (folder / name).is_file() or _sha256(folder / name) != digest]
+
+
+def find_ort(build: str = "wasm", ort_dir: str | Path | None = None) -> Path:
+    """A folder holding onnxruntime-web ORT_VERSION's files for `build`, checked; fetched with npm if needed."""
+    if build not in ORT_BUILDS:
+        raise ConfigError(f"onnxruntime-web build {build!r} unknown; use {' or '.join(ORT_BUILDS)}")
+    if ort_dir is not None:
+        folder = _dist_dir(Path(ort_dir).expanduser())
+        bad = _checked(folder, build)
+        if bad:
+            raise ConfigError(
+                f"--ort-dir {ort_dir} lacks onnxruntime-web {ORT_VERSION}'s {', '.join(bad)} (missing or another "
+                f"version); point it at node_modules/{ORT_PACKAGE} after `npm install {ORT_PACKAGE}@{ORT_VERSION}`"
+            )
+        return folder
+    cache = ort_cache_dir()
+    if not _checked(cache, build):
+        return cache
+    _fetch_with_npm(cache)
+    bad = _checked(cache, build)
+    if bad:
+        raise MissingDependencyError(f"{ORT_PACKAGE}@{ORT_VERSION} from npm has unexpected {', '.join(bad)}; not used")
+    return cache
+
+
+def _fetch_with_npm(cache: Path) -> None:
+    """`npm pack` the pinned onnxruntime-web and keep the files ORT_BUILDS names (checked by the caller)."""
+    npm = shutil.which("npm")
+    hint = (f"or pass --ort-dir DIR holding {ORT_PACKAGE} {ORT_VERSION} "
+            f"(`npm install {ORT_PACKAGE}@{ORT_VERSION}` on a machine with network, copy node_modules/{ORT_PACKAGE})")
+    if npm is None:
+        raise MissingDependencyError(f"the browser page needs {ORT_PACKAGE} {ORT_VERSION}: install npm (Node.js) {hint}")
+    log.info("fetching %s@%s with npm (34.6 MB once, kept in %s)", ORT_PACKAGE, ORT_VERSION, cache)
+    with tempfile.TemporaryDirectory(prefix="ganime-ort-") as tmp:
+        try:
+            done = subprocess.run(
+                [npm, "pack", f"{ORT_PACKAGE}@{ORT_VERSION}", "--pack-destination", tmp, "--silent"],
+                check=False, capture_output=True, text=True, timeout=600, cwd=tmp,
+            )
+        except subprocess.TimeoutExpired:
+            raise MissingDependencyError(f"npm pack {ORT_PACKAGE}@{ORT_VERSION} took over 10 minutes; {hint}") from None
+        tarballs = list(Path(tmp).glob("*.tgz"))
+        if done.returncode != 0 or not tarballs:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1][:200]
+            raise MissingDependencyError(f"npm could not fetch {ORT_PACKAGE}@{ORT_VERSION} (offline?): {last}; {hint}")
+        wanted = {f"package/dist/{name}" for build in ORT_BUILDS.values() for name in build}
+        cache.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(tarballs[0]) as tar:
+            for member in tar.getmembers():
+                if member.name in wanted and member.isfile():
+                    src = tar.extractfile(member)
+                    target = cache / Path(member.name).name
+                    part = target.with_name(f".{target.name}.tmp{os.getpid()}")
+                    with open(part, "wb") as f:
+                        shutil.copyfileobj(src, f)
+                    os.replace(part, target)
+
+
+def write_site(
+    source, out_dir: str | Path, ort_dir: str | Path | None = None, webgpu: bool = False, use_ema: bool = True
+) -> list[Path]:
+    """Write the browser page for a generator (run dir, ckpt-*, .safetensors, "pretrained" or a LoadedGenerator)
+    into out_dir: page files, generator.onnx + .json, site.json and onnxruntime-web's files. Returns them."""
+    from ganime.export import export_onnx
+    from ganime.generate import LoadedGenerator, load_generator
+    from ganime.latent import PORTABLE
+
+    build = "webgpu" if webgpu else "wasm"
+    ort = find_ort(build, ort_dir)  # before the export: a missing runtime costs no generator work
+    gen = source if isinstance(source, LoadedGenerator) else load_generator(source, "cpu", use_ema)
+    if gen.latent_scheme != PORTABLE:
+        raise ConfigError(
+            f"{gen.source} draws seeds with torch's sampler (latent scheme {gen.latent_scheme}, saved before portable "
+            "latents), which a browser cannot reproduce; train a new run to draw its faces in the browser"
+        )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = export_onnx(gen, out / MODEL_FILE, weights="auto")
+    written = [model, model.with_suffix(".json")]
+    for name in PAGE_FILES:
+        written.append(Path(shutil.copyfile(PAGE / name, out / name)))
+    for name in ORT_BUILDS[build]:
+        written.append(Path(shutil.copyfile(ort / name, out / name)))
+    site = {
+        "model": MODEL_FILE,
+        "sidecar": model.with_suffix(".json").name,
+        "ort": next(iter(ORT_BUILDS[build])),
+        "ort_version": ORT_VERSION,
+        "providers": ["webgpu", "wasm"] if webgpu else ["wasm"],
+    }
+    (out / SITE_FILE).write_text(json.dumps(site, indent=1) + "\n")
+    written.append(out / SITE_FILE)
+    return written
