@@ -16,6 +16,7 @@ from ganime.config import ModelConfig
 from ganime.errors import ConfigError
 from ganime.export import export_onnx
 from ganime.generate import LoadedGenerator, load_generator, to_uint8
+from ganime.latent import PORTABLE
 from ganime.models import build_generator
 from ganime.runtime import OnnxGenerator, read_sidecar
 
@@ -97,7 +98,8 @@ def test_cli_exports_the_ema_generator_of_a_run(run_dir, tmp_path, capsys):
     assert (meta["z_dim"], meta["resolution"], meta["channels"], meta["num_classes"]) == (16, 16, 3, 0)
     assert meta["value_range"] == [-1, 1] and meta["arch"] == "dcgan" and meta["opset"] == 17
     assert meta["ganime_version"] == ganime.__version__ and meta["step"] == 2
-    assert "default_rng" in meta["latents"]["runtime"] and "torch.randn" in meta["latents"]["torch"]
+    assert meta["latents"]["scheme"] == PORTABLE and meta["latents"]["same_faces_everywhere"] is True
+    assert meta["weights"] == "fp32" and meta["truncation"]["mean"]["shape"] == [1, 16, 4, 4]
     assert meta["verified_max_abs_diff"] < 1e-4
     assert sorted(p.name for p in out.parent.iterdir()) == [
         "generator.json",

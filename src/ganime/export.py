@@ -262,7 +262,6 @@ def truncation_entry(gen: LoadedGenerator) -> dict:
         "space": "G.stem (G's first feature map)",
         "rule": "h = mean + psi * (h - mean), as LoadedGenerator.truncate; psi = 1 is off",
         "mean": {
-            "graph_initializer": "mean",
             "shape": list(mean.shape),
             "sha256_float32": hashlib.sha256(np.ascontiguousarray(mean, np.float32).tobytes()).hexdigest(),
             "how": f"average of G.stem over {TRUNCATION_SAMPLES} latents drawn by torch.randn from seed "

@@ -23,9 +23,10 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import threading
 from pathlib import Path
 
-from ganime.errors import ConfigError, MissingDependencyError
+from ganime.errors import ConfigError, GanimeError, MissingDependencyError
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ ORT_BUILDS = {
         "ort-wasm-simd-threaded.asyncify.wasm": "ca319e9539cd0f1e291cf56074760121eaf39650f5dbf84b6e52c07f4b2944ec",
     },
 }
+ORT_ENV = "GANIME_ORT_DIR"  # where `ganime serve` (and --web without --ort-dir) look first
 MODEL_FILE = "generator.onnx"  # its sidecar: generator.json
 SITE_FILE = "site.json"  # what the page loads: model, sidecar, onnxruntime-web module, backends to try
 # What a server must send with the page: onnxruntime-web compiles WebAssembly ('wasm-unsafe-eval'), and runs
@@ -87,9 +89,11 @@ def _checked(folder: Path, build: str) -> list[str]:
 
 
 def find_ort(build: str = "wasm", ort_dir: str | Path | None = None) -> Path:
-    """A folder holding onnxruntime-web ORT_VERSION's files for `build`, checked; fetched with npm if needed."""
+    """A folder holding onnxruntime-web ORT_VERSION's files for `build`, checked: ort_dir, else $GANIME_ORT_DIR,
+    else the cache directory, fetched there with npm if needed."""
     if build not in ORT_BUILDS:
         raise ConfigError(f"onnxruntime-web build {build!r} unknown; use {' or '.join(ORT_BUILDS)}")
+    ort_dir = ort_dir if ort_dir is not None else os.environ.get(ORT_ENV) or None
     if ort_dir is not None:
         folder = _dist_dir(Path(ort_dir).expanduser())
         bad = _checked(folder, build)
@@ -177,3 +181,49 @@ def write_site(
     (out / SITE_FILE).write_text(json.dumps(site, indent=1) + "\n")
     written.append(out / SITE_FILE)
     return written
+
+
+class BrowserSite:
+    """ASGI app behind `ganime serve`'s /browser/: the served generator's static site, written on the first visit
+    into a temporary folder (an ONNX export: seconds), then served as files with HEADERS."""
+
+    def __init__(self, gen) -> None:
+        self.gen = gen
+        self._lock = threading.Lock()
+        self._tmp: tempfile.TemporaryDirectory | None = None  # removed with this object
+        self._files = None
+        self._error: str | None = None
+
+    def _build(self) -> None:
+        from starlette.staticfiles import StaticFiles
+
+        with self._lock:
+            if self._files is not None or self._error is not None:
+                return
+            tmp = tempfile.TemporaryDirectory(prefix="ganime-browser-")
+            try:
+                write_site(self.gen, tmp.name)
+            except GanimeError as e:
+                tmp.cleanup()
+                self._error = f"the in-browser page is unavailable: {e}"
+                log.warning("%s", self._error)
+                return
+            self._tmp, self._files = tmp, StaticFiles(directory=tmp.name, html=True)
+
+    async def __call__(self, scope, receive, send) -> None:
+        from starlette.concurrency import run_in_threadpool
+        from starlette.responses import PlainTextResponse
+
+        if scope["type"] != "http":
+            return
+        await run_in_threadpool(self._build)
+        if self._error is not None:
+            return await PlainTextResponse(self._error, status_code=503)(scope, receive, send)
+
+        async def with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  *((k.lower().encode(), v.encode()) for k, v in HEADERS.items())]}
+            await send(message)
+
+        await self._files(scope, receive, with_headers)
