@@ -19,8 +19,8 @@ from ganime.cli import main
 from ganime.config import ModelConfig
 from ganime.errors import CheckpointError, ConfigError
 from ganime.export import export_onnx
-from ganime.models import build_generator
 from ganime.latent import PORTABLE, TORCH, portable_latents
+from ganime.models import build_generator
 from ganime.runtime import OnnxGenerator, make_grid, to_uint8, write_pngs
 
 pytest.importorskip("onnx")

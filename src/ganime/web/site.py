@@ -88,9 +88,9 @@ def _checked(folder: Path, build: str) -> list[str]:
             if not (folder / name).is_file() or _sha256(folder / name) != digest]
 
 
-def find_ort(build: str = "wasm", ort_dir: str | Path | None = None) -> Path:
+def find_ort(build: str = "wasm", ort_dir: str | Path | None = None, fetch: bool = True) -> Path:
     """A folder holding onnxruntime-web ORT_VERSION's files for `build`, checked: ort_dir, else $GANIME_ORT_DIR,
-    else the cache directory, fetched there with npm if needed."""
+    else the cache directory, fetched there with npm if needed and `fetch`."""
     if build not in ORT_BUILDS:
         raise ConfigError(f"onnxruntime-web build {build!r} unknown; use {' or '.join(ORT_BUILDS)}")
     ort_dir = ort_dir if ort_dir is not None else os.environ.get(ORT_ENV) or None
@@ -106,6 +106,11 @@ def find_ort(build: str = "wasm", ort_dir: str | Path | None = None) -> Path:
     cache = ort_cache_dir()
     if not _checked(cache, build):
         return cache
+    if not fetch:
+        raise MissingDependencyError(
+            f"{ORT_PACKAGE} {ORT_VERSION} is not in {cache}: fetch it once with `ganime export RUN --web DIR` (npm) "
+            f"or set {ORT_ENV} to a node_modules/{ORT_PACKAGE}"
+        )
     _fetch_with_npm(cache)
     bad = _checked(cache, build)
     if bad:
@@ -147,22 +152,29 @@ def _fetch_with_npm(cache: Path) -> None:
 
 
 def write_site(
-    source, out_dir: str | Path, ort_dir: str | Path | None = None, webgpu: bool = False, use_ema: bool = True
+    source,
+    out_dir: str | Path,
+    ort_dir: str | Path | None = None,
+    webgpu: bool = False,
+    use_ema: bool = True,
+    fetch: bool = True,
 ) -> list[Path]:
     """Write the browser page for a generator (run dir, ckpt-*, .safetensors, "pretrained" or a LoadedGenerator)
-    into out_dir: page files, generator.onnx + .json, site.json and onnxruntime-web's files. Returns them."""
+    into out_dir: page files, generator.onnx + .json, site.json and onnxruntime-web's files. Returns them.
+
+    fetch: run npm when onnxruntime-web is neither in ort_dir, $GANIME_ORT_DIR nor the cache."""
     from ganime.export import export_onnx
     from ganime.generate import LoadedGenerator, load_generator
     from ganime.latent import PORTABLE
 
     build = "webgpu" if webgpu else "wasm"
-    ort = find_ort(build, ort_dir)  # before the export: a missing runtime costs no generator work
     gen = source if isinstance(source, LoadedGenerator) else load_generator(source, "cpu", use_ema)
     if gen.latent_scheme != PORTABLE:
         raise ConfigError(
             f"{gen.source} draws seeds with torch's sampler (latent scheme {gen.latent_scheme}, saved before portable "
             "latents), which a browser cannot reproduce; train a new run to draw its faces in the browser"
         )
+    ort = find_ort(build, ort_dir, fetch)  # before the export: a missing runtime costs no export
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = export_onnx(gen, out / MODEL_FILE, weights="auto")
@@ -202,7 +214,7 @@ class BrowserSite:
                 return
             tmp = tempfile.TemporaryDirectory(prefix="ganime-browser-")
             try:
-                write_site(self.gen, tmp.name)
+                write_site(self.gen, tmp.name, fetch=False)  # a request never runs npm
             except GanimeError as e:
                 tmp.cleanup()
                 self._error = f"the in-browser page is unavailable: {e}"

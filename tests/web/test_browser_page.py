@@ -1,0 +1,170 @@
+"""The in-browser page (web/site.py): Debian's headless Chromium draws faces with onnxruntime-web, and seed 123
+shows the pixels `ganime generate --seed 123` writes, from a static folder and from `ganime serve`'s /browser/.
+
+Needs playwright (no browser download), /usr/bin/chromium, and onnxruntime-web's files, which tests never
+download: $GANIME_ORT_DIR or the cache that `bash scripts/setup.sh --test` fills with npm. Screenshots go to
+$GANIME_TEST_ARTIFACTS, else tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ganime.cli import main
+from ganime.errors import MissingDependencyError
+from ganime.web.site import HEADERS, find_ort, write_site
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+# Browser vs `ganime generate`: fp16 weights (export keeps them only within 1/255 of torch) plus float32
+# rounding of onnxruntime-web's WASM kernels vs torch's: at most 2 uint8 levels on any pixel, most exact.
+TOLERANCE = 2
+
+pytest.importorskip("playwright.sync_api", reason="needs playwright: pip install playwright (no browser download)")
+if not CHROMIUM.exists():
+    pytest.skip(f"needs Chromium at {CHROMIUM}: apt-get install -y chromium", allow_module_level=True)
+try:
+    ORT = find_ort("wasm", fetch=False)
+except MissingDependencyError as e:
+    pytest.skip(f"needs onnxruntime-web: {e}", allow_module_level=True)
+
+from playwright.sync_api import sync_playwright
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, generator_file) -> Path:
+    return write_site(generator_file, tmp_path_factory.mktemp("site"), ort_dir=ORT, fetch=False)[0].parent
+
+
+@pytest.fixture
+def static_url(site):
+    """The site from Python's static file server (no ganime code on the server)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(site)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    thread.join(10)
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def served_url(make_app, monkeypatch):
+    """`ganime serve`'s app under uvicorn (its /browser/ finds onnxruntime-web through $GANIME_ORT_DIR)."""
+    import uvicorn
+
+    monkeypatch.setenv("GANIME_ORT_DIR", str(ORT))
+    server = uvicorn.Server(uvicorn.Config(make_app(), host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(20)
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    out = Path(os.environ.get("GANIME_TEST_ARTIFACTS") or Path(__file__).resolve().parents[1] / "artifacts")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@pytest.fixture
+def page():
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS, timeout=60_000)
+        pg = browser.new_page(viewport={"width": 1000, "height": 760})
+        pg.set_default_timeout(30_000)
+        problems: list[str] = []
+        pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        pg.on("pageerror", lambda e: problems.append(str(e)))
+        pg.problems = problems
+        yield pg
+        browser.close()
+
+
+def canvas_pixels(page) -> np.ndarray:
+    """The face on the page's canvas as uint8 HWC RGB (the canvas holds the generator's own resolution)."""
+    rgba = page.evaluate(
+        "() => { const c = document.getElementById('face');"
+        " return [c.width, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)]; }"
+    )
+    size, data = rgba
+    return np.array(data, np.uint8).reshape(size, size, 4)[..., :3]
+
+
+def cli_image(source: Path, seed: int, tmp: Path, truncation: float = 1.0) -> np.ndarray:
+    out = tmp / f"cli-{seed}-{truncation}"
+    assert main(["generate", str(source), "--seed", str(seed), "-n", "1", "--outdir", str(out),
+                 "--truncation", str(truncation)]) == 0
+    return np.asarray(Image.open(out / f"seed{seed:06d}.png").convert("RGB"))
+
+
+def drawn(page, url: str) -> np.ndarray:
+    page.goto(url)
+    page.wait_for_selector("body[data-state=drawn]")
+    return canvas_pixels(page)
+
+
+def test_static_page_draws_the_cli_face_for_seed_123(page, static_url, generator_file, tmp_path, artifacts):
+    got = drawn(page, f"{static_url}/?seed=123")
+    want = cli_image(generator_file, 123, tmp_path)
+    assert got.shape == want.shape == (16, 16, 3)
+    diff = np.abs(got.astype(int) - want.astype(int))
+    print(f"browser vs CLI: max {diff.max()} levels, {(diff > 0).mean():.1%} of values differ")
+    assert diff.max() <= TOLERANCE, f"max {diff.max()} levels, {(diff > 0).mean():.1%} of values differ"
+    assert page.locator("#permalink").inner_text() == "123"
+    assert "wasm" in page.locator("#timing").inner_text()
+    page.screenshot(path=str(artifacts / "browser-page-seed123.png"))
+    # truncation: the slider's value reaches the graph's psi as `--truncation` does
+    got = drawn(page, f"{static_url}/?seed=123&truncation=0.5")
+    assert np.abs(got.astype(int) - cli_image(generator_file, 123, tmp_path, 0.5).astype(int)).max() <= TOLERANCE
+    assert not np.array_equal(got, want)
+    assert page.problems == []
+
+
+def test_walk_ends_on_a_new_seed_with_its_cli_face(page, static_url, generator_file, tmp_path):
+    drawn(page, f"{static_url}/?seed=7")
+    page.fill("#frames", "4")
+    page.click("#walk")
+    page.wait_for_function("document.body.dataset.state === 'drawn' && document.getElementById('face').dataset.seed !== '7'")
+    seed = int(page.locator("#face").get_attribute("data-seed"))
+    assert "?seed=" in page.url and page.url.endswith(f"seed={seed}")
+    want = cli_image(generator_file, seed, tmp_path)
+    assert np.abs(canvas_pixels(page).astype(int) - want.astype(int)).max() <= TOLERANCE
+    page.fill("#seed", "-3")
+    page.click("#draw")  # the browser's own validation refuses it: nothing changes
+    assert page.locator("#face").get_attribute("data-seed") == str(seed)
+    assert page.problems == []
+
+
+def test_served_page_matches_and_runs_wasm_threads(page, served_url, generator_file, tmp_path, artifacts):
+    response = page.goto(f"{served_url}/browser")  # redirected to /browser/
+    assert response.url.endswith("/browser/")
+    assert response.headers["content-security-policy"] == HEADERS["Content-Security-Policy"]
+    got = drawn(page, f"{served_url}/browser/?seed=123")
+    assert np.abs(got.astype(int) - cli_image(generator_file, 123, tmp_path).astype(int)).max() <= TOLERANCE
+    # COOP + COEP make the page cross-origin isolated, so onnxruntime-web may use more than one thread
+    assert page.evaluate("crossOriginIsolated") is True
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.screenshot(path=str(artifacts / "browser-page-phone.png"), full_page=True)
+    assert page.problems == []
