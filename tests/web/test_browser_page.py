@@ -8,8 +8,12 @@ $GANIME_TEST_ARTIFACTS, else tests/artifacts/.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
+import json
 import os
+import shutil
 import threading
 import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -19,8 +23,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ganime import runtime
 from ganime.cli import main
 from ganime.errors import MissingDependencyError
+from ganime.generate import default_generator_path
+from ganime.latent import PORTABLE
 from ganime.web.site import HEADERS, find_ort, write_site
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -61,13 +68,12 @@ class QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def served_url(make_app, monkeypatch):
-    """`ganime serve`'s app under uvicorn (its /browser/ finds onnxruntime-web through $GANIME_ORT_DIR)."""
+@contextlib.contextmanager
+def serving(app):
+    """An app under uvicorn on a free loopback port, in a thread; yields its URL."""
     import uvicorn
 
-    monkeypatch.setenv("GANIME_ORT_DIR", str(ORT))
-    server = uvicorn.Server(uvicorn.Config(make_app(), host="127.0.0.1", port=0, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -75,10 +81,19 @@ def served_url(make_app, monkeypatch):
         if time.monotonic() > deadline or not thread.is_alive():
             pytest.fail("uvicorn did not start")
         time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(20)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(20)
+
+
+@pytest.fixture
+def served_url(make_app, monkeypatch):
+    """`ganime serve`'s app (its /browser/ finds onnxruntime-web through $GANIME_ORT_DIR)."""
+    monkeypatch.setenv("GANIME_ORT_DIR", str(ORT))
+    with serving(make_app()) as url:
+        yield url
 
 
 @pytest.fixture
@@ -167,4 +182,50 @@ def test_served_page_matches_and_runs_wasm_threads(page, served_url, generator_f
     assert page.evaluate("crossOriginIsolated") is True
     page.set_viewport_size({"width": 390, "height": 800})
     page.screenshot(path=str(artifacts / "browser-page-phone.png"), full_page=True)
+    assert page.problems == []
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory) -> Path:
+    """The shipped generator with the portable latent scheme, as new runs record it. A shipped file saved before
+    latent schemes (torch's seeds) is copied with its scheme set to portable: the same weights, other seeds."""
+    shipped = default_generator_path()
+    if shipped is None:
+        pytest.skip("the pretrained generator is not installed")
+    folder = tmp_path_factory.mktemp("pretrained")
+    path = Path(shutil.copy(shipped, folder / shipped.name))
+    meta = json.loads(shipped.with_suffix(".json").read_text())
+    meta["model"]["latents"] = PORTABLE  # a no-op once the shipped generator records it
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    return path
+
+
+def test_seed_123_is_one_face_in_torch_onnxruntime_and_both_pages(page, pretrained, tmp_path, monkeypatch, artifacts):
+    """The issue's finish line: `ganime generate --seed 123`, `python -m ganime.runtime ... --seed 123`, the
+    static page and `ganime serve`'s /browser/ page show the same face."""
+    from ganime.web.app import create_app
+
+    want = cli_image(pretrained, 123, tmp_path).astype(int)
+    assert want.shape == (64, 64, 3) and want.std() > 20  # a real picture, not a flat one
+    folder = write_site(pretrained, tmp_path / "site", ort_dir=ORT, fetch=False)[0].parent
+    assert runtime.main([str(folder / "generator.onnx"), "--seed", "123", "-n", "1", "--outdir", str(tmp_path / "rt")]) == 0
+    from_runtime = np.asarray(Image.open(tmp_path / "rt" / "seed000123.png").convert("RGB")).astype(int)
+    assert np.abs(from_runtime - want).max() <= 1  # fp16 weights: within 1/255, as export checked
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        static = drawn(page, f"http://127.0.0.1:{server.server_address[1]}/?seed=123").astype(int)
+    finally:
+        server.shutdown()
+    assert np.abs(static - want).max() <= TOLERANCE
+    page.screenshot(path=str(artifacts / "browser-page-pretrained-seed123.png"))
+
+    monkeypatch.setenv("GANIME_ORT_DIR", str(ORT))
+    with serving(create_app(pretrained, store=tmp_path / "gallery.sqlite")) as url:
+        served = drawn(page, f"{url}/browser/?seed=123").astype(int)
+        server_png = page.request.get(f"{url}/api/face.png?seed=123").body()
+    assert np.abs(served - want).max() <= TOLERANCE
+    from_api = np.asarray(Image.open(io.BytesIO(server_png)).convert("RGB")).astype(int)
+    assert np.array_equal(from_api, want)  # the server's own page draws with torch: the CLI's bytes
     assert page.problems == []

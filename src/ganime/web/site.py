@@ -93,13 +93,14 @@ def find_ort(build: str = "wasm", ort_dir: str | Path | None = None, fetch: bool
     else the cache directory, fetched there with npm if needed and `fetch`."""
     if build not in ORT_BUILDS:
         raise ConfigError(f"onnxruntime-web build {build!r} unknown; use {' or '.join(ORT_BUILDS)}")
+    given = "--ort-dir" if ort_dir is not None else f"${ORT_ENV}"
     ort_dir = ort_dir if ort_dir is not None else os.environ.get(ORT_ENV) or None
     if ort_dir is not None:
         folder = _dist_dir(Path(ort_dir).expanduser())
         bad = _checked(folder, build)
         if bad:
             raise ConfigError(
-                f"--ort-dir {ort_dir} lacks onnxruntime-web {ORT_VERSION}'s {', '.join(bad)} (missing or another "
+                f"{given} {ort_dir} lacks onnxruntime-web {ORT_VERSION}'s {', '.join(bad)} (missing or another "
                 f"version); point it at node_modules/{ORT_PACKAGE} after `npm install {ORT_PACKAGE}@{ORT_VERSION}`"
             )
         return folder
