@@ -108,6 +108,12 @@ async function main() {
   $("truncation").addEventListener("input", () => { $("truncation-value").textContent = psi().toFixed(2); });
   $("truncation").addEventListener("change", guarded(() => draw(seed)));
 
+  // for benchmarks/browser_latency.py and the console: one face (latent, graph, pixels), its milliseconds
+  window.ganime = {
+    backend, threads,
+    async face(s, t = 1) { const t0 = performance.now(); await render(seedLatent(BigInt(s), zDim), t, labelOf(BigInt(s))); return performance.now() - t0; },
+  };
+
   const t = Number(params.get("truncation"));
   if (t > 0 && t <= 1) { $("truncation").value = String(t); $("truncation-value").textContent = psi().toFixed(2); }
   await guarded(() => draw(parseSeed(params.get("seed")) ?? randomSeed()))();
