@@ -12,7 +12,6 @@ import contextlib
 import functools
 import io
 import json
-import os
 import shutil
 import threading
 import time
@@ -30,8 +29,7 @@ from ganime.generate import default_generator_path
 from ganime.latent import PORTABLE
 from ganime.web.site import HEADERS, find_ort, write_site
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+CHROMIUM = Path("/usr/bin/chromium")  # the `chromium_page` fixture (conftest.py) launches it
 # Browser vs `ganime generate`: fp16 weights (export keeps them only within 1/255 of torch) plus float32
 # rounding of onnxruntime-web's WASM kernels vs torch's: at most 2 uint8 levels on any pixel, most exact.
 TOLERANCE = 2
@@ -43,8 +41,6 @@ try:
     ORT = find_ort("wasm", fetch=False)
 except MissingDependencyError as e:
     pytest.skip(f"needs onnxruntime-web: {e}", allow_module_level=True)
-
-from playwright.sync_api import sync_playwright
 
 
 @pytest.fixture(scope="module")
@@ -97,24 +93,8 @@ def served_url(make_app, monkeypatch):
 
 
 @pytest.fixture
-def artifacts() -> Path:
-    out = Path(os.environ.get("GANIME_TEST_ARTIFACTS") or Path(__file__).resolve().parents[1] / "artifacts")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-@pytest.fixture
-def page():
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS, timeout=60_000)
-        pg = browser.new_page(viewport={"width": 1000, "height": 760})
-        pg.set_default_timeout(30_000)
-        problems: list[str] = []
-        pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        pg.on("pageerror", lambda e: problems.append(str(e)))
-        pg.problems = problems
-        yield pg
-        browser.close()
+def page(chromium_page):
+    return chromium_page
 
 
 def canvas_pixels(page) -> np.ndarray:

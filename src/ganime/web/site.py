@@ -15,7 +15,6 @@ dist/ folder or an unpacked tarball) for machines without npm or network.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ import threading
 from pathlib import Path
 
 from ganime.errors import ConfigError, GanimeError, MissingDependencyError
+from ganime.runtime import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +59,6 @@ HEADERS = {
 }
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def ort_cache_dir() -> Path:
     """Where fetched onnxruntime-web files are kept: $GANIME_CACHE (else ~/.cache/ganime)/onnxruntime-web-VERSION."""
     from ganime.data.dataset import cache_root
@@ -85,7 +77,7 @@ def _dist_dir(path: Path) -> Path:
 def _checked(folder: Path, build: str) -> list[str]:
     """The files of `build` that are missing from `folder` or differ from the pinned SHA-256."""
     return [name for name, digest in ORT_BUILDS[build].items()
-            if not (folder / name).is_file() or _sha256(folder / name) != digest]
+            if not (folder / name).is_file() or file_sha256(folder / name) != digest]
 
 
 def find_ort(build: str = "wasm", ort_dir: str | Path | None = None, fetch: bool = True) -> Path:
