@@ -8,11 +8,17 @@ Takes the run's EMA generator (as `ganime generate` does), stores it in fp16 (ha
 the fp32 weights by at most a few uint8 levels), records where it came from in the JSON sidecar (training
 commands, steps, kimg, training seconds, machine) and the SWD of the fp16 file against the shipped data set,
 measured with `ganime.evaluate` on all 1,446 real images. Refuses to write more than MAX_BYTES.
+
+The sidecar's "model" records the latent scheme (how seeds become latents, ganime.latent): a run trained since
+portable latents records "splitmix64-box-muller", so the shipped seeds show the same faces in torch, ONNX and
+the browser page; `--latents` overrides it (e.g. to ship an older run's weights with portable seeds: its seeds
+then show other faces than in that run).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -24,16 +30,19 @@ from ganime.checkpoint import atomic_write_json, read_state, resolve_checkpoint
 from ganime.errors import GanimeError
 from ganime.evaluate import evaluate
 from ganime.generate import load_generator, pretrained_path, save_generator
+from ganime.latent import SCHEMES
 
 MAX_BYTES = 10_000_000  # ships inside the wheel
 SWD_N = 1446  # every image of the shipped set
 
 
-def build(run: Path, out: Path, commands: list[str], n: int = SWD_N) -> dict:
+def build(run: Path, out: Path, commands: list[str], n: int = SWD_N, latents: str | None = None) -> dict:
     ckpt = resolve_checkpoint(run)
     state = read_state(ckpt)
     runtime = json.loads((run / "runtime.json").read_text()) if (run / "runtime.json").is_file() else {}
     gen = load_generator(ckpt)  # G_ema with its re-estimated BatchNorm statistics
+    if latents is not None:
+        gen = dataclasses.replace(gen, model=dataclasses.replace(gen.model, latents=latents))
     if state["config"]["data"]["path"]:
         raise GanimeError(f"{run} was not trained on the shipped emoji set (data.path = {state['config']['data']['path']!r})")
     gen.meta = {
@@ -69,7 +78,8 @@ def build(run: Path, out: Path, commands: list[str], n: int = SWD_N) -> dict:
         "how": "ganime.evaluate(file, metrics='swd', n=1446, seed=0) against the shipped set (SWD x 1e3)",
     }
     atomic_write_json(path.with_suffix(".json"), meta)
-    return {"path": str(path), "bytes": path.stat().st_size, **meta["training"], **meta["quality"]}
+    return {"path": str(path), "bytes": path.stat().st_size, "latents": meta["model"]["latents"], **meta["training"],
+            **meta["quality"]}
 
 
 def main() -> int:
@@ -78,10 +88,11 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=pretrained_path(), help="default: the shipped asset path")
     ap.add_argument("--command", action="append", default=[], help="a training command to record (repeatable)")
     ap.add_argument("--n", type=int, default=SWD_N, help="images for the SWD figure")
+    ap.add_argument("--latents", choices=SCHEMES, default=None, help="latent scheme to record (default: the run's)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        info = build(args.run, args.out, args.command, args.n)
+        info = build(args.run, args.out, args.command, args.n, args.latents)
     except GanimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

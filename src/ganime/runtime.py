@@ -37,7 +37,7 @@ from ganime.latent import PORTABLE, TORCH, check_seeds, portable_latents
 log = logging.getLogger(__name__)
 
 FORMAT = "ganime-onnx"  # "format" of the JSON sidecar written next to the .onnx file
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: "latents.scheme" (an older runtime would draw numpy seeds for a portable export)
 INPUT_Z, INPUT_LABELS, INPUT_PSI, OUTPUT = "z", "labels", "psi", "images"
 RUNTIME_LATENTS = "numpy.random.default_rng(seed).standard_normal(z_dim).astype(float32)"  # TORCH-scheme exports
 TORCH_LATENTS = "torch.randn(z_dim, generator=torch.Generator().manual_seed(seed))"
