@@ -19,7 +19,13 @@ from ganime import __version__
 from ganime.checkpoint import MODEL_FILE, PICKLE_SUFFIXES, read_state, resolve_checkpoint
 from ganime.config import ModelConfig, TrainConfig
 from ganime.errors import CheckpointError, ConfigError, GanimeError
-from ganime.latent import PORTABLE, SCHEMES, check_seeds, portable_latents
+from ganime.latent import (
+    MAX_SEED,  # noqa: F401 - still ganime.generate.MAX_SEED for callers
+    PORTABLE,
+    SCHEMES,
+    check_seeds,
+    portable_latents,
+)
 from ganime.models import build_generator
 
 log = logging.getLogger(__name__)
