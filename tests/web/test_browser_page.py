@@ -160,6 +160,7 @@ def test_served_page_matches_and_runs_wasm_threads(page, served_url, generator_f
     assert np.abs(got.astype(int) - cli_image(generator_file, 123, tmp_path).astype(int)).max() <= TOLERANCE
     # COOP + COEP make the page cross-origin isolated, so onnxruntime-web may use more than one thread
     assert page.evaluate("crossOriginIsolated") is True
+    assert page.evaluate("window.ganime.threads === Math.min(4, navigator.hardwareConcurrency)") is True
     page.set_viewport_size({"width": 390, "height": 800})
     page.screenshot(path=str(artifacts / "browser-page-phone.png"), full_page=True)
     assert page.problems == []
