@@ -10,11 +10,17 @@ time, CPU, and the quality of the fp16 file itself measured by `ganime.evaluate`
 near-copies, and the attribute metrics where available) next to the real-vs-real floor at the same n. The
 web page reads its title and subtitle from the card. Also writes docs/images/pretrained-grid.png and
 docs/pretrained.md from the card. Refuses to write more than MAX_BYTES.
+
+The sidecar's "model" records the latent scheme (how seeds become latents, ganime.latent): a run trained since
+portable latents records "splitmix64-box-muller", so the shipped seeds show the same faces in torch, ONNX and
+the browser page; `--latents` overrides it (e.g. to ship an older run's weights with portable seeds: its seeds
+then show other faces than in that run's own sample grids).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -26,6 +32,7 @@ from ganime.checkpoint import atomic_write_json, read_state, resolve_checkpoint
 from ganime.errors import GanimeError
 from ganime.evaluate import evaluate
 from ganime.generate import load_generator, make_grid, pretrained_path, save_generator, save_png
+from ganime.latent import SCHEMES
 from ganime.metrics import available_metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +48,7 @@ def metric_names() -> str:
     return ",".join(m for m in ("swd", "pr", "nn", "attrs") if m in available_metrics())
 
 
-def build(run: Path, out: Path, commands: list[str], n: int = N) -> dict:
+def build(run: Path, out: Path, commands: list[str], n: int = N, latents: str | None = None) -> dict:
     ckpt = resolve_checkpoint(run)
     state = read_state(ckpt)
     cfg = state["config"]
@@ -49,6 +56,8 @@ def build(run: Path, out: Path, commands: list[str], n: int = N) -> dict:
         raise GanimeError(f"{run} was not trained on the shipped faces set (data.path = {cfg['data']['path']!r})")
     runtime = json.loads((run / "runtime.json").read_text()) if (run / "runtime.json").is_file() else {}
     gen = load_generator(ckpt)  # G_ema with its re-estimated BatchNorm statistics
+    if latents is not None:
+        gen = dataclasses.replace(gen, model=dataclasses.replace(gen.model, latents=latents))
     names = metric_names()
     gen.meta = {
         **gen.meta,
@@ -96,7 +105,10 @@ def build(run: Path, out: Path, commands: list[str], n: int = N) -> dict:
     GRID.parent.mkdir(parents=True, exist_ok=True)
     save_png(make_grid(load_generator(path).from_seeds(list(range(64))), nrow=8), GRID)
     DOC.write_text(card_markdown(meta, path))
-    return {"path": str(path), "bytes": path.stat().st_size, **meta["card"]["training"], **meta["card"]["quality"]}
+    return {
+        "path": str(path), "bytes": path.stat().st_size, "latents": meta["model"]["latents"],
+        **meta["card"]["training"], **meta["card"]["quality"],
+    }
 
 
 def card_markdown(meta: dict, path: Path) -> str:
@@ -151,10 +163,11 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=pretrained_path(), help="default: the shipped asset path")
     ap.add_argument("--command", action="append", default=[], help="a training command to record (repeatable)")
     ap.add_argument("--n", type=int, default=N, help="images per metric")
+    ap.add_argument("--latents", choices=SCHEMES, default=None, help="latent scheme to record (default: the run's)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        info = build(args.run, args.out, args.command, args.n)
+        info = build(args.run, args.out, args.command, args.n, args.latents)
     except GanimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -9,10 +9,12 @@ want_test=0
 [[ "${1:-}" == "--test" ]] && want_test=1
 
 if [[ $want_test == 1 ]] && command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
-  # browser for the end-to-end web test; fonts for the glyph/emoji builders and their tests
+  # browser for the end-to-end web tests; fonts for the glyph/emoji builders and their tests; node runs
+  # latent.js against NumPy, npm fetches onnxruntime-web for the in-browser page (below)
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    chromium fonts-noto-color-emoji fonts-noto-core fonts-liberation2 fonts-croscore fonts-open-sans >/dev/null
+    chromium fonts-noto-color-emoji fonts-noto-core fonts-liberation2 fonts-croscore fonts-open-sans \
+    nodejs npm >/dev/null
 fi
 
 # The CPU build of PyTorch first: a bare "torch" requirement would pull a multi-GB CUDA build.
@@ -26,3 +28,8 @@ else
   "$PY" -m pip install -q -e ".[web,fonts,onnx]"
 fi
 "$PY" -c "import ganime, torch; print('ganime', ganime.__version__, 'torch', torch.__version__)"
+if [[ $want_test == 1 ]] && command -v npm >/dev/null; then
+  # onnxruntime-web (pinned, SHA-256 checked) into ganime's cache for the in-browser page's tests; tests never
+  # download. Needs network once (34.6 MB); keeps 14.9 MB (WASM) + 28.9 MB (WebGPU build) in ~/.cache/ganime.
+  "$PY" -c "from ganime.web.site import find_ort; print('onnxruntime-web in', find_ort('wasm'))"
+fi

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from ganime.cli import main
 from ganime.config import ModelConfig
 from ganime.errors import ConfigError
 from ganime.export import export_onnx
-from ganime.generate import LoadedGenerator, load_generator, to_uint8
+from ganime.generate import LoadedGenerator, load_generator, save_generator, to_uint8
+from ganime.latent import PORTABLE, TORCH
 from ganime.models import build_generator
 from ganime.runtime import OnnxGenerator, read_sidecar
 
@@ -97,7 +99,8 @@ def test_cli_exports_the_ema_generator_of_a_run(run_dir, tmp_path, capsys):
     assert (meta["z_dim"], meta["resolution"], meta["channels"], meta["num_classes"]) == (16, 16, 3, 0)
     assert meta["value_range"] == [-1, 1] and meta["arch"] == "dcgan" and meta["opset"] == 17
     assert meta["ganime_version"] == ganime.__version__ and meta["step"] == 2
-    assert "default_rng" in meta["latents"]["runtime"] and "torch.randn" in meta["latents"]["torch"]
+    assert meta["latents"]["scheme"] == PORTABLE and meta["latents"]["same_faces_everywhere"] is True
+    assert meta["weights"] == "fp32" and meta["truncation"]["mean"]["shape"] == [1, 16, 4, 4]
     assert meta["verified_max_abs_diff"] < 1e-4
     assert sorted(p.name for p in out.parent.iterdir()) == [
         "generator.json",
@@ -132,3 +135,53 @@ def test_cli_export_mistakes_are_one_line_errors(run_dir, tmp_path, capsys):
 def test_export_refuses_a_non_onnx_name(tmp_path):
     with pytest.raises(ConfigError):
         export_onnx(random_generator(), tmp_path / "g.onnx.tmp")
+
+
+def test_same_seeds_same_images_in_torch_and_onnxruntime(tmp_path):
+    # a new generator's seeds are portable: `from_seeds` on both backends, no latents passed around
+    gen = random_generator(num_classes=3)
+    seeds = [0, 1, 2, 3, 42, 123, 1000, 65535, 2**31 - 1, 2**32, 2**53 - 1, 2**53, 2**62, 2**63 - 1, 77, 5]
+    labels = np.arange(16) % 3
+    runtime = OnnxGenerator(export_onnx(gen, tmp_path / "g.onnx"))
+    assert np.array_equal(runtime.latents(seeds), gen.latents(seeds).numpy())
+    for psi in (1.0, 0.6):
+        want = gen.from_seeds(seeds, psi, torch.from_numpy(labels)).astype(int)
+        assert np.abs(runtime.from_seeds(seeds, psi, labels).astype(int) - want).max() <= 1  # 1/255
+
+
+def test_fp16_weights_halve_the_file_and_keep_images_within_one_level(tmp_path):
+    gen = random_generator()
+    full = export_onnx(gen, tmp_path / "full.onnx")
+    half = export_onnx(gen, tmp_path / "half.onnx", weights="auto")
+    meta = read_sidecar(half)
+    assert meta["weights"] == "fp16" and read_sidecar(full)["weights"] == "fp32"
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    seeds = list(range(16))
+    want = gen.from_seeds(seeds, 0.7).astype(int)
+    assert np.abs(OnnxGenerator(half).from_seeds(seeds, 0.7).astype(int) - want).max() <= 1
+    assert meta["verified_max_abs_diff"] <= 2 / 255
+
+
+def test_fp16_is_refused_or_skipped_when_it_breaks_the_bound(tmp_path, monkeypatch):
+    import ganime.export as export_module
+
+    monkeypatch.setattr(export_module, "FP16_LEVELS", -1)  # no difference allowed: fp16 cannot keep it
+    gen = random_generator()
+    with pytest.raises(ConfigError, match="fp16 weights move images"):
+        export_onnx(gen, tmp_path / "g.onnx", weights="fp16")
+    assert not list(tmp_path.iterdir())
+    assert read_sidecar(export_onnx(gen, tmp_path / "g.onnx", weights="auto"))["weights"] == "fp32"
+    with pytest.raises(ConfigError, match="weights 'int8' unknown"):
+        export_onnx(gen, tmp_path / "g.onnx", weights="int8")
+
+
+def test_old_generators_export_with_torchs_scheme_and_say_so(tmp_path, capsys):
+    gen = random_generator()
+    old = LoadedGenerator(gen.G, dataclasses.replace(gen.model, latents=TORCH), "old", gen.device, {})
+    path = save_generator(old, tmp_path / "old")
+    out = tmp_path / "old.onnx"
+    assert main(["export", str(path), "--out", str(out)]) == 0
+    assert "note: this generator was saved before portable latents" in capsys.readouterr().out
+    meta = read_sidecar(out)
+    assert meta["latents"]["scheme"] == TORCH and meta["latents"]["same_faces_everywhere"] is False
+    assert OnnxGenerator(out).latent_scheme == TORCH

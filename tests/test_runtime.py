@@ -19,8 +19,9 @@ from ganime.cli import main
 from ganime.config import ModelConfig
 from ganime.errors import CheckpointError, ConfigError
 from ganime.export import export_onnx
+from ganime.latent import PORTABLE, TORCH, portable_latents
 from ganime.models import build_generator
-from ganime.runtime import OnnxGenerator, make_grid, seed_latents, to_uint8
+from ganime.runtime import OnnxGenerator, make_grid, to_uint8, write_pngs
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -99,9 +100,8 @@ def test_runtime_api_without_torch_matches_pytorch(kind, request, tmp_path):
     with torch.no_grad():
         want = gen.G(torch.from_numpy(z), labels) if labels is not None else gen.G(torch.from_numpy(z))
     assert np.abs(np.load(tmp_path / "forward.npy") - want.numpy()).max() < 1e-4
-    # seeds: numpy's latents, so torch gives the same image from the same latents (not from the same seed)
-    z_seeds = torch.from_numpy(seed_latents([0, 1, 2], 16))
-    want_seeds = gen.images(z_seeds, None if labels is None else labels[:3])
+    # seeds: portable latents, so the torch path draws the same images from the same seeds
+    want_seeds = gen.from_seeds([0, 1, 2], labels=None if labels is None else labels[:3])
     assert np.abs(np.load(tmp_path / "seeds.npy").astype(int) - want_seeds.astype(int)).max() <= 1
 
 
@@ -122,7 +122,7 @@ def test_python_m_ganime_runtime_without_torch(uncond, tmp_path):
     ]
     r = run_without(["torch", "typer", "onnx"], args, tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "wrote g.png (5 images, numpy seeds 7..11)" in r.stdout
+    assert "wrote g.png (5 images, seeds 7..11)\n" in r.stdout
     names = sorted(p.name for p in (tmp_path / "pngs").iterdir())
     assert names == [f"seed{s:06d}.png" for s in range(7, 12)]
     want = OnnxGenerator(path).from_seeds(range(7, 12))
@@ -130,7 +130,7 @@ def test_python_m_ganime_runtime_without_torch(uncond, tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "g.png")), make_grid(want))
 
     # explicit latents give the torch path's images
-    np.save(tmp_path / "z.npy", seed_latents([7, 8], 16))
+    np.save(tmp_path / "z.npy", OnnxGenerator(path).latents([7, 8]))
     r = run_without(["torch", "typer"], ["-m", "ganime.runtime", str(path), "--latents", "z.npy"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert np.array_equal(np.asarray(Image.open(tmp_path / "grid.png")), make_grid(want[:2]))
@@ -144,7 +144,7 @@ def test_ganime_generate_backend_onnxruntime_without_torch(cond, tmp_path):
     args = ["-m", "ganime", "generate", str(path), "--backend", "onnxruntime", "-n", "6", "--grid", "g.png"]
     r = run_without(["torch", "onnx"], args, tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "wrote g.png (6 images, numpy seeds 0..5)" in r.stdout
+    assert "wrote g.png (6 images, seeds 0..5)\n" in r.stdout
     # labels cycle 0, 1, 2 as on the torch backend
     gen = OnnxGenerator(path)
     want = gen.from_seeds(range(6), labels=np.arange(6) % 3)
@@ -163,14 +163,34 @@ def test_cli_picks_onnxruntime_for_onnx_files_and_checks_flags(uncond, tmp_path,
     assert main(["generate", str(path), "--backend", "onnxruntime", "--truncation", "0"]) == 2
 
 
-def test_seeds_are_numpy_default_rng_and_reproducible(uncond):
-    gen = OnnxGenerator(uncond[0])
+def test_seeds_are_the_torch_paths_and_reproducible(uncond):
+    path, loaded = uncond
+    gen = OnnxGenerator(path)
+    assert gen.latent_scheme == PORTABLE == loaded.latent_scheme
     z = gen.latents([3, 4])
-    assert np.array_equal(z[0], np.random.default_rng(3).standard_normal(16).astype(np.float32))
+    assert np.array_equal(z, loaded.latents([3, 4]).numpy()) and np.array_equal(z, portable_latents([3, 4], 16))
     assert np.array_equal(gen.from_seeds([3, 4]), gen.from_seeds([3, 4]))
     assert not np.array_equal(gen.from_seeds([3])[0], gen.from_seeds([4])[0])
     with pytest.raises(ConfigError, match="out of range"):
         gen.latents([-1])
+
+
+def test_exports_without_a_latent_scheme_keep_numpys_seeds(uncond, tmp_path):
+    # a sidecar written before latent schemes: seeds stay numpy's default_rng, so its saved seeds keep their faces
+    for name in ("g0.onnx", "g0.json"):
+        shutil.copy(uncond[0].parent / name, tmp_path / name)
+    meta = json.loads((tmp_path / "g0.json").read_text())
+    meta["latents"] = {k: v for k, v in meta["latents"].items() if k != "scheme"}
+    (tmp_path / "g0.json").write_text(json.dumps(meta))
+    old = OnnxGenerator(tmp_path / "g0.onnx")
+    assert old.latent_scheme == TORCH
+    assert np.array_equal(old.latents([3])[0], np.random.default_rng(3).standard_normal(16).astype(np.float32))
+    assert not np.array_equal(old.latents([3]), OnnxGenerator(uncond[0]).latents([3]))
+    assert "drawn with numpy" in write_pngs(tmp_path / "g0.onnx", 2, grid=tmp_path / "g.png")[0]
+    meta["latents"]["scheme"] = "mersenne"
+    (tmp_path / "g0.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="unknown latent scheme 'mersenne'"):
+        OnnxGenerator(tmp_path / "g0.onnx")
 
 
 @pytest.mark.parametrize("kind", ["uncond", "cond"])

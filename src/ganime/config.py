@@ -10,9 +10,10 @@ import dataclasses
 import json
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ganime.errors import ConfigError
+from ganime.latent import PORTABLE, SCHEMES, TORCH
 
 SUPPORTED_RESOLUTIONS = (16, 32, 64, 128, 256)
 
@@ -32,6 +33,11 @@ class ModelConfig:
     spectral_norm: bool = False  # spectral norm on D's convs instead of BatchNorm (Miyato et al. 2018)
     num_classes: int = 0  # > 0: class-conditional G and D
     mbstd: int = 0  # > 0: minibatch standard deviation over groups of this size before D's head (ProGAN)
+    latents: str = PORTABLE  # seed -> z mapping (ganime.latent): PORTABLE = the same face in torch, ONNX, browser
+
+    # A saved config without these keys predates them: it takes these values, not the defaults of new runs
+    # (a generator saved before latent schemes existed keeps torch's mapping, so its seeds keep their faces).
+    ABSENT: ClassVar[dict[str, Any]] = {"latents": TORCH}
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,7 @@ def _from_dict(cls: type, d: dict[str, Any]) -> Any:
     unknown = sorted(set(d) - set(known))
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(known)}")
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {k: v for k, v in getattr(cls, "ABSENT", {}).items() if k not in d}
     for name, value in d.items():
         default = getattr(cls(), name)
         if dataclasses.is_dataclass(default):
@@ -279,6 +285,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"precision {cfg.precision!r} unknown; use fp32, bf16, fp16 or auto")
     if cfg.channels_last not in ("on", "off", "auto"):
         raise ConfigError(f"channels-last {cfg.channels_last!r} unknown; use on, off or auto")
+    if cfg.model.latents not in SCHEMES:
+        raise ConfigError(f"latent scheme {cfg.model.latents!r} unknown; use {' or '.join(SCHEMES)}")
     if not 0.0 <= cfg.model.d_dropout < 1.0:
         raise ConfigError("D dropout must be in [0, 1)")
     if cfg.model.mbstd < 0 or (cfg.model.mbstd and cfg.model.arch != "dcgan"):

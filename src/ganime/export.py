@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -23,7 +24,8 @@ import torch
 
 from ganime import __version__
 from ganime.errors import ConfigError, MissingDependencyError
-from ganime.generate import LoadedGenerator, load_generator
+from ganime.generate import TRUNCATION_SAMPLES, TRUNCATION_SEED, LoadedGenerator, load_generator
+from ganime.latent import PORTABLE, TORCH
 from ganime.runtime import (
     FORMAT,
     FORMAT_VERSION,
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 DEFAULT_OPSET = 17  # onnxruntime >= 1.17 (the `runtime` extra's floor) runs opsets up to 20
 VERIFY_TOLERANCE = 1e-4  # fp32 max |onnxruntime - torch| on [-1, 1] outputs; typical is ~1e-7
 VERIFY_PSI = (1.0, 0.5)  # truncations checked against torch
+FP16_LEVELS = 1  # fp16 weights are kept only if no uint8 pixel moves by more than this from torch's
 
 
 class TruncatedGenerator(torch.nn.Module):
@@ -74,6 +77,7 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     use_ema: bool = True,
     verify: bool = True,
+    weights: str = "fp32",
 ) -> Path:
     """Write G (its EMA copy when there is one) as `out` (.onnx) plus its `.json` sidecar; returns the .onnx path.
 
@@ -81,7 +85,12 @@ def export_onnx(
         source: run dir, ckpt-* dir, generator .safetensors, or an already loaded generator.
         verify: run the written file in onnxruntime (when installed) and refuse to keep it if it differs
             from torch by more than VERIFY_TOLERANCE.
+        weights: "fp32"; "fp16" (weights stored in half precision, computed in float32: half the download)
+            refused unless its uint8 images are within FP16_LEVELS of torch's; "auto" = fp16 where it keeps that
+            bound, else fp32 (what the browser page uses).
     """
+    if weights not in ("fp32", "fp16", "auto"):
+        raise ConfigError(f"weights {weights!r} unknown; use fp32, fp16 or auto")
     try:
         import onnx  # the TorchScript exporter serialises with it
     except ImportError:
@@ -128,11 +137,16 @@ def export_onnx(
                 )
         onnx.checker.check_model(str(tmp))
         max_diff = _verify(gen, tmp) if verify else None
+        stored = "fp32"
+        if weights != "fp32":
+            levels = _try_fp16(gen, tmp, weights == "fp16")
+            if levels is not None:
+                stored, max_diff = "fp16", levels * 2 / 255  # on the [-1, 1] scale, as the fp32 figure
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
 
-    meta = sidecar(gen, out, opset, max_diff)
+    meta = sidecar(gen, out, opset, max_diff) | {"weights": stored}
     side = sidecar_path(out)
     side_tmp = side.with_name(f".{side.name}.tmp{os.getpid()}")
     side_tmp.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
@@ -167,16 +181,8 @@ def sidecar(gen: LoadedGenerator, onnx_path: Path, opset: int, max_diff: float |
         "num_classes": m.num_classes,
         "arch": m.arch,
         "model": dataclasses.asdict(m),
-        "latents": {
-            "distribution": "standard normal, float32, shape (z_dim,) per image",
-            "torch": TORCH_LATENTS,
-            "runtime": RUNTIME_LATENTS,
-            "note": "torch's sampler needs torch: the runtime's seeds give other images than the torch path's "
-            "for the same seed; pass the same latents to both for the same images",
-            "truncation": "input psi (1 = off), applied inside the graph as the torch path's "
-            "LoadedGenerator.truncate: G's first feature map pulled toward its mean (or z * psi for models "
-            "without one)",
-        },
+        "latents": latents_entry(gen),
+        "truncation": truncation_entry(gen),
         "source": gen.source,
         "step": gen.meta.get("step"),
         "preset": gen.meta.get("preset"),
@@ -187,6 +193,113 @@ def sidecar(gen: LoadedGenerator, onnx_path: Path, opset: int, max_diff: float |
     }
 
 
+def _try_fp16(gen: LoadedGenerator, path: Path, required: bool) -> int | None:
+    """Store `path`'s float32 weights as fp16 in place if its uint8 images stay within FP16_LEVELS of torch's;
+    returns the largest difference in uint8 levels, or None (file unchanged) when fp16 would break the bound."""
+    import onnx
+
+    half_path = path.with_name(path.name + ".fp16")
+    try:
+        model = onnx.load(str(path))
+        _fp16_weights(model)
+        onnx.save(model, str(half_path))
+        levels = _verify_levels(gen, half_path)
+        if levels is not None and levels <= FP16_LEVELS:
+            os.replace(half_path, path)
+            return levels
+    finally:
+        half_path.unlink(missing_ok=True)
+    why = "onnxruntime is not installed to check them" if levels is None else f"by {levels}/255"
+    if required:
+        raise ConfigError(f"fp16 weights move images more than {FP16_LEVELS}/255 ({why}); export fp32")
+    log.info("fp16 weights move images %s (bound %d/255): kept fp32", why, FP16_LEVELS)
+    return None
+
+
+def _fp16_weights(model) -> None:
+    """Weights (float32 initializers of 16+ values) stored as fp16, each Cast back to float32 where it is read:
+    the graph computes in float32 as before (onnxruntime-web's WASM backend has no fast fp16 arithmetic)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    inits, casts = [], []
+    for init in graph.initializer:
+        if init.data_type == TensorProto.FLOAT and int(np.prod(init.dims)) >= 16:
+            inits.append(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name + "_fp16"))
+            casts.append(helper.make_node("Cast", [init.name + "_fp16"], [init.name], to=TensorProto.FLOAT))
+        else:
+            inits.append(init)
+    nodes = casts + list(graph.node)
+    graph.ClearField("initializer")
+    graph.initializer.extend(inits)
+    graph.ClearField("node")
+    graph.node.extend(nodes)
+
+
+def latents_entry(gen: LoadedGenerator) -> dict:
+    """The sidecar's "latents": the generator's seed -> z scheme, and whether seeds agree across backends."""
+    entry = {"scheme": gen.latent_scheme, "distribution": "standard normal, float32, shape (z_dim,) per image"}
+    if gen.latent_scheme == PORTABLE:
+        return entry | {
+            "torch": "ganime.latent.portable_latents", "runtime": "ganime.latent.portable_latents",
+            "browser": "latent.js seedLatent", "same_faces_everywhere": True,
+        }
+    return entry | {
+        "torch": TORCH_LATENTS, "runtime": RUNTIME_LATENTS, "same_faces_everywhere": False,
+        "note": f"this generator was saved before portable latents (scheme {TORCH}) and keeps torch's sampler, "
+        "which needs torch: the runtime's seeds give other images than the torch path's; pass the same "
+        "latents to both for the same images",
+    }
+
+
+def truncation_entry(gen: LoadedGenerator) -> dict:
+    """The sidecar's "truncation": how psi acts, and the mean it pulls toward (a constant inside the graph)."""
+    if not (hasattr(gen.G, "stem") and hasattr(gen.G, "synthesis")):
+        return {"input": INPUT_PSI, "space": "z", "rule": "z * psi (toward the origin)", "mean": None}
+    mean = gen.stem_mean().detach().float().cpu().numpy()
+    return {
+        "input": INPUT_PSI,
+        "space": "G.stem (G's first feature map)",
+        "rule": "h = mean + psi * (h - mean), as LoadedGenerator.truncate; psi = 1 is off",
+        "mean": {
+            "shape": list(mean.shape),
+            "sha256_float32": hashlib.sha256(np.ascontiguousarray(mean, np.float32).tobytes()).hexdigest(),
+            "how": f"average of G.stem over {TRUNCATION_SAMPLES} latents drawn by torch.randn from seed "
+            f"{TRUNCATION_SEED} (fixed at export; every backend reads it from the graph)",
+        },
+    }
+
+
+def _verify_levels(gen: LoadedGenerator, path: Path) -> int | None:
+    """Max |onnxruntime - torch| in uint8 levels over fixed latents and VERIFY_PSI; None without onnxruntime."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    from ganime.runtime import to_uint8
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0
+    for feeds, want in _verify_cases(gen):
+        got = to_uint8(sess.run([OUTPUT], feeds)[0]).astype(np.int16)
+        worst = max(worst, int(np.abs(got - to_uint8(want).astype(np.int16)).max()))
+    return worst
+
+
+def _verify_cases(gen: LoadedGenerator):
+    """(onnxruntime feeds, torch's float32 images) for fixed latents at each VERIFY_PSI."""
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((5, gen.z_dim)).astype(np.float32)  # 5: a batch size other than the traced 2
+    labels = np.arange(5, dtype=np.int64) % gen.model.num_classes if gen.model.num_classes else None
+    for psi in VERIFY_PSI:
+        feeds = {INPUT_Z: z, INPUT_PSI: np.full((1,), psi, np.float32)}
+        if labels is not None:
+            feeds[INPUT_LABELS] = labels
+        with torch.no_grad():
+            want = gen.truncate(torch.from_numpy(z), None if labels is None else torch.from_numpy(labels), psi).numpy()
+        yield feeds, want
+
+
 def _verify(gen: LoadedGenerator, path: Path) -> float | None:
     """Max |onnxruntime - torch| over fixed latents and VERIFY_PSI; raises if above VERIFY_TOLERANCE."""
     try:
@@ -194,17 +307,9 @@ def _verify(gen: LoadedGenerator, path: Path) -> float | None:
     except ImportError:
         log.warning("onnxruntime is not installed: %s was not checked against torch", path)
         return None
-    rng = np.random.default_rng(0)
-    z = rng.standard_normal((5, gen.z_dim)).astype(np.float32)  # 5: a batch size other than the traced 2
-    labels = np.arange(5, dtype=np.int64) % gen.model.num_classes if gen.model.num_classes else None
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     diff = 0.0
-    for psi in VERIFY_PSI:
-        feeds = {INPUT_Z: z, INPUT_PSI: np.full((1,), psi, np.float32)}
-        if labels is not None:
-            feeds[INPUT_LABELS] = labels
-        with torch.no_grad():
-            want = gen.truncate(torch.from_numpy(z), None if labels is None else torch.from_numpy(labels), psi).numpy()
+    for feeds, want in _verify_cases(gen):
         got = sess.run([OUTPUT], feeds)[0]
         if got.shape != want.shape:
             raise RuntimeError(f"the exported graph returns shape {got.shape}, torch {want.shape}; not written")

@@ -19,11 +19,17 @@ from ganime import __version__
 from ganime.checkpoint import MODEL_FILE, PICKLE_SUFFIXES, read_state, resolve_checkpoint
 from ganime.config import ModelConfig, TrainConfig
 from ganime.errors import CheckpointError, ConfigError, GanimeError
+from ganime.latent import (
+    MAX_SEED,  # noqa: F401 - still ganime.generate.MAX_SEED for callers
+    PORTABLE,
+    SCHEMES,
+    check_seeds,
+    portable_latents,
+)
 from ganime.models import build_generator
 
 log = logging.getLogger(__name__)
 
-MAX_SEED = 2**63 - 1
 TRUNCATION_SAMPLES, TRUNCATION_SEED = 4096, 12345  # latents averaged for the truncation mean
 PRETRAINED = "pretrained"  # the source name of the generator shipped with ganime
 PRETRAINED_FILE = "modern-emoji-64.safetensors"  # in ganime/assets/, with its .json model card; docs/pretrained.md
@@ -79,15 +85,22 @@ class LoadedGenerator:
             raise ConfigError(f"unknown class {unknown[0]!r}; this generator knows: {shown}")
         return torch.tensor([index[n] for n in names], dtype=torch.int64)
 
+    @property
+    def latent_scheme(self) -> str:
+        """How seeds map to latents (ganime.latent): PORTABLE for new runs, TORCH for generators saved before."""
+        return self.model.latents
+
     def latents(self, seeds: list[int]) -> Tensor:
-        """One latent per seed: z = N(0, I) from a CPU generator seeded with that seed (device-independent)."""
-        zs = []
-        for s in seeds:
-            if not 0 <= int(s) <= MAX_SEED:
-                raise ConfigError(f"seed {s} out of range 0..{MAX_SEED}")
-            g = torch.Generator().manual_seed(int(s))
-            zs.append(torch.randn(self.z_dim, generator=g))
-        return torch.stack(zs)
+        """One latent per seed, by the generator's latent scheme (device-independent, float32 on the CPU).
+
+        PORTABLE: ganime.latent.portable_latents, the same in onnxruntime and the browser. TORCH (generators
+        saved before schemes were recorded): z = torch.randn(z_dim) from a CPU generator seeded with the seed.
+        """
+        seeds = check_seeds(seeds)
+        if self.latent_scheme == PORTABLE:
+            return torch.from_numpy(portable_latents(seeds, self.z_dim))
+        zs = [torch.randn(self.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds]
+        return torch.stack(zs) if zs else torch.zeros(0, self.z_dim)
 
     @torch.no_grad()
     def images(self, z: Tensor, labels: Tensor | None = None, truncation: float = 1.0) -> np.ndarray:
@@ -206,6 +219,8 @@ def _read_prefix(path: Path, prefixes: tuple[str, ...]) -> dict[str, Tensor]:
 def _build(model: ModelConfig, tensors: dict[str, Tensor], source: str, device: torch.device, meta: dict):
     from ganime.checkpoint import load_module
 
+    if model.latents not in SCHEMES:
+        raise CheckpointError(f"{source}: unknown latent scheme {model.latents!r}; this ganime knows {', '.join(SCHEMES)}")
     _check_shapes(model, tensors, source)
     G = build_generator(model)
     load_module(G, {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, f"generator {source}")

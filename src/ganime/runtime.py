@@ -6,12 +6,12 @@
 
 or, with nothing but the `runtime` extra installed: `python -m ganime.runtime generator.onnx --n 16`.
 
-Seeds. The torch path draws z for seed s as `torch.randn(z_dim, generator=torch.Generator().manual_seed(s))`;
-torch's CPU normal sampler cannot be reproduced without torch, so this module draws
-`numpy.random.default_rng(s).standard_normal(z_dim)` (float64, cast to float32) instead. The same seed therefore
-gives a different (equally valid) image here than in `ganime generate --backend torch`. For the same image on
-both paths, pass the latents themselves: `gen.images(z)` here and `load_generator(...).images(torch.from_numpy(z))`
-there agree to about 1e-6 before the uint8 conversion.
+Seeds. Generators trained since latent schemes exist record "splitmix64-box-muller" (ganime.latent.PORTABLE) in
+their sidecar: a seed gives the same latent here as in `ganime generate` (torch) and the browser page, so the
+same face. Exports of older generators (scheme "torch-randn", or none recorded) drew z with torch's CPU
+sampler, which cannot be reproduced without torch; for them this module draws
+`numpy.random.default_rng(s).standard_normal(z_dim)` (float32) as it always did, so a seed gives another
+(equally valid) image here than in torch. For the same image on both paths, pass the latents themselves.
 
 This module must not import torch, nor any ganime module that does (ganime.errors is plain Python).
 """
@@ -32,26 +32,33 @@ import numpy as np
 from PIL import Image
 
 from ganime.errors import CheckpointError, ConfigError, GanimeError, MissingDependencyError
+from ganime.latent import PORTABLE, TORCH, check_seeds, portable_latents
 
 log = logging.getLogger(__name__)
 
 FORMAT = "ganime-onnx"  # "format" of the JSON sidecar written next to the .onnx file
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: "latents.scheme" (an older runtime would draw numpy seeds for a portable export)
 INPUT_Z, INPUT_LABELS, INPUT_PSI, OUTPUT = "z", "labels", "psi", "images"
-MAX_SEED = 2**63 - 1  # same range as the torch path (ganime.generate.MAX_SEED)
-RUNTIME_LATENTS = "numpy.random.default_rng(seed).standard_normal(z_dim).astype(float32)"
+RUNTIME_LATENTS = "numpy.random.default_rng(seed).standard_normal(z_dim).astype(float32)"  # TORCH-scheme exports
 TORCH_LATENTS = "torch.randn(z_dim, generator=torch.Generator().manual_seed(seed))"
 BATCH = 256  # images per onnxruntime call, as the torch path
 
 
-def seed_latents(seeds: Iterable[int], z_dim: int) -> np.ndarray:
-    """One float32 latent per seed from numpy's default_rng (not the torch path's latents; see module doc)."""
-    zs = []
-    for s in seeds:
-        if not 0 <= int(s) <= MAX_SEED:
-            raise ConfigError(f"seed {s} out of range 0..{MAX_SEED}")
-        zs.append(np.random.default_rng(int(s)).standard_normal(z_dim).astype(np.float32))
+def seed_latents(seeds: Iterable[int], z_dim: int, scheme: str = TORCH) -> np.ndarray:
+    """One float32 latent per seed: PORTABLE's (the torch path's too), else numpy's default_rng (see module doc)."""
+    seeds = check_seeds(seeds)
+    if scheme == PORTABLE:
+        return portable_latents(seeds, z_dim)
+    zs = [np.random.default_rng(s).standard_normal(z_dim).astype(np.float32) for s in seeds]
     return np.stack(zs) if zs else np.zeros((0, z_dim), np.float32)
+
+
+def latent_scheme(meta: dict) -> str:
+    """The latent scheme an export's sidecar records; TORCH for sidecars written before schemes were recorded."""
+    scheme = (meta.get("latents") or {}).get("scheme", TORCH)
+    if scheme not in (PORTABLE, TORCH):
+        raise CheckpointError(f"unknown latent scheme {scheme!r} in the sidecar; upgrade ganime")
+    return scheme
 
 
 def sidecar_path(path: str | Path) -> Path:
@@ -109,6 +116,7 @@ class OnnxGenerator:
             ) from None
         self.path = Path(path)
         self.meta = read_sidecar(self.path)
+        self.latent_scheme = latent_scheme(self.meta)
         opts = ort.SessionOptions()
         if threads > 0:
             opts.intra_op_num_threads = threads
@@ -145,8 +153,8 @@ class OnnxGenerator:
         return int(self.meta["num_classes"])
 
     def latents(self, seeds: Iterable[int]) -> np.ndarray:
-        """One latent per seed (numpy's default_rng: not the torch path's latents for that seed)."""
-        return seed_latents(seeds, self.z_dim)
+        """One latent per seed: the torch path's for PORTABLE exports, numpy's default_rng for older ones."""
+        return seed_latents(seeds, self.z_dim, self.latent_scheme)
 
     def forward(self, z: np.ndarray, labels: np.ndarray | None = None, truncation: float = 1.0) -> np.ndarray:
         """Latents (N, z_dim) -> float32 images (N, C, H, W) in [-1, 1], exactly what the ONNX graph returns.
@@ -194,7 +202,7 @@ class OnnxGenerator:
     def from_seeds(
         self, seeds: Iterable[int], truncation: float = 1.0, labels: np.ndarray | None = None
     ) -> np.ndarray:
-        """uint8 images for a list of seeds: the same seed gives the same image (on this backend)."""
+        """uint8 images for a list of seeds: the same seed gives the same image (everywhere, for PORTABLE exports)."""
         return self.images(self.latents(seeds), labels, truncation)
 
 
@@ -244,7 +252,7 @@ def write_pngs(
 ) -> list[str]:
     """Generate from an exported generator to a grid PNG and/or one PNG per image; returns what was written.
 
-    Seeds seed..seed+n-1 (numpy latents), or the rows of `latents` when given. Class-conditional generators
+    Seeds seed..seed+n-1 (`OnnxGenerator.latents`), or the rows of `latents` when given. Class-conditional generators
     cycle the labels 0, 1, ..., num_classes - 1 as `ganime generate` does.
     """
     if not 0 < truncation <= 1.0:
@@ -256,7 +264,9 @@ def write_pngs(
         seeds = list(range(seed, seed + n))
         z = gen.latents(seeds)
         names = [f"seed{s:06d}.png" for s in seeds]
-        what = f"numpy seeds {seed}..{seed + n - 1}"
+        what = f"seeds {seed}..{seed + n - 1}"
+        if gen.latent_scheme != PORTABLE:
+            what += " drawn with numpy: this export predates portable latents, torch shows other faces"
     else:
         z = np.asarray(latents, dtype=np.float32)
         n = len(z)
@@ -283,8 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m ganime.runtime",
         description="Generate images from a generator exported with `ganime export` (numpy + onnxruntime only). "
-        "Seeds draw latents with numpy, so a seed gives a different image than the torch backend; "
-        "pass --latents for identical images.",
+        "A seed gives the same image as `ganime generate --seed` for generators trained with portable latents "
+        "(the sidecar's latents.scheme); older exports draw seeds with numpy: pass --latents for identical images.",
     )
     p.add_argument("source", type=Path, help="exported .onnx file (its .json sidecar must sit next to it)")
     p.add_argument("-n", "--n", type=int, default=64, help="number of images (default 64)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,33 @@ def client(make_app):
 
     with TestClient(make_app()) as c:
         yield c
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's: `apt-get install chromium`; Playwright downloads no browser
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    """Where screenshots go: $GANIME_TEST_ARTIFACTS, else tests/artifacts/ (git-ignored), kept after the run."""
+    out = Path(os.environ.get("GANIME_TEST_ARTIFACTS") or Path(__file__).resolve().parents[1] / "artifacts")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@pytest.fixture
+def chromium_page():
+    """A Playwright page in headless Debian Chromium; `.problems` collects console errors and page errors."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        # generous launch timeout: the test machines are 2 busy cores
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, timeout=60_000)
+        page = browser.new_page(viewport={"width": 1000, "height": 760})
+        page.set_default_timeout(30_000)
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.problems = problems
+        yield page
+        browser.close()

@@ -30,8 +30,8 @@ def generate(
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N, mps or auto."),
     backend: str = typer.Option(
         "torch",
-        help="torch, or onnxruntime for a file from `ganime export` (.onnx files always use it). onnxruntime "
-        "needs no torch, but draws latents with numpy: a seed gives another image than with torch.",
+        help="torch, or onnxruntime for a file from `ganime export` (.onnx files always use it; no torch needed). "
+        "A seed gives the same image on both, except for exports of generators saved before portable latents.",
     ),
 ) -> None:
     """Generate images from a trained generator."""

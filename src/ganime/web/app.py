@@ -21,7 +21,7 @@ from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,6 +31,7 @@ from ganime import __version__, generate
 from ganime.errors import ConfigError, GanimeError
 from ganime.generate import LoadedGenerator, load_generator, make_grid, slerp
 from ganime.web.batcher import BusyError, MicroBatcher
+from ganime.web.site import BrowserSite
 from ganime.web.store import MAX_TAG_LEN, MAX_TAGS, GalleryStore, check_id, normalize_tags, open_store
 
 log = logging.getLogger(__name__)
@@ -244,6 +245,8 @@ def create_app(
     app.state.model_id = mid
     app.add_middleware(_BodyLimit, limit=MAX_BODY)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # faces drawn in the visitor's browser (web/site.py); its CSP needs 'wasm-unsafe-eval' (site.HEADERS)
+    app.mount("/browser", BrowserSite(gen), name="browser")
 
     # --- errors: always JSON with what is allowed; a user's input never causes a 500 ---------------------
 
@@ -305,6 +308,10 @@ def create_app(
 
     index_html = (STATIC / "index.html").read_text(encoding="utf-8")
     csp = "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'"
+
+    @app.get("/browser", include_in_schema=False)
+    async def browser_page() -> RedirectResponse:
+        return RedirectResponse("/browser/")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:

@@ -1,0 +1,80 @@
+"""Seed -> latent, the same in torch, onnxruntime and a browser: counter-based, plain float64 arithmetic.
+
+Scheme `PORTABLE` ("splitmix64-box-muller"), for a seed s in 0..2**63-1 and a latent of z_dim values:
+
+    mix(x)    = SplitMix64's finaliser (Steele, Lea & Flood 2014), on unsigned 64-bit integers:
+                x ^= x >> 30; x *= 0xBF58476D1CE4E5B9; x ^= x >> 27; x *= 0x94D049BB133111EB; x ^= x >> 31
+    bits(s,n) = mix(mix(s) + (n + 1) * 0x9E3779B97F4A7C15)      (all mod 2**64; n = 0, 1, 2, ...)
+    u1 = ((bits(s, 2k) >> 11) + 1) / 2**53      in (0, 1], so log(u1) is finite
+    u2 =  (bits(s, 2k + 1) >> 11) / 2**53        in [0, 1)
+    z[2k], z[2k + 1] = sqrt(-2 log u1) * cos(2 pi u2), sqrt(-2 log u1) * sin(2 pi u2)   (Box-Muller, float64)
+
+then each value is rounded to the nearest float32 (an odd z_dim drops the last sine). bits(s, n) is the n-th
+output of SplitMix64 started from state mix(s): any value of any seed is computed on its own (no state to
+carry), with 64-bit integers and IEEE float64 only, so NumPy (here) and JavaScript (`web/latent.js`, BigInt
+and Math.*) give the same latents. The integer part is exact everywhere; log/sin/cos come from each platform's
+maths library, which may differ in the last float64 bit, so a value may (rarely) differ by one float32 ulp:
+at most 1e-6 for the largest possible |z| (8.6). tests/test_latent.py checks this against node.
+
+Scheme `TORCH` ("torch-randn") is the mapping of generators trained before this one existed:
+`torch.randn(z_dim, generator=torch.Generator().manual_seed(s))`. It needs torch (ganime.generate draws it);
+a generator's config names its scheme, and a config or sidecar that names none is `TORCH` (`scheme_of`), so
+no saved seed changes its face.
+
+This module imports only NumPy (ganime.runtime uses it without torch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from ganime.errors import ConfigError
+
+PORTABLE = "splitmix64-box-muller"  # what new runs record (ModelConfig.latents)
+TORCH = "torch-randn"  # generators saved before latent schemes were recorded
+SCHEMES = (PORTABLE, TORCH)
+MAX_SEED = 2**63 - 1
+
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio, SplitMix64's increment
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def scheme_of(model: dict) -> str:
+    """The latent scheme recorded in a saved model config (dict); absent = TORCH, what such files were made with."""
+    scheme = model.get("latents", TORCH)
+    if scheme not in SCHEMES:
+        raise ConfigError(f"unknown latent scheme {scheme!r}; this ganime knows {', '.join(SCHEMES)}")
+    return scheme
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    # uint64 arrays wrap mod 2**64 on multiply and add (NumPy warns only for scalars, so keep these arrays)
+    x = (x ^ (x >> np.uint64(30))) * _M1
+    x = (x ^ (x >> np.uint64(27))) * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+def check_seeds(seeds: Iterable[int]) -> list[int]:
+    """Seeds as ints in 0..MAX_SEED (a user error otherwise)."""
+    out = [int(s) for s in seeds]
+    for s in out:
+        if not 0 <= s <= MAX_SEED:
+            raise ConfigError(f"seed {s} out of range 0..{MAX_SEED}")
+    return out
+
+
+def portable_latents(seeds: Iterable[int], z_dim: int) -> np.ndarray:
+    """float32 (len(seeds), z_dim): the PORTABLE scheme's latent for each seed (see the module docstring)."""
+    seeds = check_seeds(seeds)
+    pairs = (z_dim + 1) // 2
+    keys = _mix(np.array(seeds, dtype=np.uint64))[:, None]  # (N, 1)
+    counters = np.arange(1, 2 * pairs + 1, dtype=np.uint64)[None, :]  # n + 1 for n = 0 .. 2 * pairs - 1
+    bits = _mix(keys + counters * _GAMMA) >> np.uint64(11)  # (N, 2 * pairs), 53-bit integers: exact in float64
+    u1 = (bits[:, 0::2].astype(np.float64) + 1.0) * 2.0**-53
+    u2 = bits[:, 1::2].astype(np.float64) * 2.0**-53
+    r, theta = np.sqrt(-2.0 * np.log(u1)), (2.0 * np.pi) * u2
+    z = np.empty((len(seeds), 2 * pairs), np.float64)
+    z[:, 0::2], z[:, 1::2] = r * np.cos(theta), r * np.sin(theta)
+    return z[:, :z_dim].astype(np.float32)
