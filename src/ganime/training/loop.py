@@ -433,11 +433,15 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True) -> TrainResult:
+def train(
+    cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True, force_unlock: bool = False
+) -> TrainResult:
     """Train (or resume) a run in `out`; returns where it stopped and its last checkpoint.
 
-    Under `torchrun` every process calls this and they train one model together (training/distributed.py)."""
-    with distributed.session(cfg.device, out) as dist_env:
+    The run's only writer: a second trainer on `out` gets `RunLocked` (runlock.py); `force_unlock` takes over
+    a lock left by another host. Under `torchrun` every process calls this and they train one model together
+    (training/distributed.py); rank 0 holds the lock."""
+    with distributed.session(cfg.device, out) as dist_env, distributed.run_lock(dist_env, out, force_unlock):
         return _train(cfg, out, resume, progress, dist_env)
 
 
