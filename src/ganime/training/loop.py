@@ -557,13 +557,7 @@ def _train(
                 runtime = trainer.runtime
                 _write_runtime_file(run_dir, runtime, {**runtime_info, "compile_failed": True})
             if trainer.step % LOG_EVERY == 0 or trainer.step_in_epoch == spe:
-                # one device sync per logged row, not per step
-                row = {k: torch.stack([w[k] for w in window]).mean().item() for k in window[0]}
-                row = dist_env.mean(row)  # torchrun: over all ranks' shards
-                if not all(math.isfinite(v) for v in row.values()):
-                    log.warning("non-finite loss in the steps up to %d: %s", trainer.step, row)
-                row["img_per_s"] = win_n / max(win_t, 1e-9)  # training steps only, not grids/checkpoints
-                row["loader_share"] = win_load / max(win_load + win_t, 1e-9)  # goal: < 5 % of step time
+                row = _window_row(window, win_t, win_load, win_n, dist_env, trainer.step)
                 guard.try_write("metrics.csv", metrics.append, _row(trainer, row))
                 bar.set_postfix(
                     ep=trainer.epoch + 1, D=f"{row['loss_d']:.3f}", G=f"{row['loss_g']:.3f}",
@@ -577,6 +571,9 @@ def _train(
             if cfg.ckpt_every and trainer.step % cfg.ckpt_every == 0:
                 guard.save()
     bar.close()
+    if window:  # stopped between logged steps (a short run, a signal, a time budget): log the last one too
+        row = _window_row(window, win_t, win_load, win_n, dist_env, trainer.step)
+        guard.try_write("metrics.csv", metrics.append, _row(trainer, row))
     if trainer.step_in_epoch >= spe:  # finished exactly on an epoch boundary
         trainer.epoch += 1
         trainer.step_in_epoch = 0
@@ -698,6 +695,19 @@ def _read_runtime_file(run_dir: Path) -> dict | None:
         return d
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _window_row(
+    window: list[dict[str, Tensor]], win_t: float, win_load: float, win_n: int, dist_env: distributed.DistEnv, step: int
+) -> dict[str, float]:
+    """Mean losses of the steps since the last row (one device sync per row, not per step), with throughput."""
+    row = {k: torch.stack([w[k] for w in window]).mean().item() for k in window[0]}
+    row = dist_env.mean(row)  # torchrun: over all ranks' shards
+    if not all(math.isfinite(v) for v in row.values()):
+        log.warning("non-finite loss in the steps up to %d: %s", step, row)
+    row["img_per_s"] = win_n / max(win_t, 1e-9)  # training steps only, not grids/checkpoints
+    row["loader_share"] = win_load / max(win_load + win_t, 1e-9)  # goal: < 5 % of step time
+    return row
 
 
 def _row(trainer: Trainer, row: dict[str, float]) -> dict[str, float | int]:
