@@ -145,3 +145,55 @@ def test_cli_rejects_an_unknown_precision(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "error: precision 'fp8' unknown" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_faster_alternative_uses_autos_one_convolution_screen():
+    slow_bf16 = {"fp32": 0.001, "bf16": 0.020}.get  # AVX2: bf16 emulated
+    assert precision.faster_alternative("bf16", ["fp32", "bf16"], slow_bf16) == ("fp32", {"fp32": 1.0, "bf16": 20.0})
+    assert precision.faster_alternative("fp32", ["fp32", "bf16"], slow_bf16) is None
+    assert precision.faster_alternative("bf16", ["fp32", "bf16"], {"fp32": 0.001, "bf16": 0.0025}.get) is None  # < 3x
+    amx = {"fp32": 0.010, "bf16": 0.002}.get  # the other way round: fp32 kept on a CPU where bf16 is 5x faster
+    assert precision.faster_alternative("fp32", ["fp32", "bf16"], amx)[0] == "bf16"
+
+    def never(p):
+        raise AssertionError("nothing to compare: no timing")
+
+    assert precision.faster_alternative("fp32", ["fp32"], never) is None
+
+
+def test_resume_says_when_the_recorded_precision_is_much_slower_here(tmp_path, runtime_cache, monkeypatch, caplog):
+    """The convolution timings are faked (this machine's real speed varies): bf16 20x slower than fp32, as on an
+    AVX2-only CPU. Keeping bf16 warns in one line with the override; `--precision fp32` switches, and the run
+    records from which step it is no longer bit-exact."""
+    write_images(tmp_path / "imgs", 8, size=16)
+    cfg = tiny_config(tmp_path / "imgs", tmp_path / "cache", max_steps=2, precision="bf16", channels_last="off")
+    run = tmp_path / "run"
+    ganime.train(cfg, run, progress=False)
+    speed = {"fp32": 0.001, "bf16": 0.020}
+    monkeypatch.setattr(precision, "conv_seconds", lambda p, device, batch=16: speed[p])
+
+    def resume(steps, *flags):
+        caplog.clear()
+        code = main(["train", "--resume", str(run), "--steps", str(steps), "--no-progress", *flags])
+        assert code == 0
+        return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    warnings = resume(3)
+    advice = [w for w in warnings if "to stay bit-exact" in w]
+    assert len(advice) == 1 and "\n" not in advice[0], warnings
+    assert "keeps bf16" in advice[0] and "20x slower" in advice[0] and "--precision fp32" in advice[0]
+    assert "no longer bit-exact from step 2 on" in advice[0]
+    assert json.loads((run / "runtime.json").read_text())["changes"] == []
+
+    warnings = resume(5, "--precision", "fp32")
+    assert any("running fp32/contiguous instead of the run's bf16/contiguous from step 3 on" in w for w in warnings)
+    assert not any("to stay bit-exact" in w for w in warnings)
+    rec = json.loads((run / "runtime.json").read_text())
+    assert rec["precision"] == "fp32" and rec["changes"] == [{"step": 3, "from": "bf16/contiguous", "to": "fp32/contiguous"}]
+    assert read_state(resolve_checkpoint(run))["runtime"]["precision"] == "fp32"
+
+    warnings = resume(6)  # the run now records fp32, fast here: nothing to say, and the record stays
+    assert not any("bit-exact" in w for w in warnings), warnings
+    assert json.loads((run / "runtime.json").read_text())["changes"] == rec["changes"]
+    speed["bf16"] = 0.0002  # were bf16 much faster here (AMX), keeping fp32 would be worth a line too
+    assert any("keeps fp32" in w and "--precision bf16" in w for w in resume(7))

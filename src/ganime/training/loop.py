@@ -492,6 +492,8 @@ def _train(
         ckpt_io.atomic_write_json(run_dir / "config.json", cfg.to_dict())
     runtime, runtime_info = dist_env.runtime(lambda: resolve_runtime(cfg, dataset, device, threads, recorded))
     if dist_env.is_main:
+        if resume_from is not None:
+            runtime_info = {**runtime_info, "changes": _resume_runtime(run_dir, recorded, runtime, saved_state["step"], device)}
         _write_runtime_file(run_dir, runtime, runtime_info)
     trainer = Trainer(cfg, dataset, device, run_dir, runtime)
     distributed.prepare(trainer, dist_env, cfg.sync_bn)  # DDP, data shard, rank-0-only outputs
@@ -653,6 +655,33 @@ def resolve_runtime(
         "conv_ms": conv_ms,
         "timing_seconds": round(secs, 1),
     }
+
+
+def _resume_runtime(run_dir: Path, recorded: dict | None, runtime: Runtime, step: int, device: torch.device) -> list[dict]:
+    """runtime.json's list of switches of precision/layout (each ends bit-exactness from its step), with this
+    resume's if it switches; when it keeps a precision much slower here than another, says so in one line."""
+    changes = [c for c in (_read_runtime_file(run_dir) or {}).get("changes", []) if c.get("step", 0) < step]
+    if not recorded:
+        return changes
+    rec = Runtime.from_dict(recorded)
+    if (rec.precision, rec.channels_last) != (runtime.precision, runtime.channels_last):
+        log.warning(
+            "running %s instead of the run's %s from step %d on: from there the run is no longer bit-exact with an "
+            "unbroken one (recorded in %s)", runtime.label(), rec.label(), step, run_dir / RUNTIME_FILE,
+        )
+        return [*changes, {"step": step, "from": rec.label(), "to": runtime.label()}]
+    others = [c.precision for c in precision.candidates("auto", "off", device)]
+    advice = precision.faster_alternative(runtime.precision, others, lambda p: precision.conv_seconds(p, device))
+    if advice is not None:
+        fastest, ms = advice
+        log.warning(
+            "this run keeps %s (recorded when it started) to stay bit-exact, but here a %s convolution takes %.3g ms "
+            "against %.3g ms in %s (%.0fx slower); to train faster resume with --precision %s, knowing the run is "
+            "then no longer bit-exact from step %d on (runtime.json records where)",
+            runtime.precision, runtime.precision, ms[runtime.precision], ms[fastest], fastest,
+            ms[runtime.precision] / max(ms[fastest], 1e-9), fastest, step,
+        )
+    return changes
 
 
 def _seconds_per_image(
