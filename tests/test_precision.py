@@ -102,7 +102,9 @@ def test_auto_picks_a_candidate_records_it_and_caches_it(tmp_path, runtime_cache
     conv_ms = rec["conv_ms"]
     assert timed <= labels and all(v > 0 for v in rec["timings_img_per_s"].values())
     assert all(conv_ms[lbl.split("/")[0]] > 3 * min(conv_ms.values()) for lbl in labels - timed)
-    assert any(lbl.startswith("fp32/") for lbl in timed)
+    # the precision with the fastest convolution is always timed (fp32 on AVX2; on an AMX CPU it can be bf16,
+    # and fp32 is then screened out when over 3x slower)
+    assert any(lbl.startswith(min(conv_ms, key=conv_ms.get) + "/") for lbl in timed)
     # the checkpoint records the choice next to the config, so generate/resume know how the run ran
     state = read_state(resolve_checkpoint(tmp_path / "a"))
     assert state["runtime"] == Runtime.from_dict(rec).to_dict() and state["config"]["precision"] == "auto"
