@@ -9,8 +9,11 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 import ganime
 from ganime import checkpoint as ckpt_io
+from ganime.errors import CheckpointError
 from ganime.runlock import LOCK_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,3 +62,34 @@ def test_readers_do_not_wait_for_a_held_lock(tmp_path):
     with RunLock(tmp_path / "run"):
         g = ganime.load_generator(tmp_path / "run")
         assert g.meta["step"] == 2 and ckpt_io.resolve_checkpoint(tmp_path / "run").name == "ckpt-000000002"
+
+
+def test_a_checkpoint_pruned_while_it_is_read_gives_the_newest_not_an_error(tmp_path, monkeypatch):
+    """A reader resolves a training run's latest checkpoint; before it opens the weights the trainer saves a newer
+    one and prunes the old (--keep 1). The reader then loads the newest instead of failing."""
+    import shutil
+
+    from conftest import tiny_config, write_images
+    from ganime import generate
+
+    write_images(tmp_path / "imgs", 8)
+    cfg = tiny_config(tmp_path / "imgs", tmp_path / "cache", max_steps=4, ckpt_every=2, keep_ckpts=1)
+    run = tmp_path / "run"
+    ganime.train(cfg, run, progress=False)
+    real_read_state = generate.read_state
+
+    def read_state_then_trainer_moves_on(ckpt):
+        state = real_read_state(ckpt)
+        if ckpt.name == "ckpt-000000004" and not (run / "ckpt-000000006").exists():
+            shutil.copytree(ckpt, run / ".tmp-ckpt-000000006-1")  # what a save of step 6 then does:
+            (run / ".tmp-ckpt-000000006-1").rename(run / "ckpt-000000006")
+            ckpt_io.atomic_write_json(run / ckpt_io.LATEST_FILE, {"checkpoint": "ckpt-000000006", "step": 6})
+            ckpt_io.prune(run, 1)
+            assert not ckpt.exists()
+        return state
+
+    monkeypatch.setattr(generate, "read_state", read_state_then_trainer_moves_on)
+    g = ganime.load_generator(run)
+    assert Path(g.source).name == "ckpt-000000006"
+    with pytest.raises(CheckpointError, match="does not exist"):  # a checkpoint asked for by name: no substitute
+        ganime.load_generator(run / "ckpt-000000004")
