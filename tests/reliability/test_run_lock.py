@@ -5,8 +5,6 @@ lone run would, bit for bit, and stays resumable."""
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,16 +13,7 @@ import ganime
 from ganime import checkpoint as ckpt_io
 from ganime.errors import CheckpointError
 from ganime.runlock import LOCK_FILE
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_torture():
-    spec = importlib.util.spec_from_file_location("ganime_torture", ROOT / "benchmarks" / "torture.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+from reliability.test_torture import load_torture
 
 
 def test_a_second_writer_refuses_and_the_first_run_is_intact(tmp_path):
