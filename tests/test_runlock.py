@@ -114,3 +114,11 @@ def test_a_folder_made_for_the_lock_is_removed_when_nothing_was_written(tmp_path
         (tmp_path / "kept" / "config.json").write_text("{}")
     assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["config.json"]
 
+
+
+def test_a_garbled_lock_file_with_no_holder_is_replaced(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCK_FILE).write_text('{"pid": 12')  # cut short
+    with RunLock(run):
+        assert runlock.read_owner(run)["pid"] == os.getpid()

@@ -116,7 +116,8 @@ class RunLock:
         me = owner_info()
         data = json.dumps(me, indent=1).encode()
         os.ftruncate(fd, 0)
-        os.pwrite(fd, data, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, data)
         os.fsync(fd)
         self._fd = fd
 
@@ -197,11 +198,11 @@ def _same_file(fd: int, path: Path) -> bool:
 
 def _read(fd: int) -> dict[str, Any] | None:
     try:
-        size = os.fstat(fd).st_size
-        raw = os.pread(fd, min(size, 1 << 16), 0) if size else b""
+        os.lseek(fd, 0, os.SEEK_SET)
+        raw = os.read(fd, 1 << 16)
         data = json.loads(raw) if raw.strip() else None
     except (OSError, ValueError, UnicodeDecodeError):
-        return {"command": "(unreadable lock file)"}
+        return None  # cut short or garbled: it names no one
     return data if isinstance(data, dict) else None
 
 
