@@ -197,5 +197,20 @@ def test_resume_says_when_the_recorded_precision_is_much_slower_here(tmp_path, r
     warnings = resume(6)  # the run now records fp32, fast here: nothing to say, and the record stays
     assert not any("bit-exact" in w for w in warnings), warnings
     assert json.loads((run / "runtime.json").read_text())["changes"] == rec["changes"]
-    speed["bf16"] = 0.0002  # were bf16 much faster here (AMX), keeping fp32 would be worth a line too
-    assert any("keeps fp32" in w and "--precision bf16" in w for w in resume(7))
+    speed["bf16"] = 0.0002  # bf16 much faster here (AMX): fp32 was asked for by name, so no advice
+    assert not any("bit-exact" in w for w in resume(7))
+
+
+def test_resume_of_an_auto_run_advises_the_faster_precision(tmp_path, runtime_cache, monkeypatch, caplog):
+    """`auto` picked fp32 on the first machine; here (faked timings, as on an AMX CPU) bf16 is 5x faster."""
+    write_images(tmp_path / "imgs", 8, size=16)
+    cfg = tiny_config(tmp_path / "imgs", tmp_path / "cache", max_steps=1, precision="auto", channels_last="off")
+    monkeypatch.setattr(precision, "conv_seconds", lambda p, device, batch=16: {"fp32": 0.001, "bf16": 0.020}[p])
+    ganime.train(cfg, tmp_path / "run", progress=False)  # bf16 screened out: the one candidate left is fp32
+    assert json.loads((tmp_path / "run" / "runtime.json").read_text())["precision"] == "fp32"
+    monkeypatch.setattr(precision, "conv_seconds", lambda p, device, batch=16: {"fp32": 0.010, "bf16": 0.002}[p])
+    caplog.clear()
+    ganime.train(override(cfg, max_steps=2), tmp_path / "run", resume=True, progress=False)
+    advice = [r.getMessage() for r in caplog.records if "to stay bit-exact" in r.getMessage()]
+    assert len(advice) == 1 and "keeps fp32" in advice[0] and "--precision bf16" in advice[0], advice
+    assert json.loads((tmp_path / "run" / "runtime.json").read_text())["precision"] == "fp32"  # kept, only advised

@@ -493,7 +493,8 @@ def _train(
     runtime, runtime_info = dist_env.runtime(lambda: resolve_runtime(cfg, dataset, device, threads, recorded))
     if dist_env.is_main:
         if resume_from is not None:
-            runtime_info = {**runtime_info, "changes": _resume_runtime(run_dir, recorded, runtime, saved_state["step"], device)}
+            changes = _resume_runtime(run_dir, recorded, runtime, saved_state["step"], device, cfg.precision == "auto")
+            runtime_info = {**runtime_info, "changes": changes}
         _write_runtime_file(run_dir, runtime, runtime_info)
     trainer = Trainer(cfg, dataset, device, run_dir, runtime)
     distributed.prepare(trainer, dist_env, cfg.sync_bn)  # DDP, data shard, rank-0-only outputs
@@ -657,9 +658,12 @@ def resolve_runtime(
     }
 
 
-def _resume_runtime(run_dir: Path, recorded: dict | None, runtime: Runtime, step: int, device: torch.device) -> list[dict]:
+def _resume_runtime(
+    run_dir: Path, recorded: dict | None, runtime: Runtime, step: int, device: torch.device, auto: bool
+) -> list[dict]:
     """runtime.json's list of switches of precision/layout (each ends bit-exactness from its step), with this
-    resume's if it switches; when it keeps a precision much slower here than another, says so in one line."""
+    resume's if it switches. When it keeps a precision much slower here than another (picked by `auto` on
+    another machine, or a reduced precision emulated here), says so in one line."""
     changes = [c for c in (_read_runtime_file(run_dir) or {}).get("changes", []) if c.get("step", 0) < step]
     if not recorded:
         return changes
@@ -670,6 +674,8 @@ def _resume_runtime(run_dir: Path, recorded: dict | None, runtime: Runtime, step
             "unbroken one (recorded in %s)", runtime.label(), rec.label(), step, run_dir / RUNTIME_FILE,
         )
         return [*changes, {"step": step, "from": rec.label(), "to": runtime.label()}]
+    if not auto and runtime.precision == "fp32":  # asked for by name, and never emulated
+        return changes
     others = [c.precision for c in precision.candidates("auto", "off", device)]
     advice = precision.faster_alternative(runtime.precision, others, lambda p: precision.conv_seconds(p, device))
     if advice is not None:
