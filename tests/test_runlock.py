@@ -122,3 +122,18 @@ def test_a_garbled_lock_file_with_no_holder_is_replaced(tmp_path):
     (run / LOCK_FILE).write_text('{"pid": 12')  # cut short
     with RunLock(run):
         assert runlock.read_owner(run)["pid"] == os.getpid()
+
+
+def test_a_full_disk_does_not_stop_the_lock(tmp_path, monkeypatch, caplog):
+    """The owner's details cannot be written (ENOSPC): the flock still makes this process the one writer, and the
+    run's own writes report the full disk under its --on-save-error policy (tests/reliability/test_disk_full.py)."""
+    import errno
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runlock, "_write", full)
+    with caplog.at_level(logging.WARNING, logger="ganime.runlock"), RunLock(tmp_path / "run"):
+        assert "cannot write the owner" in caplog.text and "No space left" in caplog.text
+        with pytest.raises(RunLocked, match="another process, which has not written its details"):
+            RunLock(tmp_path / "run").acquire()

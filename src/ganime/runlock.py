@@ -18,6 +18,7 @@ only when complete (checkpoint.py), so they neither wait nor see a half-written 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -39,6 +40,7 @@ except ImportError:  # Windows: no flock; an owner named in the file counts as a
 log = logging.getLogger(__name__)
 
 LOCK_FILE = "train.lock"
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class RunLocked(GanimeError):
@@ -83,7 +85,14 @@ class RunLock:
             self.path.parent.mkdir(parents=True)
             self._made_dir = True
         for _ in range(10):  # the owner may release (unlink) between our open and our flock: open again
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                if e.errno not in _DISK_FULL:
+                    raise
+                # the run's own writes will fail and say so under its --on-save-error policy; do not stop it here
+                log.warning("cannot create %s (%s): training without the run lock", self.path, e.strerror)
+                return
             try:
                 if not _try_flock(fd):
                     raise RunLocked(self._busy_message(_read(fd)))
@@ -113,12 +122,13 @@ class RunLock:
         previous = _read(fd)
         if previous:
             self._check_stale(previous)
-        me = owner_info()
-        data = json.dumps(me, indent=1).encode()
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, data)
-        os.fsync(fd)
+        try:
+            _write(fd, json.dumps(owner_info(), indent=1).encode())
+        except OSError as e:
+            if e.errno not in _DISK_FULL:
+                raise
+            os.ftruncate(fd, 0)  # the flock holds all the same; a second writer is told "another process"
+            log.warning("cannot write the owner into %s (%s); the lock holds all the same", self.path, e.strerror)
         self._fd = fd
 
     def _check_stale(self, owner: dict[str, Any]) -> None:
@@ -143,7 +153,7 @@ class RunLock:
                     describe(owner))
 
     def _busy_message(self, owner: dict[str, Any] | None) -> str:
-        who = describe(owner) if owner else "another process (starting up)"
+        who = describe(owner) if owner else "another process, which has not written its details"
         return (
             f"{self.path.parent} is in use by another training run ({who}); wait for it to finish or stop it, "
             "or train into another --out"
@@ -186,6 +196,13 @@ def _try_flock(fd: int) -> bool:
     except OSError:  # a filesystem without flock support: judge by the file's content alone
         return True
     return True
+
+
+def _write(fd: int, data: bytes) -> None:
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, data)
+    os.fsync(fd)
 
 
 def _same_file(fd: int, path: Path) -> bool:
