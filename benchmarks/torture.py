@@ -127,6 +127,7 @@ def second_writer(work: Path, steps: int = CHILD_STEPS, straight: Path | None = 
     if straight is None or not (straight / f"ckpt-{steps:09d}").is_dir():
         straight = work / "straight"
         child(straight, data, cache, steps)
+    load_generator(straight)  # imports torch and the model code now, so the timed read below is the read alone
     run, cfg_file = work / "shared", work / "second-writer.json"
     shutil.rmtree(run, ignore_errors=True)
     cfg_file.write_text(tiny_config(data, cache, steps).to_json())
