@@ -137,3 +137,21 @@ def test_a_full_disk_does_not_stop_the_lock(tmp_path, monkeypatch, caplog):
         assert "cannot write the owner" in caplog.text and "No space left" in caplog.text
         with pytest.raises(RunLocked, match="another process, which has not written its details"):
             RunLock(tmp_path / "run").acquire()
+
+
+def test_cli_refuses_another_hosts_lock_in_one_line_until_force_unlock(tmp_path, capsys):
+    from conftest import tiny_config, write_images
+    from ganime.cli import main
+
+    write_images(tmp_path / "imgs", 8)
+    (tmp_path / "cfg.json").write_text(tiny_config(tmp_path / "imgs", tmp_path / "cache").to_json())
+    run = tmp_path / "run"
+    _write_owner(run, host="gpu-node-7", pid=4242, command="ganime train --out run")
+    args = ["train", "--config", str(tmp_path / "cfg.json"), "--out", str(run), "--steps", "1", "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {run} is locked by pid 4242 on host gpu-node-7"), err
+    assert "ganime train --out run" in err and "--force-unlock" in err and "Traceback" not in err
+    assert not (run / "ckpt-000000001").exists()
+    assert main([*args, "--force-unlock"]) == 0
+    assert (run / "ckpt-000000001").is_dir() and not (run / LOCK_FILE).exists()
