@@ -26,7 +26,6 @@ import shlex
 import socket
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from ganime.errors import GanimeError
 
 try:
     import fcntl
-except ImportError:  # Windows: no flock; an owner named in the file counts as alive unless its pid is gone
+except ImportError:  # Windows: no flock; a lock file left behind by a crash then needs --force-unlock
     fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ def describe(owner: dict[str, Any]) -> str:
 
 
 class RunLock:
-    """The exclusive right to write a run directory; `release()` (or the end of `hold`) gives it back."""
+    """The exclusive right to write a run directory; `release()` (or the end of its `with` block) gives it back."""
 
     def __init__(self, run_dir: str | Path, force: bool = False) -> None:
         self.path = Path(run_dir) / LOCK_FILE
@@ -146,7 +145,7 @@ class RunLock:
         if _pid_alive(owner.get("pid"), owner.get("pid_start")):
             # the flock says free, the pid says alive: a filesystem without flock, or a lock we cannot judge
             if not self.force:
-                raise RunLocked(self._busy_message(owner))
+                raise RunLocked(self._busy_message(owner) + "; if it is not training here, rerun with --force-unlock")
             log.warning("--force-unlock: taking over %s from the running %s", self.path, describe(owner))
             return
         log.warning("taking over the lock of %s: its owner (%s) is no longer running (crashed or killed)", run,
@@ -165,13 +164,6 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-@contextlib.contextmanager
-def hold(run_dir: str | Path, force: bool = False) -> Iterator[RunLock]:
-    """`with hold(run):` the body runs as the run's only writer; the lock goes on any exit."""
-    with RunLock(run_dir, force) as lock:
-        yield lock
 
 
 def read_owner(run_dir: str | Path) -> dict[str, Any] | None:
