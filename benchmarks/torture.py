@@ -2,9 +2,10 @@
 resume it each time, and compare the final weights with an uninterrupted run: they must be bit-identical.
 
 After every kill it checks the run dir the way a user's next command would see it: every ckpt-* dir is
-complete and loadable, latest.json names a complete checkpoint, and resume picks a complete one.
+complete and loadable, latest.json names a complete checkpoint, and resume picks a complete one (taking over
+the killed trainer's lock). Then a second writer: two trainers on one run dir (`second_writer`).
 
-    python benchmarks/torture.py --kills 20            # the benchmark (docs/reliability.md)
+    python benchmarks/torture.py --kills 20            # the benchmark (docs/reliability.md), then a second writer
     python benchmarks/torture.py --child RUN DATA ...  # (internal) one training session
 
 Also used by tests/reliability/test_torture.py with a few kills.
@@ -44,15 +45,22 @@ def tiny_config(data: Path, cache: Path, steps: int):
     )
 
 
-def child(run: Path, data: Path, cache: Path, steps: int) -> None:
-    """One training session: resume if the run has a checkpoint. Announces each checkpoint file write."""
+def child(run: Path, data: Path, cache: Path, steps: int, pause_at: int = 0) -> None:
+    """One training session: resume if the run has a checkpoint. Announces each checkpoint file write; at the
+    `pause_at`-th one it says PAUSED and waits for a line on stdin (a second writer is tried meanwhile)."""
     import ganime
     from ganime import checkpoint as ckpt_io
 
     original = ckpt_io._save_tensors
+    writes = 0
 
     def announced(path, tensors, metadata=None):
+        nonlocal writes
+        writes += 1
         print(f"WRITE {path.name}", flush=True)  # the parent may kill us right now, mid-write
+        if writes == pause_at:
+            print("PAUSED", flush=True)
+            sys.stdin.readline()
         return original(path, tensors, metadata)
 
     ckpt_io._save_tensors = announced
@@ -106,6 +114,53 @@ def check_run_dir(run: Path) -> list[str]:
         if not ckpt_io.is_complete(picked):
             problems.append(f"resume would pick the incomplete {picked.name}")
     return problems
+
+
+def second_writer(work: Path, steps: int = CHILD_STEPS, straight: Path | None = None) -> dict:
+    """Two trainers on one run dir: while the first is paused in the middle of a checkpoint write, `ganime train`
+    and `ganime train --resume` on the same --out must each refuse with one line naming it, and a reader must get
+    the last complete checkpoint without waiting; the first then finishes with a lone run's weights."""
+    from ganime.generate import load_generator
+
+    t0 = time.perf_counter()
+    data, cache = make_data(work / "data"), work / "cache"
+    if straight is None or not (straight / f"ckpt-{steps:09d}").is_dir():
+        straight = work / "straight"
+        child(straight, data, cache, steps)
+    load_generator(straight)  # imports torch and the model code now, so the timed read below is the read alone
+    run, cfg_file = work / "shared", work / "second-writer.json"
+    shutil.rmtree(run, ignore_errors=True)
+    cfg_file.write_text(tiny_config(data, cache, steps).to_json())
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    first = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--child", str(run), str(data), str(cache), str(steps), "8"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+    )
+    out = []
+    for line in first.stdout:  # 8th file write: the 4th checkpoint, two files per checkpoint
+        out.append(line)
+        if line.startswith("PAUSED"):
+            break
+    second = {}
+    try:
+        for name, args in (("train", ["--config", str(cfg_file), "--out", str(run), "--steps", str(steps)]),
+                           ("resume", ["--resume", str(run), "--steps", str(steps)])):
+            r = subprocess.run([sys.executable, "-m", "ganime", "train", "--no-progress", *args], check=False,
+                               env=env, capture_output=True, text=True, timeout=300)
+            second[name] = {"code": r.returncode, "stderr": r.stderr, "stdout": r.stdout}
+        t_read = time.perf_counter()
+        g = load_generator(run)  # a reader while the writer is mid-checkpoint: the last complete one, no wait
+        read = {"checkpoint": Path(g.source).name, "seconds": time.perf_counter() - t_read,
+                "problems": check_run_dir(run)}
+    finally:
+        if first.poll() is None and first.stdin:
+            first.stdin.write("\n")
+            first.stdin.flush()
+        rest, _ = first.communicate(timeout=300)
+    out.append(rest)
+    differing = _differing(straight / f"ckpt-{steps:09d}", run / f"ckpt-{steps:09d}")
+    return {"first_pid": first.pid, "first_code": first.returncode, "first_output": "".join(out), "second": second,
+            "read": read, "differing": differing, "identical": not differing, "seconds": time.perf_counter() - t0}
 
 
 @dataclass
@@ -173,9 +228,6 @@ def _session(
 
 def torture(work: Path, kills: int, steps: int = CHILD_STEPS, seed: int = 0, straight_in_process: bool = False) -> Report:
     """Kill/resume a run `kills` times, finish it, and compare with an uninterrupted run of `steps` steps."""
-    import torch
-    from safetensors.torch import load_file
-
     random.seed(seed)
     t0 = time.perf_counter()
     data, cache = make_data(work / "data"), work / "cache"
@@ -221,19 +273,29 @@ def torture(work: Path, kills: int, steps: int = CHILD_STEPS, seed: int = 0, str
     rep.seconds = time.perf_counter() - t0
     if not (tortured / f"ckpt-{steps:09d}").is_dir():
         return rep
-    name = f"ckpt-{steps:09d}"
-    for fname in ("model.safetensors", "train.safetensors"):
-        a, b = load_file(str(straight / name / fname)), load_file(str(tortured / name / fname))
-        rep.differing += [f"{fname}:{k}" for k in sorted(set(a) | set(b)) if k not in a or k not in b
-                          or not torch.equal(a[k], b[k])]
+    rep.differing = _differing(straight / f"ckpt-{steps:09d}", tortured / f"ckpt-{steps:09d}")
     rep.identical = not rep.differing
     return rep
+
+
+def _differing(a_ckpt: Path, b_ckpt: Path) -> list[str]:
+    """Tensors (weights, BN stats, Adam moments, RNG states) that differ between two checkpoints, bit for bit."""
+    import torch
+    from safetensors.torch import load_file
+
+    if not b_ckpt.is_dir():
+        return [f"{b_ckpt.name} missing"]
+    out = []
+    for fname in ("model.safetensors", "train.safetensors"):
+        a, b = load_file(str(a_ckpt / fname)), load_file(str(b_ckpt / fname))
+        out += [f"{fname}:{k}" for k in sorted(set(a) | set(b)) if k not in a or k not in b or not torch.equal(a[k], b[k])]
+    return out
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         run, data, cache, steps = sys.argv[2:6]
-        child(Path(run), Path(data), Path(cache), int(steps))
+        child(Path(run), Path(data), Path(cache), int(steps), int(sys.argv[6]) if len(sys.argv) > 6 else 0)
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=20)
@@ -246,6 +308,14 @@ def main() -> None:
     print(f"cpu: {cpu_model()}; python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp:
         rep = torture(Path(tmp), args.kills, args.steps, args.seed)
+        sw = second_writer(Path(tmp), args.steps, Path(tmp) / "straight")
+    refused = [k for k, r in sw["second"].items() if r["code"] == 2 and "is in use by another training run" in r["stderr"]]
+    sw_ok = len(refused) == 2 and sw["identical"] and not sw["read"]["problems"] and sw["first_code"] == 0
+    print(
+        f"second writer: {len(refused)}/2 refused (train, train --resume) while the first was mid-checkpoint; "
+        f"a reader got {sw['read']['checkpoint']} in {sw['read']['seconds']:.2f} s; the first run's final weights "
+        f"bit-identical to a lone run: {sw['identical']}"
+    )
     print(
         f"successes: {rep.successes}/{rep.kills} kills recovered (run dir clean, resumed); "
         f"kills: {rep.kills} ({rep.kills_during_write} during checkpoint writes), sessions: {rep.sessions}, "
@@ -255,8 +325,8 @@ def main() -> None:
     for p in rep.problems + rep.differing:
         print("  ", p)
     if args.json:
-        args.json.write_text(json.dumps(rep.__dict__, indent=1))
-    sys.exit(0 if rep.identical and not rep.problems else 1)
+        args.json.write_text(json.dumps({**rep.__dict__, "second_writer": sw}, indent=1))
+    sys.exit(0 if rep.identical and not rep.problems and sw_ok else 1)
 
 
 if __name__ == "__main__":

@@ -88,3 +88,19 @@ def test_seeded_runs_are_deterministic(tmp_path):
     assert np.array_equal(a.from_seeds([1, 2, 3]), b.from_seeds([1, 2, 3]))
     ganime.train(override(cfg, seed=1), tmp_path / "c", progress=False)
     assert not np.array_equal(a.from_seeds([1]), load_generator(tmp_path / "c").from_seeds([1]))
+
+
+def test_a_short_run_logs_its_last_step_and_plots_it(tmp_path):
+    """A run that stops before its 10th step (and mid-epoch) still has metrics.csv and plots with its last step;
+    its resume logs on from there without repeating a step."""
+    write_images(tmp_path / "imgs", 40)  # 10 steps per epoch at batch 4: no epoch end before step 10
+    cfg = tiny_config(tmp_path / "imgs", tmp_path / "cache", max_steps=3)
+    run = tmp_path / "run"
+    ganime.train(cfg, run, progress=False)
+    rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
+    assert [int(r["step"]) for r in rows] == [3]
+    assert all(np.isfinite(float(rows[0][k])) for k in ("loss_d", "loss_g", "d_real", "d_fake", "img_per_s"))
+    assert (run / "losses.png").stat().st_size > 0 and (run / "scores.png").stat().st_size > 0
+    ganime.train(override(cfg, max_steps=12), run, resume=True, progress=False)
+    rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
+    assert [int(r["step"]) for r in rows] == [3, 10, 12]  # every 10 steps (and epoch ends), and the last one

@@ -16,8 +16,9 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -27,6 +28,7 @@ from torch import Tensor
 from ganime.errors import CheckpointError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FORMAT_VERSION = 1
 MODEL_FILE, TRAIN_FILE, STATE_FILE, LATEST_FILE = "model.safetensors", "train.safetensors", "state.json", "latest.json"
@@ -252,6 +254,21 @@ def resolve_checkpoint(path: str | Path) -> Path:
             raise CheckpointError(f"{p} holds no checkpoint yet; train first (ganime train --out {p})")
         return found
     raise CheckpointError(f"{p} is not a ganime run or checkpoint directory")
+
+
+def read_checkpoint(path: str | Path, read: Callable[[Path], T], tries: int = 3) -> T:
+    """`read(ckpt)` on the checkpoint `path` names (a run dir: its latest complete one). A trainer may prune that
+    checkpoint while it is being read (it saved a newer one; small --keep): then the run's newest is read."""
+    given = Path(path).expanduser()
+    for attempt in range(tries):
+        ckpt = resolve_checkpoint(given)
+        try:
+            return read(ckpt)
+        except CheckpointError:
+            if attempt + 1 == tries or ckpt == given or ckpt.exists():  # asked for that one, or it is damaged
+                raise
+            log.info("%s was replaced by a newer checkpoint while being read; reading the newest", ckpt)
+    raise AssertionError("unreachable")
 
 
 def read_state(ckpt: Path) -> dict[str, Any]:

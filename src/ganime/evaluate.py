@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganime.checkpoint import atomic_write_json, read_state, resolve_checkpoint
+from ganime.checkpoint import STATE_FILE, atomic_write_json, read_state, resolve_checkpoint
 from ganime.config import DataConfig, TrainConfig
 from ganime.data.dataset import cache_root, load_dataset
 from ganime.errors import ConfigError, DataError
@@ -149,7 +149,8 @@ def evaluate(
         find_inception_weights(inception_weights)
     start = time.perf_counter()
     gen = load_generator(source, device=device)  # first: its errors say what is wrong with `source`
-    ckpt, info = _source_info(source)
+    # the checkpoint the generator came from (a run in training may have saved a newer one meanwhile)
+    ckpt, info = _source_info(gen.source if (Path(gen.source) / STATE_FILE).is_file() else source)
     data_cfg = TrainConfig.from_dict({"data": info["data"]}).data if "data" in info else DataConfig()
     data_path = str(data) if data is not None else data_cfg.path
     dataset = load_dataset(

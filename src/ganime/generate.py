@@ -16,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 
 from ganime import __version__
-from ganime.checkpoint import MODEL_FILE, PICKLE_SUFFIXES, read_state, resolve_checkpoint
+from ganime.checkpoint import MODEL_FILE, PICKLE_SUFFIXES, read_checkpoint, read_state, resolve_checkpoint
 from ganime.config import ModelConfig, TrainConfig
 from ganime.errors import CheckpointError, ConfigError, GanimeError
 from ganime.latent import (
@@ -191,14 +191,17 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", use_ema
         resolve_checkpoint(p)  # raises the pickle refusal
     if p.suffix == ".safetensors":
         return _load_generator_file(p, device)
-    ckpt = resolve_checkpoint(p)
-    state = read_state(ckpt)
-    cfg = TrainConfig.from_dict(state["config"])
-    weights = ckpt / MODEL_FILE
-    prefix = "G_ema" if use_ema else "G"
-    tensors = _read_prefix(weights, (prefix, "G"))
-    meta = {"step": state.get("step"), "preset": cfg.preset, "classes": state.get("classes", []), "data": cfg.data.path}
-    return _build(cfg.model, tensors, str(ckpt), device, meta)
+    def read(ckpt: Path) -> LoadedGenerator:
+        state = read_state(ckpt)
+        cfg = TrainConfig.from_dict(state["config"])
+        tensors = _read_prefix(ckpt / MODEL_FILE, ("G_ema" if use_ema else "G", "G"))
+        meta = {
+            "step": state.get("step"), "preset": cfg.preset, "classes": state.get("classes", []),
+            "data": cfg.data.path,
+        }
+        return _build(cfg.model, tensors, str(ckpt), device, meta)
+
+    return read_checkpoint(p, read)  # a run being trained: its newest complete checkpoint, without waiting
 
 
 def _read_prefix(path: Path, prefixes: tuple[str, ...]) -> dict[str, Tensor]:

@@ -27,6 +27,7 @@ import torch
 
 from conftest import tiny_config, write_images
 from ganime import checkpoint as ckpt_io
+from ganime import runlock
 from ganime.config import override
 from ganime.generate import load_generator
 from ganime.training.loop import train
@@ -97,6 +98,7 @@ def test_two_processes_train_like_one_and_resume(setup, one_process):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "resumed" in r.stderr and "finished: step 6" in r.stdout
     _assert_same_weights(one / "ckpt-000000006", two / "ckpt-000000006")
+    assert not (two / runlock.LOCK_FILE).exists()  # rank 0 gave the lock back
 
 
 def _workers(parent: int) -> dict[int, int]:
@@ -116,8 +118,9 @@ def _workers(parent: int) -> dict[int, int]:
     return found
 
 
-def _kill_rank_after_step(job: subprocess.Popen, run: Path, rank: int, step: int) -> None:
-    """SIGKILL one worker once the job has checkpointed `step` (it checkpoints every step)."""
+def _kill_rank_after_step(job: subprocess.Popen, run: Path, rank: int, step: int, before=None) -> None:
+    """SIGKILL one worker once the job has checkpointed `step` (it checkpoints every step); `before({rank: pid})`
+    runs first, while the job trains."""
     deadline = time.monotonic() + TIMEOUT_S
     while not (run / f"ckpt-{step:09d}").exists():
         assert job.poll() is None, job.communicate()[0]
@@ -125,17 +128,31 @@ def _kill_rank_after_step(job: subprocess.Popen, run: Path, rank: int, step: int
         time.sleep(0.05)
     ranks = _workers(job.pid)
     assert sorted(ranks) == [0, 1]
+    if before is not None:
+        before(ranks)
     os.kill(ranks[rank], signal.SIGKILL)
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks' pids in /proc")
-def test_killed_rank_stops_job_with_clear_error_and_intact_checkpoint(setup):
+def test_killed_rank_stops_job_with_clear_error_and_intact_checkpoint(setup, caplog):
+    """Also: rank 0 alone holds the run's lock and a second job on the same --out refuses (every rank, at once);
+    after the kill -9 a resume takes the dead job's lock over."""
     tmp, cfg = setup
     run = tmp / "killed"
     job = _torchrun("--config", str(tmp / "cfg.json"), "--out", str(run), "--steps", "100000", "--ckpt-every", "1",
                     popen=True)
+
+    def second_job(ranks: dict[int, int]) -> None:
+        assert runlock.read_owner(run)["pid"] == ranks[0]
+        r = _torchrun("--config", str(tmp / "cfg.json"), "--out", str(run), "--steps", "100000")
+        out = r.stdout + r.stderr
+        assert r.returncode != 0
+        assert f"error: {run} is in use by another training run (pid {ranks[0]} on host" in out, out
+        assert "another process of this job failed" not in out  # no rank was left waiting for rank 0
+
     try:
-        _kill_rank_after_step(job, run, 0, 2)  # the rank that writes, possibly in the middle of a checkpoint
+        # the rank that writes, possibly in the middle of a checkpoint
+        _kill_rank_after_step(job, run, 0, 2, before=second_job)
         out, _ = job.communicate(timeout=120)  # no hang: rank 1 notices and the job ends
     finally:
         if job.poll() is None:
@@ -156,6 +173,7 @@ def test_killed_rank_stops_job_with_clear_error_and_intact_checkpoint(setup):
     assert imgs.shape == (2, 16, 16, 3) and imgs.std() > 0
     res = train(override(cfg, max_steps=step + 1), run, resume=True, progress=False)  # ...and for training on
     assert res.step == step + 1
+    assert "taking over the lock" in caplog.text and "no longer running" in caplog.text  # rank 0 was kill -9'd
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks' pids in /proc")

@@ -1,5 +1,6 @@
 """Crash/resume torture, short version (benchmarks/torture.py runs 20 kills): SIGKILL mid-checkpoint-write,
-SIGTERM, resume; the final weights equal an uninterrupted run's bit for bit and no broken checkpoint is ever seen."""
+SIGTERM, resume (taking over the killed trainer's run lock); the final weights equal an uninterrupted run's bit for
+bit and no broken checkpoint is ever seen."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ def test_sigkill_and_sigterm_then_resume_equals_an_unbroken_run(tmp_path):
     resumed_at = ckpt_io.read_state(ckpt_io.resolve_checkpoint(run))["step"]
     killed, during_write, out = T._session(cmd, ("write", 0.0), dict(os.environ), at_write=4)
     assert killed and during_write and f"START {resumed_at}" in out, out
+    assert f"taking over the lock of {run}: its owner (pid " in out and "no longer running" in out, out  # kill -9'd
     assert T.check_run_dir(run) == []
     killed, _, out = T._session(cmd, ("term", 0.0), dict(os.environ), at_write=2)
     assert not killed and "SIGTERM received: saving a checkpoint" in out, out

@@ -56,6 +56,9 @@ def train(
         None, "--sync-bn/--no-sync-bn", help="Under torchrun: BatchNorm statistics over the global batch (default off)."
     ),
     list_presets: bool = typer.Option(False, "--list-presets", help="List the presets and exit."),
+    force_unlock: bool = typer.Option(
+        False, "--force-unlock", help="Take over the run's lock left by a trainer on another host (make sure it stopped)."
+    ),
 ) -> None:
     """Train a GAN. Saves sample grids, metrics.csv, plots and checkpoints in the run directory.
 
@@ -105,7 +108,7 @@ def train(
         return
     from ganime.training.loop import train as run_train
 
-    result = run_train(cfg, run_dir, resume=resume is not None, progress=progress)
+    result = run_train(cfg, run_dir, resume=resume is not None, progress=progress, force_unlock=force_unlock)
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports for the job
         return
     typer.echo(

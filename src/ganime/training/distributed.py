@@ -41,6 +41,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from ganime import checkpoint as ckpt_io
+from ganime import runlock
 from ganime.data.loader import BatchLoader
 from ganime.errors import ConfigError, GanimeError
 from ganime.training.device import physical_cores, resolve_device
@@ -241,6 +242,31 @@ def session(device_name: str, run_dir: str | Path) -> Iterator[DistEnv]:
     finally:
         if owned and not failed:
             dist.destroy_process_group()
+
+
+@contextmanager
+def run_lock(env: DistEnv, run_dir: str | Path, force: bool = False) -> Iterator[None]:
+    """Rank 0 holds the run directory's lock (runlock.py) for the whole job; when it is taken, every rank stops
+    with its message (none is left waiting in a collective for a rank 0 that gave up)."""
+    lock = runlock.RunLock(run_dir, force)
+
+    def take() -> str:
+        try:
+            lock.acquire()
+        except runlock.RunLocked as e:
+            return str(e)
+        except OSError as e:
+            return f"cannot lock {lock.path}: {e.strerror or e}"
+        return ""
+
+    refused = env.from_main(take)
+    if refused:
+        raise runlock.RunLocked(refused)
+    try:
+        yield
+    finally:
+        if env.is_main:
+            lock.release()
 
 
 def _peer_error(e: BaseException) -> str:

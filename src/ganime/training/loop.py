@@ -442,11 +442,15 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True) -> TrainResult:
+def train(
+    cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True, force_unlock: bool = False
+) -> TrainResult:
     """Train (or resume) a run in `out`; returns where it stopped and its last checkpoint.
 
-    Under `torchrun` every process calls this and they train one model together (training/distributed.py)."""
-    with distributed.session(cfg.device, out) as dist_env:
+    The run's only writer: a second trainer on `out` gets `RunLocked` (runlock.py); `force_unlock` takes over
+    a lock left by another host. Under `torchrun` every process calls this and they train one model together
+    (training/distributed.py); rank 0 holds the lock."""
+    with distributed.session(cfg.device, out) as dist_env, distributed.run_lock(dist_env, out, force_unlock):
         return _train(cfg, out, resume, progress, dist_env)
 
 
@@ -497,6 +501,9 @@ def _train(
         ckpt_io.atomic_write_json(run_dir / "config.json", cfg.to_dict())
     runtime, runtime_info = dist_env.runtime(lambda: resolve_runtime(cfg, dataset, device, threads, recorded))
     if dist_env.is_main:
+        if resume_from is not None:
+            changes = _resume_runtime(run_dir, recorded, runtime, saved_state["step"], device, cfg.precision == "auto")
+            runtime_info = {**runtime_info, "changes": changes}
         _write_runtime_file(run_dir, runtime, runtime_info)
     trainer = Trainer(cfg, dataset, device, run_dir, runtime)
     distributed.prepare(trainer, dist_env, cfg.sync_bn)  # DDP, data shard, rank-0-only outputs
@@ -562,13 +569,7 @@ def _train(
                 runtime = trainer.runtime
                 _write_runtime_file(run_dir, runtime, {**runtime_info, "compile_failed": True})
             if trainer.step % LOG_EVERY == 0 or trainer.step_in_epoch == spe:
-                # one device sync per logged row, not per step
-                row = {k: torch.stack([w[k] for w in window]).mean().item() for k in window[0]}
-                row = dist_env.mean(row)  # torchrun: over all ranks' shards
-                if not all(math.isfinite(v) for v in row.values()):
-                    log.warning("non-finite loss in the steps up to %d: %s", trainer.step, row)
-                row["img_per_s"] = win_n / max(win_t, 1e-9)  # training steps only, not grids/checkpoints
-                row["loader_share"] = win_load / max(win_load + win_t, 1e-9)  # goal: < 5 % of step time
+                row = _window_row(window, win_t, win_load, win_n, dist_env, trainer.step)
                 guard.try_write("metrics.csv", metrics.append, _row(trainer, row))
                 bar.set_postfix(
                     ep=trainer.epoch + 1, D=f"{row['loss_d']:.3f}", G=f"{row['loss_g']:.3f}",
@@ -582,6 +583,9 @@ def _train(
             if cfg.ckpt_every and trainer.step % cfg.ckpt_every == 0:
                 guard.save()
     bar.close()
+    if window:  # stopped between logged steps (a short run, a signal, a time budget): log the last one too
+        row = _window_row(window, win_t, win_load, win_n, dist_env, trainer.step)
+        guard.try_write("metrics.csv", metrics.append, _row(trainer, row))
     if trainer.step_in_epoch >= spe:  # finished exactly on an epoch boundary
         trainer.epoch += 1
         trainer.step_in_epoch = 0
@@ -663,6 +667,38 @@ def resolve_runtime(
     }
 
 
+def _resume_runtime(
+    run_dir: Path, recorded: dict | None, runtime: Runtime, step: int, device: torch.device, auto: bool
+) -> list[dict]:
+    """runtime.json's list of switches of precision/layout (each ends bit-exactness from its step), with this
+    resume's if it switches. When it keeps a precision much slower here than another (picked by `auto` on
+    another machine, or a reduced precision emulated here), says so in one line."""
+    changes = [c for c in (_read_runtime_file(run_dir) or {}).get("changes", []) if c.get("step", 0) < step]
+    if not recorded:
+        return changes
+    rec = Runtime.from_dict(recorded)
+    if (rec.precision, rec.channels_last) != (runtime.precision, runtime.channels_last):
+        log.warning(
+            "running %s instead of the run's %s from step %d on: from there the run is no longer bit-exact with an "
+            "unbroken one (recorded in %s)", runtime.label(), rec.label(), step, run_dir / RUNTIME_FILE,
+        )
+        return [*changes, {"step": step, "from": rec.label(), "to": runtime.label()}]
+    if not auto and runtime.precision == "fp32":  # asked for by name, and never emulated
+        return changes
+    others = [c.precision for c in precision.candidates("auto", "off", device)]
+    advice = precision.faster_alternative(runtime.precision, others, lambda p: precision.conv_seconds(p, device))
+    if advice is not None:
+        fastest, ms = advice
+        log.warning(
+            "this run keeps %s (recorded when it started) to stay bit-exact, but here a %s convolution takes %.3g ms "
+            "against %.3g ms in %s (%.0fx slower); to train faster resume with --precision %s, knowing the run is "
+            "then no longer bit-exact from step %d on (runtime.json records where)",
+            runtime.precision, runtime.precision, ms[runtime.precision], ms[fastest], fastest,
+            ms[runtime.precision] / max(ms[fastest], 1e-9), fastest, step,
+        )
+    return changes
+
+
 def _seconds_per_image(
     cfg: TrainConfig, dataset: ImageDataset, device: torch.device, runtime: Runtime, batch: int, steps: int
 ) -> float:
@@ -703,6 +739,19 @@ def _read_runtime_file(run_dir: Path) -> dict | None:
         return d
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _window_row(
+    window: list[dict[str, Tensor]], win_t: float, win_load: float, win_n: int, dist_env: distributed.DistEnv, step: int
+) -> dict[str, float]:
+    """Mean losses of the steps since the last row (one device sync per row, not per step), with throughput."""
+    row = {k: torch.stack([w[k] for w in window]).mean().item() for k in window[0]}
+    row = dist_env.mean(row)  # torchrun: over all ranks' shards
+    if not all(math.isfinite(v) for v in row.values()):
+        log.warning("non-finite loss in the steps up to %d: %s", step, row)
+    row["img_per_s"] = win_n / max(win_t, 1e-9)  # training steps only, not grids/checkpoints
+    row["loader_share"] = win_load / max(win_load + win_t, 1e-9)  # goal: < 5 % of step time
+    return row
 
 
 def _row(trainer: Trainer, row: dict[str, float]) -> dict[str, float | int]:

@@ -185,6 +185,23 @@ def drop_slow_precisions(
     return kept, {p: round(v * 1e3, 2) for p, v in t.items()}
 
 
+def faster_alternative(
+    kept: str, precisions: list[str], seconds: Callable[[str], float], factor: float = 3.0
+) -> tuple[str, dict[str, float]] | None:
+    """The precision to suggest when `auto`'s one-convolution screen would drop `kept` here (over `factor` times
+    slower than the fastest of `precisions`), with each one's convolution time in ms; None when `kept` is fine.
+
+    A resumed run keeps its recorded precision to stay bit-exact; this says when that costs a lot on this machine
+    (bf16 recorded on an AMX CPU, resumed on an AVX2 one where it is emulated)."""
+    precs = sorted(set(precisions) | {kept})
+    if len(precs) < 2:
+        return None
+    kept_runtimes, ms = drop_slow_precisions([Runtime(p) for p in precs], seconds, factor)
+    if any(r.precision == kept for r in kept_runtimes):
+        return None
+    return min(ms, key=ms.__getitem__), ms
+
+
 def pick_fastest(
     cands: list[Runtime],
     seconds_per_image: Callable[[Runtime, int, int], float],

@@ -81,7 +81,8 @@ def plot_run(run_dir: Path) -> list[Path]:
     ):
         fig, ax = plt.subplots(figsize=(8, 4))
         for key, label in keys:
-            ax.plot(step, [float(r[key]) for r in rows], label=label)
+            # a short run has a few rows (one for a 3-step run): markers keep them visible
+            ax.plot(step, [float(r[key]) for r in rows], label=label, marker="o" if len(rows) < 20 else None)
         ax.set_title(title)
         ax.set_xlabel("iteration")
         ax.legend()
