@@ -56,20 +56,23 @@ def test_help_shows_every_text_as_written_and_flags_without_a_value(path, cmd):
 
 
 def documented_commands() -> list[tuple[str, int, list[str]]]:
-    """(file, line, words after `ganime`) for every ganime command line in code in the README and docs/."""
+    """(file, line, words after `ganime`) for every ganime command in code in the README and docs/, and in
+    the help texts themselves ("Start with: ganime train ...")."""
     out = []
-    for doc in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+    docs = [(doc.name, doc.read_text()) for doc in [README, *sorted((ROOT / "docs").glob("*.md"))]]
+    helps = [(" ".join(["ganime", *path, "--help"]), "```\n" + (cmd.help or "") + "\n```") for path, cmd in COMMANDS]
+    for name, text in docs + helps:
         in_block = False
-        for i, line in enumerate(doc.read_text().splitlines(), 1):
+        for i, line in enumerate(text.splitlines(), 1):
             if line.startswith("```"):
                 in_block = not in_block
                 continue
             spans = [line] if in_block else re.findall(r"`([^`]+)`", line)
             for span in spans:
-                for m in re.finditer(r"(?:^|\s)(?:-m\s+|\.venv/bin/)?ganime\s+(.*)", span):
-                    words = re.split(r"\s+#|&&|\||;", m.group(1))[0].split()
-                    if words:
-                        out.append((doc.name, i, words))
+                for command in re.split(r"&&|\|\||\||;", re.split(r"\s#|\s\s\(", span)[0]):
+                    m = re.search(r"(?:^|\s)(?:-m\s+|\.venv/bin/)?ganime\s+(.*)", command)
+                    if m and m.group(1).split():
+                        out.append((name, i, m.group(1).split()))
     return out
 
 

@@ -18,7 +18,8 @@ app = typer.Typer(
     name="ganime",
     help=(
         "Train GANs on small images (anime faces, emoji, font glyphs) on a CPU or GPU, then generate grids, "
-        "videos, a web page and fonts.\n\nStart with: ganime train --minutes 5 && ganime generate runs/latest"
+        "videos, a web page and fonts.\n\n"
+        "Start with: ganime train --minutes 5 --out runs/first && ganime generate runs/first  (writes grid.png)"
     ),
     no_args_is_help=True,
     add_completion=False,
