@@ -18,13 +18,15 @@ app = typer.Typer(
     name="ganime",
     help=(
         "Train GANs on small images (anime faces, emoji, font glyphs) on a CPU or GPU, then generate grids, "
-        "videos, a web page and fonts.\n\nStart with: ganime train --minutes 5 && ganime generate runs/latest"
+        "videos, a web page and fonts.\n\n"
+        "Start with: ganime train --minutes 5 --out runs/first && ganime generate runs/first  (writes grid.png)"
     ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-data_app = typer.Typer(help="Inspect, fetch and build image data sets.", no_args_is_help=True)
+data_app = typer.Typer(help="Inspect, fetch and build image data sets.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(data_app, name="data")
 
 

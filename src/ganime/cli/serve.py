@@ -12,7 +12,7 @@ import typer
 from ganime.cli import app
 from ganime.errors import ConfigError, MissingDependencyError
 
-gallery_app = typer.Typer(help="List and export faces saved from the web page.", no_args_is_help=True)
+gallery_app = typer.Typer(help="List and export faces saved from the web page.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(gallery_app, name="gallery")
 
 STORE_HELP = "Gallery: a .sqlite file, a directory (DIR/gallery.sqlite) or mongodb://HOST/DB (default: user data dir)."

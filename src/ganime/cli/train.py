@@ -51,7 +51,9 @@ def train(
     max_archive_mb: int = typer.Option(None, "--max-archive-mb", help="Stop reading a .zip/.tar --data after this many MB uncompressed (default 16384)."),
     config: Path = typer.Option(None, help="Start from this config.json instead of a preset."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
-    progress: bool = typer.Option(True, help="Show the progress bar."),
+    progress: bool = typer.Option(
+        True, help="Show progress: a bar on a terminal; in a log or pipe, one plain line every 30 s."
+    ),
     sync_bn: bool = typer.Option(
         None, "--sync-bn/--no-sync-bn", help="Under torchrun: BatchNorm statistics over the global batch (default off)."
     ),

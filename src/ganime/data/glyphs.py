@@ -150,7 +150,8 @@ def _read_faces(path: Path) -> list[_Face]:
         name = path.name if n_faces == 1 else f"{path.name}#{index}"
         report = FontReport(name, path, index)
         try:
-            with TTFont(str(path), lazy=True, fontNumber=index) as font:
+            # our own file handle: TTFont leaves the one it opens unclosed when the file is not a font
+            with path.open("rb") as file, TTFont(file, lazy=True, fontNumber=index) as font:
                 subtables = font["cmap"].tables if "cmap" in font else []
                 # Symbol fonts (cmap platform 3 encoding 0, or OS/2 code page bit 31) put dingbats on Latin
                 # code points (shifted to U+F0xx); the glyphs are not letters even when they render.

@@ -31,6 +31,7 @@ from ganime.training.device import configure_backends, cpu_model, set_threads
 from ganime.training.evaluate import TrainingEval
 from ganime.training.guard import Guard
 from ganime.training.precision import Runtime
+from ganime.training.progress import Progress
 from ganime.training.report import MetricsLog, plot_run
 
 log = logging.getLogger(__name__)
@@ -457,8 +458,6 @@ def train(
 def _train(
     cfg: TrainConfig, out: str | Path, resume: bool, progress: bool, dist_env: distributed.DistEnv
 ) -> TrainResult:
-    from tqdm.auto import tqdm
-
     run_dir = Path(out)
     if not resume and distributed.elastic_restart() and ckpt_io.list_checkpoints(run_dir):
         resume = True  # torchrun --max-restarts restarted the workers: continue from the last checkpoint
@@ -528,7 +527,7 @@ def _train(
     window: list[dict[str, Tensor]] = []
     win_t, win_load, win_n = 0.0, 0.0, 0
     stopped = "done"
-    bar = tqdm(total=total, initial=trainer.step, disable=not (progress and dist_env.is_main), unit="step", dynamic_ncols=True)
+    bar = Progress(total, trainer.step, enabled=progress and dist_env.is_main, deadline=deadline)
     with _StopFlag() as stop:
         while True:
             if total is not None and trainer.step >= total:
@@ -553,8 +552,7 @@ def _train(
             stats = guard.train_step(real, labels)
             if stats is None:  # non-finite: rolled back to the last good state with a lower lr
                 window, win_t, win_load, win_n = [], 0.0, 0.0, 0
-                bar.reset(total=total)
-                bar.update(trainer.step)
+                bar.restart(trainer.step)
                 continue
             dt = time.perf_counter() - t0
             trainer.seconds += dt
@@ -571,13 +569,9 @@ def _train(
             if trainer.step % LOG_EVERY == 0 or trainer.step_in_epoch == spe:
                 row = _window_row(window, win_t, win_load, win_n, dist_env, trainer.step)
                 guard.try_write("metrics.csv", metrics.append, _row(trainer, row))
-                bar.set_postfix(
-                    ep=trainer.epoch + 1, D=f"{row['loss_d']:.3f}", G=f"{row['loss_g']:.3f}",
-                    Dx=f"{row['d_real']:.2f}", DGz=f"{row['d_fake']:.2f}", ips=f"{row['img_per_s']:.0f}",
-                    load=f"{row['loader_share']:.1%}",
-                )
+                bar.set_stats(trainer.step, trainer.epoch + 1, row)
                 window, win_t, win_load, win_n = [], 0.0, 0.0, 0
-            bar.update(1)
+            bar.update(trainer.step)
             if cfg.sample_every and trainer.step % cfg.sample_every == 0:
                 guard.try_write("a sample grid", trainer.sample_grid, f"step_{trainer.step:07d}")
             if cfg.ckpt_every and trainer.step % cfg.ckpt_every == 0:
