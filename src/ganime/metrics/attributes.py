@@ -2,8 +2,8 @@
 
 Like StackedMNIST's mode count: the classifier names each image's hair style, hair colour, skin colour, eyes,
 ... (`ganime.metrics.attribute_net`), and the metric counts how many values and hair x hairColor x skinColor
-combinations the generator draws, how far its attribute histograms are from the real ones, a Frechet
-distance in the classifier's 128-d feature space (`fcd`) and precision/recall there. Every number comes with
+combinations the generator draws, how far its attribute histograms are from the real ones, and a Frechet
+distance in the classifier's 128-d feature space (`fcd`). Every number comes with
 its real-vs-real floor: a held-back half of the real images scored the same way, at the same count.
 """
 
@@ -17,7 +17,6 @@ import numpy as np
 from ganime.errors import DataError
 from ganime.metrics.attribute_net import RESOLUTION, AttributeClassifier, load_classifier, predict
 from ganime.metrics.fid import frechet_distance_features
-from ganime.metrics.prdc import precision_recall
 from ganime.metrics.registry import MetricContext, MetricResult, register_metric
 
 log = logging.getLogger(__name__)
@@ -54,14 +53,11 @@ def coverage(
     for name, images in probes.items():
         feats, pred = predict(clf, images)
         counts = value_counts(pred, sizes)
-        precision, recall = precision_recall(ref_feats, feats)
         out[name] = {
             "values": float(sum(int((c > 0).sum()) for c in counts)),
             "combos": float(combinations(pred, columns)),
             "tv": total_variation(counts, ref_counts),
             "fcd": frechet_distance_features(ref_feats, feats),
-            "precision": precision,
-            "recall": recall,
             **{f"count_{n}": float((c > 0).sum()) for n, c in zip(clf.names, counts)},
         }
     return out
@@ -97,7 +93,7 @@ def _attrs_metric(ctx: MetricContext) -> MetricResult:
     clf = load_classifier()
     got = coverage(clf, ctx.real[halves.reference], {"fake": ctx.fake[halves.fake], "real": ctx.real[halves.real]})
     result: MetricResult = {}
-    for key in ("values", "combos", "tv", "precision", "recall"):
+    for key in ("values", "combos", "tv"):
         result[f"attrs_{key}"] = got["fake"][key]
         result[f"attrs_{key}_real"] = got["real"][key]
     result["fcd"] = got["fake"]["fcd"]
