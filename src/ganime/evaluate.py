@@ -41,7 +41,6 @@ FEATURE_SPACES = {
     "kid": f"{INCEPTION_LABEL} (pt_inception-2015-12-05)",
     "nn": "pixels32 (nearest training image)",
     "attrs": ATTRS_LABEL,
-    "fcd": ATTRS_LABEL,
 }
 # keys of the pr metric besides precision/recall; every key with a `<key>_real` twin is shown next to it
 PR_KEYS = ("precision", "recall", "pr_n")
@@ -240,7 +239,9 @@ def _number(value: float) -> str:
 
 
 def _family(key: str) -> str:
-    """The metric name a result key belongs to: swd_32 -> swd, recall -> pr, nn_copy_fraction -> nn."""
+    """The metric name a result key belongs to: swd_32 -> swd, recall -> pr, fcd -> attrs, nn_ratio_median -> nn."""
     if key in PR_KEYS:
         return "pr"
+    if key == "fcd":
+        return "attrs"
     return key.split("_")[0]
