@@ -56,7 +56,7 @@ def compute(
     """Run the named metrics on uint8 (N, H, W, 3) image sets and return one flat dict.
 
     Args:
-        names: metric names ("swd", "fid", "kid", "pr", "nn") or a comma-separated string.
+        names: metric names ("swd", "fid", "kid", "pr", "nn", "attrs") or a comma-separated string.
         real: training/reference images; fake: generated images (the counts may differ).
         seed: seeds every random choice (patches, directions, subsets).
         inception_weights: path to pt_inception-2015-12-05-6726825d.pth (else $GANIME_INCEPTION_WEIGHTS,
