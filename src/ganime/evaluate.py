@@ -19,10 +19,11 @@ import torch
 
 from ganime.checkpoint import STATE_FILE, atomic_write_json, read_state, resolve_checkpoint
 from ganime.config import DataConfig, TrainConfig
-from ganime.data.dataset import cache_root, load_dataset
+from ganime.data.dataset import cache_root, load_dataset, resolve_source
 from ganime.errors import ConfigError, DataError
 from ganime.generate import PRETRAINED, LoadedGenerator, load_generator
 from ganime.metrics import DEFAULT_METRICS, compute, parse_names
+from ganime.metrics.attributes import ATTRS_LABEL, check_faces_source
 from ganime.metrics.features import (
     FALLBACK_LABEL,
     INCEPTION_LABEL,
@@ -39,7 +40,10 @@ FEATURE_SPACES = {
     "fid": f"{INCEPTION_LABEL} (pt_inception-2015-12-05)",
     "kid": f"{INCEPTION_LABEL} (pt_inception-2015-12-05)",
     "nn": "pixels32 (nearest training image)",
+    "attrs": ATTRS_LABEL,
 }
+# keys of the pr metric besides precision/recall; every key with a `<key>_real` twin is shown next to it
+PR_KEYS = ("precision", "recall", "pr_n")
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,7 @@ def evaluate(
     Args:
         source: run dir (its latest checkpoint), ckpt-* dir, generator .safetensors, or "pretrained".
         data: the real images; default the data the run was trained on (its config), else the shipped set.
-        metrics: names or a comma-separated string: swd, fid, kid, pr, nn (alias memorization).
+        metrics: names or a comma-separated string: swd, fid, kid, pr, nn (alias memorization), attrs (faces).
         n: generated images, and real images (fewer if the data set is smaller: the report says how many).
         seed: generated images use seeds seed..seed+n-1; the same seed picks the real subset and the metrics'
             random draws, so a report can be reproduced exactly.
@@ -153,6 +157,8 @@ def evaluate(
     ckpt, info = _source_info(gen.source if (Path(gen.source) / STATE_FILE).is_file() else source)
     data_cfg = TrainConfig.from_dict({"data": info["data"]}).data if "data" in info else DataConfig()
     data_path = str(data) if data is not None else data_cfg.path
+    if "attrs" in names:  # before minutes of sampling
+        check_faces_source(resolve_source(data_path or None), gen.resolution)
     dataset = load_dataset(
         data_path or None, gen.resolution, gen.model.channels, data_cfg.background, data_cfg.cache_dir or None
     )
@@ -212,21 +218,31 @@ def format_table(report: EvalReport) -> str:
         f"data:   {report.data}",
         f"images: {report.n_fake} generated vs {report.n_real} real at {report.resolution} px, seed {report.seed}",
         "",
-        f"{'metric':18s} {'value':>12s}  feature space",
+        f"{'metric':22s} {'value':>12s} {'real vs real':>12s}  feature space",
     ]
-    for key, value in report.metrics.items():
-        if isinstance(value, str):
+    values = report.metrics
+    for key, value in values.items():
+        if isinstance(value, str) or (key.endswith("_real") and key[: -len("_real")] in values):
             continue
-        shown = f"{value:12.4f}" if abs(value) < 1e4 else f"{value:12.4g}"
-        lines.append(f"{key:18s} {shown}  {report.feature_spaces.get(_family(key), '')}")
+        floor = values.get(f"{key}_real")
+        shown_floor = _number(floor) if isinstance(floor, float | int) else f"{'':12s}"
+        lines.append(f"{key:22s} {_number(value)} {shown_floor}  {report.feature_spaces.get(_family(key), '')}")
+    if any(f"{k}_real" in values for k in values):
+        lines += ["", "real vs real: a held-back half of the real images scored like the generated ones (same count)"]
     if report.json_path:
         lines += ["", f"json:   {report.json_path}"]
     lines += [f"{name + ':':8s} {path}" for name, path in report.extras.items()]
     return "\n".join(lines)
 
 
+def _number(value: float) -> str:
+    return f"{value:12.4f}" if abs(value) < 1e4 else f"{value:12.4g}"
+
+
 def _family(key: str) -> str:
-    """The metric name a result key belongs to: swd_32 -> swd, recall -> pr, nn_copy_fraction -> nn."""
-    if key in ("precision", "recall"):
+    """The metric name a result key belongs to: swd_32 -> swd, recall -> pr, fcd -> attrs, nn_ratio_median -> nn."""
+    if key in PR_KEYS:
         return "pr"
+    if key == "fcd":
+        return "attrs"
     return key.split("_")[0]

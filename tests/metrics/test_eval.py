@@ -14,7 +14,7 @@ from conftest import tiny_config, write_images
 from ganime.checkpoint import read_state
 from ganime.cli import main
 from ganime.evaluate import evaluate
-from ganime.metrics.features import INCEPTION_FILE
+from ganime.metrics.features import FALLBACK_LABEL, INCEPTION_FILE
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,10 @@ def test_ganime_eval_prints_a_table_and_writes_json_next_to_the_checkpoint(run: 
     report = json.loads(report_path.read_text())
     assert report["n_fake"] == 40 and report["n_real"] == 24 and report["step"] == 18
     assert set(report["metrics"]) >= {"swd", "swd_16", "precision", "recall", "nn_copy_fraction", "nn_ratio_median"}
-    assert report["metrics"]["pr_features"] == "pixels16-pca64"
+    assert report["metrics"]["pr_features"] == FALLBACK_LABEL
+    # every P/R figure has its real-vs-real floor: 12 held-back reals vs the other 12, as many fakes
+    assert report["metrics"]["pr_n"] == 12 and 0 <= report["metrics"]["recall_real"] <= 1
+    assert "real vs real" in table and f"{report['metrics']['recall_real']:.4f}" in table
     assert "weights-free fallback, not comparable to papers" in report["feature_spaces"]["pr"]
     assert Path(report["extras"]["nearest_pairs"]).is_file()
     for key in ("swd", "precision", "nn_copy_fraction"):
@@ -135,3 +138,20 @@ def test_eval_of_the_shipped_generator_writes_to_the_user_cache_not_the_cwd(isol
     assert report.json_path == str(isolated / "cache" / "eval" / "pretrained.json")
     assert json.loads(Path(report.json_path).read_text())["metrics"]["swd"] == pytest.approx(report.metrics["swd"])
     assert not any(work.iterdir())  # nothing written where the command ran
+
+
+def test_attrs_on_data_that_is_not_the_faces_set_is_one_line_before_sampling(run: Path, isolated, capsys) -> None:
+    assert main(["eval", str(run), "--metrics", "attrs", "--n", "8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "only on the DiceBear faces set" in err
+    # a 16 px generator on the faces set: the classifier needs 64 px
+    assert main(["eval", str(run), "--metrics", "attrs", "--data", "faces", "--n", "8"]) == 2
+    assert "64 px" in capsys.readouterr().err
+
+
+def test_attrs_of_a_64px_generator_against_the_faces_set(isolated) -> None:
+    # the shipped emoji generator draws no faces: far above every real-vs-real floor
+    report = evaluate("pretrained", data="faces", metrics="attrs", n=400, write=False)
+    got = report.metrics
+    assert got["attrs_n"] == 200 and report.feature_spaces["attrs"].startswith("faces-attributes")
+    assert got["fcd"] > 3 * got["fcd_real"] and got["attrs_tv"] > got["attrs_tv_real"]

@@ -141,7 +141,7 @@ def test_a_file_that_is_not_the_inception_weights_is_refused(tmp_path) -> None:
 def test_fid_kid_run_from_local_weights_and_cache_the_real_statistics(weights_file, tmp_path, monkeypatch) -> None:
     # 75 px (Inception-v3's smallest input) instead of 299: the plumbing is under test here, and 16x cheaper
     monkeypatch.setattr(inception, "INPUT_SIZE", 75)
-    real, fake = images(4, 0), images(4, 1)
+    real, fake = images(8, 0), images(8, 1)  # pr scores halves of the reals: 4 against 4
     kw = {"inception_weights": weights_file, "cache_dir": tmp_path / "stats", "real_key": "set-a-16px"}
     first = compute("fid,kid,pr", real, fake, **kw)
     assert first["fid"] > 0 and np.isfinite(first["kid"]) and first["pr_features"] == "inception-pool3"

@@ -1,4 +1,4 @@
-"""Image-set metrics by name: swd (default, weights-free), fid, kid, pr, nn; see docs/metrics.md."""
+"""Image-set metrics by name: swd (default, weights-free), fid, kid, pr, nn, attrs (faces); see docs/metrics.md."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ganime.errors import ConfigError
-from ganime.metrics import fid, kid, memorization, prdc, swd  # noqa: F401  (imports register the metrics)
+from ganime.metrics import attributes, fid, kid, memorization, prdc, swd  # noqa: F401  (imports register the metrics)
 from ganime.metrics.features import check_pair
 from ganime.metrics.registry import METRICS, MetricContext, MetricResult, register_metric
 
@@ -56,7 +56,7 @@ def compute(
     """Run the named metrics on uint8 (N, H, W, 3) image sets and return one flat dict.
 
     Args:
-        names: metric names ("swd", "fid", "kid", "pr", "nn") or a comma-separated string.
+        names: metric names ("swd", "fid", "kid", "pr", "nn", "attrs") or a comma-separated string.
         real: training/reference images; fake: generated images (the counts may differ).
         seed: seeds every random choice (patches, directions, subsets).
         inception_weights: path to pt_inception-2015-12-05-6726825d.pth (else $GANIME_INCEPTION_WEIGHTS,

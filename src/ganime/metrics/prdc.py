@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import torch
 
+from ganime.errors import DataError
 from ganime.metrics.features import FALLBACK_LABEL, INCEPTION_LABEL, fallback_features
 from ganime.metrics.registry import MetricContext, MetricResult, register_metric
 
@@ -61,7 +62,15 @@ def precision_recall(
 
 @register_metric("pr")
 def _pr_metric(ctx: MetricContext) -> MetricResult:
-    """Precision/recall on Inception features if the weights are found, else on the labelled fallback."""
+    """Precision/recall of the fakes and of held-back reals (the floor), both against one half of the reals.
+
+    On Inception features if the weights are found, else on the labelled weights-free fallback.
+    """
+    halves = ctx.halves()
+    if min(len(halves.reference), len(halves.fake)) <= NEIGHBOURHOOD:
+        raise DataError(
+            f"precision/recall needs at least {2 * NEIGHBOURHOOD + 2} real and {NEIGHBOURHOOD + 1} generated images"
+        )
     if ctx.has_inception_weights():
         real, fake = ctx.inception()
         feats_real, feats_fake, label = real.features, fake.features, INCEPTION_LABEL
@@ -71,5 +80,14 @@ def _pr_metric(ctx: MetricContext) -> MetricResult:
         )
         feats_real, feats_fake = fallback_features(ctx.real, ctx.fake)
         label = FALLBACK_LABEL
-    precision, recall = precision_recall(feats_real, feats_fake)
-    return {"precision": precision, "recall": recall, "pr_features": label}
+    reference = feats_real[halves.reference]
+    precision, recall = precision_recall(reference, feats_fake[halves.fake])
+    precision_real, recall_real = precision_recall(reference, feats_real[halves.real])
+    return {
+        "precision": precision,
+        "recall": recall,
+        "precision_real": precision_real,
+        "recall_real": recall_real,
+        "pr_n": float(len(halves.fake)),
+        "pr_features": label,
+    }

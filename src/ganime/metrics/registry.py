@@ -32,6 +32,29 @@ def register_metric(name: str) -> Callable[[MetricFn], MetricFn]:
     return add
 
 
+@dataclass(frozen=True)
+class Halves:
+    """Index sets for floors: fakes and held-back reals are both compared with the same reference half."""
+
+    reference: np.ndarray  # real images the others are compared with
+    real: np.ndarray  # the other real images, as many as `fake`
+    fake: np.ndarray  # generated images, as many as `real`
+
+
+def split_halves(n_real: int, n_fake: int, seed: int = 0) -> Halves:
+    """Split the reals in two halves, A (reference) and B; B and the fakes are cut to the same count m.
+
+    Every metric that reports a floor compares fake-vs-A and B-vs-A at the same sizes: k-NN radii, mode
+    counts and Frechet biases all depend on the counts, so only equal counts make the two numbers comparable.
+    """
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n_real)
+    half = n_real // 2
+    m = min(n_real - half, n_fake)
+    fake = np.sort(rng.choice(n_fake, m, replace=False)) if m < n_fake else np.arange(n_fake)
+    return Halves(np.sort(perm[:half]), np.sort(perm[half : half + m]), fake)
+
+
 @dataclass
 class MetricContext:
     """Inputs shared by the metrics of one `compute()` call; Inception features are extracted once, lazily."""
@@ -45,6 +68,13 @@ class MetricContext:
     out_dir: str | Path | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     _inception: tuple[features.FeatureStats, features.FeatureStats] | None = field(default=None, repr=False)
+    _halves: Halves | None = field(default=None, repr=False)
+
+    def halves(self) -> Halves:
+        """The seeded split every real-vs-real floor uses (`split_halves`), drawn once per call."""
+        if self._halves is None:
+            self._halves = split_halves(len(self.real), len(self.fake), self.seed)
+        return self._halves
 
     def inception(self) -> tuple[features.FeatureStats, features.FeatureStats]:
         """Inception pool3 statistics of (real, fake); the real ones come from the cache when possible."""
