@@ -50,13 +50,25 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     torch.set_num_threads(threads)
 
 
+# TestClient's and httpx's default host names join the loopback ones; no rate limit unless a test sets one
+TEST_HOSTS = ("testserver", "test", "t", "localhost", "127.0.0.1", "::1")
+
+
+def make_policy(**kwargs):
+    from ganime.web.security import ServePolicy
+
+    return ServePolicy(**{"allowed_hosts": TEST_HOSTS, "rate": 0.0, **kwargs})
+
+
 @pytest.fixture
 def make_app(generator_file: Path, tmp_path: Path):
-    """create_app on the tiny generator with a fresh SQLite gallery; keyword arguments pass through."""
+    """create_app on the tiny generator with a fresh SQLite gallery; keyword arguments pass through
+    (`policy=` keywords: a dict of ServePolicy fields over the test defaults)."""
     from ganime.web.app import create_app
 
     def make(**kwargs):
         kwargs.setdefault("store", tmp_path / "gallery.sqlite")
+        kwargs["policy"] = make_policy(**kwargs.pop("policy", {}))
         return create_app(generator_file, **kwargs)
 
     return make
