@@ -48,9 +48,7 @@ def item_json(item) -> dict[str, Any]:
 
 
 @router.post("/api/gallery", status_code=201, dependencies=[Depends(json_only)])
-async def gallery_add(
-    body: Annotated[SaveRequest, Body()], s: Annotated[Served, Depends(served)]
-) -> JSONResponse:
+async def gallery_add(body: Annotated[SaveRequest, Body()], s: Annotated[Served, Depends(served)]) -> JSONResponse:
     """Save a face (regenerated here from seed and truncation) with tags."""
     tags = normalize_tags(body.tags)  # before generating: bad tags cost no generator time
     quota = s.policy.max_items

@@ -43,21 +43,21 @@ async def docs(request: Request) -> HTMLResponse:
         for method, op in ops.items():
             params = [_param(p) for p in op.get("parameters", [])]
             if "requestBody" in op:
-                params.append("<li>JSON body: see <a href=\"/openapi.json\">/openapi.json</a></li>")
+                params.append('<li>JSON body: see <a href="/openapi.json">/openapi.json</a></li>')
             rows.append(
-                f"<section class=\"card\"><h2><code>{method.upper()} {html.escape(path)}</code></h2>"
+                f'<section class="card"><h2><code>{method.upper()} {html.escape(path)}</code></h2>'
                 f"<p>{html.escape(op.get('description') or op.get('summary') or '')}</p>"
                 + (f"<ul>{''.join(params)}</ul>" if params else "")
                 + "</section>"
             )
     body = (
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>API · {html.escape(schema['info']['title'])}</title>"
-        "<link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/static/style.css\"></head><body>"
+        '<link rel="icon" href="data:,"><link rel="stylesheet" href="/static/style.css"></head><body>'
         f"<header><h1>{html.escape(schema['info']['title'])} API {html.escape(schema['info']['version'])}</h1>"
-        "<p class=\"sub\">The machine-readable schema is <a href=\"/openapi.json\">/openapi.json</a>; "
-        "<a href=\"/\">back to the page</a>.</p></header><main>" + "".join(rows) + "</main></body></html>"
+        '<p class="sub">The machine-readable schema is <a href="/openapi.json">/openapi.json</a>; '
+        '<a href="/">back to the page</a>.</p></header><main>' + "".join(rows) + "</main></body></html>"
     )
     return HTMLResponse(body, headers={"Cache-Control": "no-cache"})
 

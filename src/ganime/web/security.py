@@ -179,11 +179,23 @@ class Guard:
         self.hosts = {h.strip("[]").lower() for h in policy.allowed_hosts}
 
     def allowed_methods(self, path: str) -> list[str]:
+        """The methods some route answers at `path`, found by asking the router (included routers too)."""
+        from starlette.routing import Match, Mount
+
         methods: set[str] = set()
-        for route in self.routes():
-            regex = getattr(route, "path_regex", None)
-            if regex is not None and regex.match(path):
-                methods |= set(getattr(route, "methods", None) or {"GET"})
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            probe = {
+                "type": "http",
+                "path": path,
+                "method": method,
+                "root_path": "",
+                "headers": [],
+                "query_string": b"",
+            }
+            for route in self.routes():
+                if route.matches(probe)[0] == Match.FULL:
+                    methods.add("GET" if isinstance(route, Mount) else method)  # mounts: static files
+                    break
         if "GET" in methods:
             methods.add("HEAD")
         return sorted(methods | {"OPTIONS"}) if methods else []
@@ -192,7 +204,9 @@ class Guard:
         """Why this request is not served (status, headers, body), or None."""
         host = headers.get("host")
         if not self.any_host and (host is None or host_of(host) not in self.hosts):
-            return _json(400, "this server does not answer to that Host name; add it with `ganime serve --allowed-host`")
+            return _json(
+                400, "this server does not answer to that Host name; add it with `ganime serve --allowed-host`"
+            )
         if method in WRITE_METHODS:
             if self.policy.read_only:
                 return _json(403, "this server is read-only (ganime serve --read-only)")
@@ -208,7 +222,8 @@ class Guard:
                 expected = f"Bearer {self.policy.token}"
                 if not hmac.compare_digest(given.encode(), expected.encode()):
                     return _json(
-                        401, "saving and deleting need the admin token (Authorization: Bearer TOKEN)",
+                        401,
+                        "saving and deleting need the admin token (Authorization: Bearer TOKEN)",
                         {"WWW-Authenticate": 'Bearer realm="ganime"'},
                     )
         return None
