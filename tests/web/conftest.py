@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,11 @@ def client(make_app):
 
     with TestClient(make_app()) as c:
         yield c
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    """Where screenshots go: $GANIME_TEST_ARTIFACTS, else tests/artifacts/ (git-ignored), kept after the run."""
+    out = Path(os.environ.get("GANIME_TEST_ARTIFACTS") or Path(__file__).resolve().parents[1] / "artifacts")
+    out.mkdir(parents=True, exist_ok=True)
+    return out

@@ -6,7 +6,6 @@ chromium`). Screenshots (desktop and phone width) go to $GANIME_TEST_ARTIFACTS, 
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -64,14 +63,6 @@ def serving(app):
 def server_url(make_app):
     with serving(make_app()) as url:
         yield url
-
-
-@pytest.fixture
-def artifacts() -> Path:
-    """Where screenshots go: $GANIME_TEST_ARTIFACTS, else tests/artifacts/ (git-ignored), kept after the run."""
-    out = Path(os.environ.get("GANIME_TEST_ARTIFACTS") or Path(__file__).resolve().parents[1] / "artifacts")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ def _register() -> None:
         "generate",
         "eval",
         "serve",
+        "publish",
         "export",
         "font",
     ):

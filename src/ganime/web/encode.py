@@ -34,7 +34,8 @@ def encode_gif(frames: np.ndarray, size: int | None, fps: int) -> bytes:
 
 
 def encode_webp(img: np.ndarray, size: int | None = None) -> bytes:
-    """Lossless WebP: the same pixels as the PNG, about half the bytes on GAN faces."""
+    """Lossless WebP: the same pixels as the PNG, ~10% fewer bytes on 64 px faces (method 2: ~1 ms a face;
+    method 4 saves 3% more for 5x the time)."""
     buf = io.BytesIO()
-    resize(img, size).save(buf, format="WEBP", lossless=True, method=4)
+    resize(img, size).save(buf, format="WEBP", lossless=True, method=2)
     return buf.getvalue()
