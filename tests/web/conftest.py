@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,23 @@ pytest.importorskip("fastapi", reason="the web tests need the web extra: pip ins
 from ganime.config import ModelConfig
 from ganime.generate import LoadedGenerator, load_generator, save_generator
 from ganime.models import build_generator
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--no-proxy-server",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def tiny_generator() -> LoadedGenerator:
@@ -89,3 +107,22 @@ def artifacts() -> Path:
     out = Path(os.environ.get("GANIME_TEST_ARTIFACTS") or Path(__file__).resolve().parents[1] / "artifacts")
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+@pytest.fixture
+def page():
+    """A Chromium page (Debian's, through Playwright); `page.problems` collects console errors."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright: pip install playwright")
+    if not CHROMIUM.exists():
+        pytest.skip(f"needs Chromium at {CHROMIUM}: apt-get install -y chromium")
+    with sync_api.sync_playwright() as p:
+        # generous launch timeout: the test machines are 2 busy cores
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS, timeout=60_000)
+        pg = browser.new_page(viewport={"width": 1000, "height": 900})
+        pg.set_default_timeout(20_000)
+        problems: list[str] = []
+        pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        pg.on("pageerror", lambda e: problems.append(str(e)))
+        pg.problems = problems
+        yield pg
+        browser.close()

@@ -6,36 +6,19 @@ chromium`). Screenshots (desktop and phone width) go to $GANIME_TEST_ARTIFACTS, 
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--no-proxy-server",
-]
+from web.conftest import CHROMIUM, free_port
 
 pytest.importorskip("playwright.sync_api", reason="needs playwright: pip install playwright (no browser download)")
 if not CHROMIUM.exists():
     pytest.skip(f"needs Chromium at {CHROMIUM}: apt-get install -y chromium", allow_module_level=True)
 
-from playwright.sync_api import expect, sync_playwright
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from playwright.sync_api import expect
 
 
 @contextmanager
@@ -63,21 +46,6 @@ def serving(app):
 def server_url(make_app):
     with serving(make_app()) as url:
         yield url
-
-
-@pytest.fixture
-def page():
-    with sync_playwright() as p:
-        # generous launch timeout: the test machines are 2 busy cores
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS, timeout=60_000)
-        pg = browser.new_page(viewport={"width": 1000, "height": 900})
-        pg.set_default_timeout(20_000)
-        problems: list[str] = []
-        pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        pg.on("pageerror", lambda e: problems.append(str(e)))
-        pg.problems = problems
-        yield pg
-        browser.close()
 
 
 def face_loaded(page, seed: str) -> None:

@@ -106,7 +106,7 @@ def test_publish_mistakes_are_one_line_errors(site, generator_file, tmp_path, ca
 
 @pytest.fixture
 def static_server(site):
-    from web.test_browser import free_port
+    from web.conftest import free_port
 
     port = free_port()
     server = subprocess.Popen(
@@ -130,15 +130,10 @@ def static_server(site):
     server.wait(10)
 
 
-def test_the_static_site_in_chromium(static_server, site, artifacts):
-    pytest.importorskip("playwright.sync_api")
-    from web.test_browser import CHROMIUM, FACE_DIGEST
+def test_the_static_site_in_chromium(page, static_server, site, artifacts):
+    from playwright.sync_api import expect
 
-    if not CHROMIUM.exists():
-        pytest.skip(f"needs Chromium at {CHROMIUM}")
-    from playwright.sync_api import expect, sync_playwright
-
-    from web.test_browser import ARGS
+    from web.test_browser import FACE_DIGEST
 
     manifest = json.loads(urllib.request.urlopen(static_server + "/manifest.json", timeout=10).read())
     for url in site_urls(manifest):  # every URL the manifest promises resolves on a plain static server
@@ -155,53 +150,44 @@ def test_the_static_site_in_chromium(static_server, site, artifacts):
             arg=[seed, psi],
         )
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS, timeout=60_000)
-        page = browser.new_page(viewport={"width": 1000, "height": 800})
-        page.set_default_timeout(20_000)
-        problems: list[str] = []
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
+    # a new face on load: a seed of the site at the default truncation, kept in the address bar
+    page.goto(static_server + "/")
+    seed = page.locator("#permalink").inner_text()
+    assert 0 <= int(seed) < 6
+    loaded(page, seed, manifest["default_truncation"])
+    assert f"seed={seed}" in page.url
 
-        # a new face on load: a seed of the site at the default truncation, kept in the address bar
-        page.goto(static_server + "/")
-        seed = page.locator("#permalink").inner_text()
-        assert 0 <= int(seed) < 6
-        loaded(page, seed, manifest["default_truncation"])
-        assert f"seed={seed}" in page.url
+    # a permalink: exactly that file's pixels
+    page.goto(static_server + "/?seed=3&psi=0.7")
+    loaded(page, "3", "0.7")
+    assert page.evaluate(FACE_DIGEST) == digest_of_file(face_path("0.7", 3, "webp"))
+    # the slider: the same seed at every truncation
+    for index, psi in enumerate(PSIS):
+        page.locator("#truncation").fill(str(index))
+        loaded(page, "3", psi)
+        expect(page.locator("#truncation-value")).to_have_text(psi)
+        assert page.evaluate(FACE_DIGEST) == digest_of_file(face_path(psi, 3, "webp"))
+        assert f"seed=3&psi={psi}" in page.url
+    expect(page.locator("#strip button")).to_have_count(3)
+    page.get_by_role("button", name="truncation 0.5").click()
+    loaded(page, "3", "0.5")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#strip img')].every(i => i.complete && i.naturalWidth)"
+    )
+    shot = artifacts / "static-site.png"
+    page.screenshot(path=str(shot), full_page=True, animations="disabled")
+    print(f"screenshot: {shot}")
 
-        # a permalink: exactly that file's pixels
-        page.goto(static_server + "/?seed=3&psi=0.7")
-        loaded(page, "3", "0.7")
-        assert page.evaluate(FACE_DIGEST) == digest_of_file(face_path("0.7", 3, "webp"))
-        # the slider: the same seed at every truncation
-        for index, psi in enumerate(PSIS):
-            page.locator("#truncation").fill(str(index))
-            loaded(page, "3", psi)
-            expect(page.locator("#truncation-value")).to_have_text(psi)
-            assert page.evaluate(FACE_DIGEST) == digest_of_file(face_path(psi, 3, "webp"))
-            assert f"seed=3&psi={psi}" in page.url
-        expect(page.locator("#strip button")).to_have_count(3)
-        page.get_by_role("button", name="truncation 0.5").click()
-        loaded(page, "3", "0.5")
-        page.wait_for_function(
-            "() => [...document.querySelectorAll('#strip img')].every(i => i.complete && i.naturalWidth)"
-        )
-        shot = artifacts / "static-site.png"
-        page.screenshot(path=str(shot), full_page=True, animations="disabled")
-        print(f"screenshot: {shot}")
-
-        # "New face" moves to another seed of the site, keeping the truncation; Back returns
-        for _ in range(10):  # 6 seeds: a random pick may repeat one, a few tries differ
-            page.get_by_role("button", name="New face").click()
-            if page.locator("#permalink").inner_text() != "3":
-                break
-        new_seed = page.locator("#permalink").inner_text()
-        assert new_seed != "3"
-        loaded(page, new_seed, "0.5")
-        # a broken link says what is wrong
-        page.goto(static_server + "/?seed=99&psi=0.9")
-        expect(page.locator("#status")).to_contain_text("seed “99” is not on this site")
-        expect(page.locator("#status")).to_contain_text("truncation “0.9”")
-        assert problems == []
-        browser.close()
+    # "New face" moves to another seed of the site, keeping the truncation; Back returns
+    for _ in range(10):  # 6 seeds: a random pick may repeat one, a few tries differ
+        page.get_by_role("button", name="New face").click()
+        if page.locator("#permalink").inner_text() != "3":
+            break
+    new_seed = page.locator("#permalink").inner_text()
+    assert new_seed != "3"
+    loaded(page, new_seed, "0.5")
+    # a broken link says what is wrong
+    page.goto(static_server + "/?seed=99&psi=0.9")
+    expect(page.locator("#status")).to_contain_text("seed “99” is not on this site")
+    expect(page.locator("#status")).to_contain_text("truncation “0.9”")
+    assert page.problems == []
