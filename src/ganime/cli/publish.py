@@ -27,7 +27,7 @@ def publish(
 ) -> None:
     """Render seeds x truncations to SITE/faces/psi-T/SEED.webp, with manifest.json and a static page."""
     from ganime.training.device import physical_cores, resolve_device, set_threads
-    from ganime.web.app import _resolve_generator
+    from ganime.web.meta import resolve_generator
     from ganime.web.publish import parse_truncations
     from ganime.web.publish import publish as render_site
 
@@ -42,7 +42,7 @@ def publish(
         raise ConfigError("--batch must be >= 1 and --threads >= 0")
     psis = parse_truncations(truncation)
     n_threads = set_threads(threads or physical_cores())
-    gen = load_generator(_resolve_generator(source), device=resolve_device(device))
+    gen = load_generator(resolve_generator(source), device=resolve_device(device))
     total = seeds * len(psis)
     with tqdm(total=total, unit="img", desc="publish", dynamic_ncols=True) as bar:
         report = render_site(

@@ -21,14 +21,14 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from ganime import __version__, generate
-from ganime.errors import ConfigError, GanimeError
+from ganime import __version__
+from ganime.errors import GanimeError
 from ganime.generate import LoadedGenerator, load_generator
 from ganime.web import gallery, images, page
 from ganime.web.batcher import BusyError, MicroBatcher
-from ganime.web.page import STATIC, page_text, render_page
+from ganime.web.meta import STATIC, model_id, page_text, render_page, resolve_generator
 from ganime.web.security import Guard, RateLimited, RateLimiter, ServePolicy
-from ganime.web.served import LIMITS, MAX_BODY, MAX_SEED, Served, limits_error, model_id
+from ganime.web.served import LIMITS, MAX_BODY, MAX_SEED, Served, limits_error
 from ganime.web.store import GalleryStore, StoreBusyError, open_store
 
 log = logging.getLogger(__name__)
@@ -38,19 +38,6 @@ __all__ = ["LIMITS", "MAX_SEED", "ServePolicy", "create_app"]
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
-
-
-def _resolve_generator(generator_path: str | Path | None) -> Path:
-    """The given source, or the pretrained generator shipped with ganime (as `ganime generate` does)."""
-    if generator_path is not None and (str(generator_path) != generate.PRETRAINED or Path(generator_path).exists()):
-        return Path(generator_path)  # a local file or run named "pretrained" wins, as in load_generator
-    path = generate.default_generator_path()  # looked up at call time (tests point it elsewhere)
-    if path is None or not Path(path).exists():
-        raise ConfigError(
-            f"no generator given and the pretrained one ({generate.pretrained_path().name}) is not installed: "
-            "pass RUN_OR_CHECKPOINT (a run dir from `ganime train`, a ckpt-* dir or a generator .safetensors)"
-        )
-    return Path(path)
 
 
 class _BodyLimit:
@@ -115,7 +102,7 @@ def create_app(
     """
     policy = policy or ServePolicy()
     if generator is None:
-        generator = load_generator(_resolve_generator(generator_path), device=device)
+        generator = load_generator(resolve_generator(generator_path), device=device)
     gen = generator
     own_store = not isinstance(store, GalleryStore)
     gallery_store = open_store(store) if own_store else store

@@ -3,29 +3,12 @@
 from __future__ import annotations
 
 import html
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from ganime.generate import LoadedGenerator
-
-STATIC = Path(__file__).parent / "static"
-
 router = APIRouter(include_in_schema=False)
-
-
-def page_text(gen: LoadedGenerator) -> tuple[str, str]:
-    """The page's title and subtitle for a generator: the one place to change them (served and static pages)."""
-    return (
-        "This face does not exist",
-        "Each face is drawn by a GAN from a single number, its seed. Same seed, same face.",
-    )
-
-
-def render_page(template: str, title: str, subtitle: str) -> str:
-    return template.replace("{{title}}", html.escape(title)).replace("{{subtitle}}", html.escape(subtitle))
 
 
 @router.get("/", response_class=HTMLResponse)

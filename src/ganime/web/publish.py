@@ -31,8 +31,7 @@ from ganime.checkpoint import atomic_write_json
 from ganime.errors import ConfigError
 from ganime.generate import LoadedGenerator
 from ganime.web.encode import encode_png, encode_webp
-from ganime.web.page import STATIC, page_text, render_page
-from ganime.web.served import MAX_SEED, model_id
+from ganime.web.meta import MAX_SEED, STATIC, model_id, page_text, render_page
 
 SITE = Path(__file__).parent / "site"
 FORMATS: dict[str, Callable[[np.ndarray, int | None], bytes]] = {"webp": encode_webp, "png": encode_png}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,10 +12,10 @@ from fastapi.responses import JSONResponse
 from ganime.generate import LoadedGenerator
 from ganime.web.batcher import MicroBatcher
 from ganime.web.encode import encode_png
+from ganime.web.meta import MAX_SEED
 from ganime.web.security import RateLimiter, ServePolicy, client_of
 from ganime.web.store import MAX_TAG_LEN, MAX_TAGS, GalleryStore
 
-MAX_SEED = 2**53 - 1  # the largest integer a browser's JSON/JavaScript number holds exactly
 MAX_SIZE = 1024
 MAX_GIF_SIZE = 256
 MAX_GRID = 64
@@ -43,15 +42,6 @@ LIMITS = {
 
 def limits_error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, "limits": LIMITS, **extra}, status_code=status)
-
-
-def model_id(gen: LoadedGenerator) -> str:
-    """A short hash of the generator's weights: gallery items remember which model made them."""
-    h = hashlib.sha256()
-    for name, t in sorted(gen.G.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:12]
 
 
 @dataclass(frozen=True)
