@@ -120,12 +120,24 @@ def test_rate_limit_is_per_client_with_retry_after(make_app):
     assert [r.status_code for r in results["10.0.0.2"]] == [200, 200]  # another client is not slowed
 
 
-def test_generator_work_costs_more_of_the_budget():
-    limiter = RateLimiter(rate=1.0, burst=10.0)
+def test_generator_work_costs_more_of_the_budget(make_app):
+    with TestClient(make_app(policy={"rate": 0.5, "burst": 20.0})) as c:
+        big = c.get("/api/face.png", params={"seed": 1, "size": 1024})  # 1 + 16 units
+        assert big.status_code == 200
+        again = c.get("/api/face.png", params={"seed": 2, "size": 1024})
+        assert again.status_code == 429 and int(again.headers["retry-after"]) >= 1
+        assert c.get("/api/info").status_code == 200  # cheap requests still fit in what is left
+
+
+def test_rate_limiter_refills_and_forgets_old_clients():
+    limiter = RateLimiter(rate=1.0, burst=10.0, max_clients=2)
     limiter.charge("a", 8.0, now=0.0)
     with pytest.raises(Exception, match="retry in 6 s"):
         limiter.charge("a", 8.0, now=0.0)
     limiter.charge("a", 8.0, now=6.0)  # refilled at 1 unit/s
+    limiter.charge("b", 1.0, now=6.0)
+    limiter.charge("c", 1.0, now=6.0)  # a third client: the least recent one ("a") is forgotten
+    limiter.charge("a", 10.0, now=6.0)  # so "a" starts again with a full bucket (bounded memory)
 
 
 def test_one_request_cannot_cost_more_than_the_cap(client):

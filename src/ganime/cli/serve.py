@@ -156,7 +156,8 @@ def serve(
             "put a TLS reverse proxy in front for the internet (README, 'Public server')",
             err=True,
         )
-    urls = [_url(n, port) for n in (names if public else [host])] or [_url(host, port)]
+    # a wildcard address is no URL: this machine's names, else loopback (the server answers there too)
+    urls = [_url(n, port) for n in (names if public else [host])] or [_url("127.0.0.1", port)]
     typer.echo("open " + "  ".join(urls) + "  (API: /docs; Ctrl+C stops)")
     if new:
         # printed once, here: the page keeps it in the browser after the #token link is opened

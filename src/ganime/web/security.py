@@ -40,6 +40,7 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
+_OURS = {name for name, _ in SECURITY_HEADERS}
 
 
 @dataclass(frozen=True)
@@ -240,16 +241,16 @@ class Guard:
         async def guarded_send(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status_sent[0] = message["status"]
-                hs = [(k, v) for k, v in message.get("headers", []) if k not in {h for h, _ in SECURITY_HEADERS}]
+                hs = [(k, v) for k, v in message.get("headers", []) if k not in _OURS]
                 hs += SECURITY_HEADERS
                 if message["status"] == 405:  # the router names only the methods of the route it tried
                     hs = [(k, v) for k, v in hs if k != b"allow"]
                     hs.append((b"allow", ", ".join(self.allowed_methods(path)).encode()))
                 message = {**message, "headers": hs}
             elif message["type"] == "http.response.body":
-                sent[0] += len(message.get("body", b""))
                 if head:  # HEAD: the GET's headers (Content-Length included), no body
                     message = {**message, "body": b""}
+                sent[0] += len(message.get("body", b""))
             await send(message)
 
         async def answer(status: int, hs: list, body: bytes) -> None:

@@ -100,7 +100,7 @@ function readLocation() {
   const t = Number(raw);
   if (raw !== null && !(t > 0 && t <= 1)) problems.push(`truncation “${raw.slice(0, 40)}” is not in (0, 1]`);
   state.truncation = raw !== null && t > 0 && t <= 1 ? t : 1;
-  if (problems.length) status(`This link is broken: ${problems.join("; ")}. Showing ${seed !== null && !validSeed(seed) ? "a random face" : "the face"} instead.`, true);
+  if (problems.length) status(`This link is broken: ${problems.join("; ")}. Showing what it can instead.`, true);
 }
 
 async function api(url, options = {}) {
