@@ -178,8 +178,9 @@ def create_app(
     async def _user_error(request: Request, exc: GanimeError) -> JSONResponse:
         if isinstance(exc, StoreBusyError):  # a locked database or an unreachable MongoDB: try again soon
             log.warning("gallery busy on %s %s: %s", request.method, request.url.path, exc)
+            # the detail (a file path, a database host) is for the log, not for the client
             return JSONResponse(
-                {"error": f"the gallery is busy ({exc}); retry"}, status_code=503, headers={"Retry-After": "2"}
+                {"error": "the gallery is busy; retry in a moment"}, status_code=503, headers={"Retry-After": "2"}
             )
         return limits_error(422, str(exc))
 

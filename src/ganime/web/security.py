@@ -157,13 +157,6 @@ def client_of(scope: dict) -> str:
     return client[0] if client else "-"
 
 
-def _header(scope: dict, name: bytes) -> str | None:
-    for key, value in scope.get("headers") or []:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
 def _json(status: int, message: str, headers: dict[str, str] | None = None) -> tuple[int, list, bytes]:
     body = json.dumps({"error": message}).encode()
     hs = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -290,5 +283,6 @@ class Guard:
         if scope.get("query_string"):
             target += b"?" + scope["query_string"]
         request = f"{method} {target.decode('latin-1')} HTTP/{scope.get('http_version', '1.1')}"
-        request = request.replace("\\", "\\\\").replace('"', '\\"')
+        # one line per request whatever the client sent: quotes, backslashes and control bytes escaped
+        request = "".join(c if " " <= c < "\x7f" and c not in '"\\' else f"\\x{ord(c):02x}" for c in request)
         access_log.info('%s - - [%s] "%s" %d %s', client_of(scope), when, request, status, size or "-")
