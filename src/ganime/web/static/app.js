@@ -7,7 +7,8 @@ const PAGE = 60; // gallery items per request; "More" asks for the next ones
 const CLOUD = 30; // tags shown before "+N more tags"
 const TOKEN_KEY = "ganime-admin-token";
 const $ = (id) => document.getElementById(id);
-const state = { seed: "0", truncation: 1, galleryRequest: 0, shown: 0, tag: "", writes: "open", cloudAll: false };
+// writes: "unknown" until /api/info says "open", "token" or "off"; save and delete stay hidden until then
+const state = { seed: "0", truncation: 1, galleryRequest: 0, shown: 0, tag: "", writes: "unknown", cloudAll: false };
 
 function randomSeed() {
   const a = new Uint32Array(1);
@@ -62,6 +63,7 @@ function canWrite() {
 }
 
 function showWrites() {
+  if (state.writes === "unknown") return;
   const note = $("writes-note");
   $("save-form").hidden = !canWrite();
   note.hidden = canWrite();
