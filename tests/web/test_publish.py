@@ -98,6 +98,17 @@ def test_publish_mistakes_are_one_line_errors(site, generator_file, tmp_path, ca
         assert says in err and "Traceback" not in err, (extra, err)
     assert main(["publish", str(other_file), "--out", str(site), "--seeds", "2"]) == 2
     assert "another folder" in capsys.readouterr().err
+    assert main(["publish", str(generator_file), "--out", str(site), "--seeds", "2", "--format", "png"]) == 2
+    assert "another folder" in capsys.readouterr().err  # nor formats or sizes
+
+
+def test_publish_png_scaled_up_keeps_crisp_pixels(generator_file, gen, tmp_path):
+    out = tmp_path / "png"
+    argv = ["publish", str(generator_file), "--out", str(out), "--seeds", "2", "--truncation", "1", "--format", "png"]
+    assert main([*argv, "--size", "64"]) == 0
+    big = pixels(out / face_path("1.0", 1, "png"))
+    np.testing.assert_array_equal(big, np.kron(gen.from_seeds([1])[0], np.ones((4, 4, 1), np.uint8)))
+    assert json.loads((out / "manifest.json").read_text())["path"] == "faces/psi-{truncation}/{seed}.png"
     assert psi_label(1) == "1.0" and psi_label(0.333) == "0.333"
 
 
