@@ -47,7 +47,9 @@ async def docs(request: Request) -> HTMLResponse:
 
 def _param(p: dict[str, Any]) -> str:
     s = p.get("schema", {})
+    for option in s.get("anyOf", []):  # an optional parameter: its bounds are on the non-null option
+        s = {**option, **{k: v for k, v in s.items() if k != "anyOf"}}
     bounds = [f"{k} {s[k]}" for k in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum") if k in s]
     need = "required" if p.get("required") else f"default {s.get('default', 'none')}"
-    what = html.escape(p.get("description") or ", ".join(bounds))
+    what = html.escape("; ".join(x for x in (p.get("description"), ", ".join(bounds)) if x))
     return f"<li><code>{html.escape(p['name'])}</code> ({p.get('in')}, {need}) {what}</li>"
