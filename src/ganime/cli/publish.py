@@ -23,7 +23,9 @@ def publish(
     size: int = typer.Option(None, help="Pixels per side (default: the model's resolution; nearest for multiples)."),
     batch: int = typer.Option(64, help="Faces per generator call."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N, mps or auto."),
-    threads: int = typer.Option(0, help="CPU threads for the generator and for encoding (0 = all cores)."),
+    threads: int = typer.Option(
+        0, help="Generator CPU threads (0 = physical cores - 1, at least 1); encoding runs on one thread per core."
+    ),
 ) -> None:
     """Render seeds x truncations to SITE/faces/psi-T/SEED.webp, with manifest.json and a static page."""
     from ganime.training.device import physical_cores, resolve_device, set_threads
@@ -41,10 +43,16 @@ def publish(
     if batch < 1 or threads < 0:
         raise ConfigError("--batch must be >= 1 and --threads >= 0")
     psis = parse_truncations(truncation)
-    n_threads = set_threads(threads or physical_cores())
+    # one core fewer for the generator: its OpenMP threads spin-wait when the encoders take a core from them
+    # (2-core machine: 1 generator thread rendered 2.2x the images/s of 2; docs/benchmarks.md)
+    n_threads = set_threads(threads or max(1, physical_cores() - 1))
     gen = load_generator(resolve_generator(source), device=resolve_device(device))
-    total = seeds * len(psis)
-    with tqdm(total=total, unit="img", desc="publish", dynamic_ncols=True) as bar:
+    with tqdm(total=seeds * len(psis), unit="img", desc="publish", dynamic_ncols=True) as bar:
+
+        def show(written: int, to_render: int) -> None:
+            bar.total = to_render  # what is already there is not counted (nor in images/s)
+            bar.update(written - bar.n)
+
         report = render_site(
             gen,
             out,
@@ -54,8 +62,7 @@ def publish(
             fmt=image_format,
             size=size,
             batch=batch,
-            encoders=threads or None,
-            progress=bar.update,
+            progress=show,
         )
     typer.echo(
         f"{out}: rendered {report.rendered} image(s) in {report.seconds:.1f} s ({report.images_per_s:.0f} images/s, "

@@ -92,14 +92,14 @@ def publish(
     size: int | None = None,
     batch: int = 64,
     encoders: int | None = None,
-    progress: Callable[[int], Any] | None = None,
+    progress: Callable[[int, int], Any] | None = None,
 ) -> PublishReport:
     """Render seeds first_seed .. first_seed + seeds - 1 at each truncation into a static site at `out`.
 
     Args:
         fmt: 'webp' (lossless) or 'png'; size: pixels per side (None = the model's resolution).
         batch: faces per generator call; encoders: encoding threads (None = one per CPU).
-        progress: called with the number of images just written (e.g. a tqdm bar's update).
+        progress: called as progress(written, to_render): once before rendering, then after each write.
     """
     out = Path(out)
     if fmt not in FORMATS:
@@ -126,6 +126,8 @@ def publish(
         out.mkdir(parents=True, exist_ok=True)
         _remove_partial(out)
         todo = {psi: _missing(out, labels[i], first_seed, seeds, fmt) for i, psi in enumerate(truncations)}
+        if progress is not None:
+            progress(0, sum(len(v) for v in todo.values()))
         rendered = _render(gen, out, todo, dict(zip(truncations, labels)), fmt, size, batch, encoders, progress)
         _write_page(gen, out)
     except OSError as e:
@@ -197,12 +199,12 @@ def _render(
     size: int | None,
     batch: int,
     encoders: int | None,
-    progress: Callable[[int], Any] | None,
+    progress: Callable[[int, int], Any] | None,
 ) -> int:
     """Generate batch after batch on this thread while a pool encodes and writes the previous ones."""
     encode = FORMATS[fmt]
     nc = gen.model.num_classes
-    written = 0
+    written, total = 0, sum(len(v) for v in todo.values())
     pending: list[Future] = []
 
     def save(images: np.ndarray, seeds: list[int], folder: Path) -> int:
@@ -219,7 +221,7 @@ def _render(
             n = f.result()  # an encoding or disk error surfaces here
             written += n
             if progress is not None:
-                progress(n)
+                progress(written, total)
 
     threads = encoders or os.cpu_count() or 1
     with ThreadPoolExecutor(threads) as pool:
