@@ -44,7 +44,7 @@ def publish(
         raise ConfigError("--batch must be >= 1 and --threads >= 0")
     psis = parse_truncations(truncation)
     # one core fewer for the generator: its OpenMP threads spin-wait when the encoders take a core from them
-    # (2-core machine: 1 generator thread rendered 2.2x the images/s of 2; docs/benchmarks.md)
+    # (2-core machine: 1 generator thread rendered 4-6x the images/s of 2; docs/benchmarks.md)
     n_threads = set_threads(threads or max(1, physical_cores() - 1))
     gen = load_generator(resolve_generator(source), device=resolve_device(device))
     with tqdm(total=seeds * len(psis), unit="img", desc="publish", dynamic_ncols=True) as bar:
