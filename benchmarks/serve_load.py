@@ -115,6 +115,7 @@ def run_mode(args: argparse.Namespace, generator: Path, max_batch: int, seed0: i
     cmd = [sys.executable, "-m", "ganime", "serve", str(generator), "--port", str(port), "--store", str(store)]
     cmd += ["--max-batch", str(max_batch), "--batch-wait-ms", str(args.batch_wait_ms)]
     cmd += ["--workers", str(args.workers), "--threads", str(args.threads)]
+    cmd += ["--rate-limit", "0", "--access-log", "off"]  # one client sends all the load: no per-client limit
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         start = time.monotonic()
@@ -168,7 +169,7 @@ def generator_ceiling(generator: Path, batch: int, threads: int, workers: int, s
     from ganime.cli.serve import default_threads
     from ganime.generate import load_generator
     from ganime.training.device import physical_cores, set_threads
-    from ganime.web.app import encode_png
+    from ganime.web.encode import encode_png
 
     set_threads(threads or default_threads(physical_cores(), workers))
     gen = load_generator(generator)

@@ -17,9 +17,9 @@ httpx = pytest.importorskip("httpx")
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from ganime.web import app as web_app
+from ganime.web import served
 from ganime.web.app import MAX_SEED, create_app
-from web.conftest import tiny_generator
+from web.conftest import make_policy, tiny_generator
 
 EXAMPLES_PER_OPERATION = 12  # per generation mode; bounded so the whole file stays well under 30 s
 
@@ -28,10 +28,11 @@ EXAMPLES_PER_OPERATION = 12  # per generation mode; bounded so the whole file st
 def app(tmp_path_factory):
     # the same app with its cost limits shrunk, so every fuzzed request is cheap (a 256 px, 120-frame GIF
     # takes seconds); the limits themselves are tested in tests/web
+    # (the per-request pixel cap: 6 frames of 32 px, a 64 px face)
     with pytest.MonkeyPatch.context() as mp:
-        for name, value in {"MAX_SIZE": 64, "MAX_GIF_SIZE": 32, "MAX_FRAMES": 6, "MAX_GRID": 16}.items():
-            mp.setattr(web_app, name, value)
-        yield create_app("tiny", tmp_path_factory.mktemp("api") / "gallery.sqlite", generator=tiny_generator())
+        mp.setattr(served, "MAX_PIXELS", 64 * 64)
+        store = tmp_path_factory.mktemp("api") / "gallery.sqlite"
+        yield create_app("tiny", store, generator=tiny_generator(), policy=make_policy())
 
 
 def test_fuzzed_requests_never_get_a_server_error(app):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,23 @@ pytest.importorskip("fastapi", reason="the web tests need the web extra: pip ins
 from ganime.config import ModelConfig
 from ganime.generate import LoadedGenerator, load_generator, save_generator
 from ganime.models import build_generator
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--no-proxy-server",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def tiny_generator() -> LoadedGenerator:
@@ -51,13 +69,25 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     torch.set_num_threads(threads)
 
 
+# TestClient's and httpx's default host names join the loopback ones; no rate limit unless a test sets one
+TEST_HOSTS = ("testserver", "test", "t", "localhost", "127.0.0.1", "::1")
+
+
+def make_policy(**kwargs):
+    from ganime.web.security import ServePolicy
+
+    return ServePolicy(**{"allowed_hosts": TEST_HOSTS, "rate": 0.0, **kwargs})
+
+
 @pytest.fixture
 def make_app(generator_file: Path, tmp_path: Path):
-    """create_app on the tiny generator with a fresh SQLite gallery; keyword arguments pass through."""
+    """create_app on the tiny generator with a fresh SQLite gallery; keyword arguments pass through
+    (`policy=` keywords: a dict of ServePolicy fields over the test defaults)."""
     from ganime.web.app import create_app
 
     def make(**kwargs):
         kwargs.setdefault("store", tmp_path / "gallery.sqlite")
+        kwargs["policy"] = make_policy(**kwargs.pop("policy", {}))
         return create_app(generator_file, **kwargs)
 
     return make
@@ -71,10 +101,6 @@ def client(make_app):
         yield c
 
 
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's: `apt-get install chromium`; Playwright downloads no browser
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
-
-
 @pytest.fixture
 def artifacts() -> Path:
     """Where screenshots go: $GANIME_TEST_ARTIFACTS, else tests/artifacts/ (git-ignored), kept after the run."""
@@ -84,18 +110,25 @@ def artifacts() -> Path:
 
 
 @pytest.fixture
-def chromium_page():
-    """A Playwright page in headless Debian Chromium; `.problems` collects console errors and page errors."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
+def page():
+    """A Chromium page (Debian's, through Playwright); `page.problems` collects console errors."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright: pip install playwright")
+    if not CHROMIUM.exists():
+        pytest.skip(f"needs Chromium at {CHROMIUM}: apt-get install -y chromium")
+    with sync_api.sync_playwright() as p:
         # generous launch timeout: the test machines are 2 busy cores
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, timeout=60_000)
-        page = browser.new_page(viewport={"width": 1000, "height": 760})
-        page.set_default_timeout(30_000)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS, timeout=60_000)
+        pg = browser.new_page(viewport={"width": 1000, "height": 900})
+        pg.set_default_timeout(20_000)
         problems: list[str] = []
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
-        page.problems = problems
-        yield page
+        pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        pg.on("pageerror", lambda e: problems.append(str(e)))
+        pg.problems = problems
+        yield pg
         browser.close()
+
+
+@pytest.fixture
+def chromium_page(page):
+    """The same Chromium page under the name the in-browser (onnxruntime-web) tests use."""
+    return page

@@ -197,7 +197,7 @@ def test_gallery_save_list_filter_get_delete(client):
     smile = client.get("/api/gallery", params={"tag": "SMILE"}).json()
     assert {i["id"] for i in smile["items"]} == {item["id"], b["id"]} and smile["total"] == 2
     assert [i["id"] for i in client.get("/api/gallery", params={"tag": "red-hair"}).json()["items"]] == [item["id"]]
-    assert client.get("/api/gallery", params={"tag": "nobody"}).json() == {"items": [], "total": 0, "tag": "nobody"}
+    assert client.get("/api/gallery", params={"tag": "nobody"}).json() == {"items": [], "total": 0, "tag": "nobody", "offset": 0}
     assert client.get("/api/tags").json() == {"smile": 2, "red-hair": 1}
     assert client.get(f"/api/gallery/{b['id']}").json()["seed"] == 7
 

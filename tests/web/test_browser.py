@@ -6,45 +6,28 @@ chromium`). Screenshots (desktop and phone width) go to $GANIME_TEST_ARTIFACTS, 
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
-from pathlib import Path
+from contextlib import contextmanager
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--no-proxy-server",
-]
+from web.conftest import CHROMIUM, free_port
 
 pytest.importorskip("playwright.sync_api", reason="needs playwright: pip install playwright (no browser download)")
 if not CHROMIUM.exists():
     pytest.skip(f"needs Chromium at {CHROMIUM}: apt-get install -y chromium", allow_module_level=True)
 
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def server_url(make_app):
-    """The app under uvicorn on a free loopback port, in a thread; stopped after the test."""
+@contextmanager
+def serving(app):
+    """`app` under uvicorn on a free loopback port, in a thread; yields its URL, stops it after."""
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(make_app(), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -52,32 +35,17 @@ def server_url(make_app):
         if time.monotonic() > deadline or not thread.is_alive():
             pytest.fail("uvicorn did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(20)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(20)
 
 
 @pytest.fixture
-def artifacts() -> Path:
-    """Where screenshots go: $GANIME_TEST_ARTIFACTS, else tests/artifacts/ (git-ignored), kept after the run."""
-    out = Path(os.environ.get("GANIME_TEST_ARTIFACTS") or Path(__file__).resolve().parents[1] / "artifacts")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-@pytest.fixture
-def page():
-    with sync_playwright() as p:
-        # generous launch timeout: the test machines are 2 busy cores
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS, timeout=60_000)
-        pg = browser.new_page(viewport={"width": 1000, "height": 900})
-        pg.set_default_timeout(20_000)
-        problems: list[str] = []
-        pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        pg.on("pageerror", lambda e: problems.append(str(e)))
-        pg.problems = problems
-        yield pg
-        browser.close()
+def server_url(make_app):
+    with serving(make_app()) as url:
+        yield url
 
 
 def face_loaded(page, seed: str) -> None:
@@ -167,6 +135,7 @@ def test_new_face_permalink_save_and_filter_in_a_real_browser(page, server_url, 
     tags.fill("smile, e2e-test")
     save.click()
     expect(page.locator("#status")).to_contain_text(f"Saved seed {seed}")
+    expect(tags).to_have_value("")  # ready for the next face's tags
     expect(page.locator(f"#gallery li[data-seed='{seed}']")).to_have_count(1)
     new_face.click()
     expect(page.locator("#permalink")).not_to_have_text(seed)
@@ -204,7 +173,13 @@ def test_new_face_permalink_save_and_filter_in_a_real_browser(page, server_url, 
     page.screenshot(path=str(shot), full_page=True, animations="disabled")
     print(f"screenshot: {shot}")
 
-    # delete from the gallery: the item and its now unused tag go
+    # delete from the gallery, after a confirmation: cancelled, nothing goes; confirmed, the item and its
+    # now unused tag go
+    page.once("dialog", lambda d: d.dismiss())
+    page.get_by_role("button", name=f"delete seed {other_seed}").click()
+    expect(page.locator("#status")).not_to_contain_text("Deleted")
+    expect(page.locator("#gallery li[data-id]")).to_have_count(2)
+    page.once("dialog", lambda d: d.accept())
     page.get_by_role("button", name=f"delete seed {other_seed}").click()
     expect(page.locator("#gallery li[data-id]")).to_have_count(1)
     expect(page.locator("#tag-cloud button[data-tag='other']")).to_have_count(0)
@@ -221,3 +196,88 @@ def test_new_face_permalink_save_and_filter_in_a_real_browser(page, server_url, 
     print(f"screenshot: {phone}")
 
     assert page.problems == []  # no JS errors, no CSP violations, no failed loads
+
+
+def api_post(url: str, body: dict, token: str | None = None) -> dict:
+    import json
+    import urllib.request
+
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
+    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
+    with urllib.request.urlopen(request, timeout=20) as r:
+        return json.loads(r.read())
+
+
+def test_page_defects_from_issue_19_stay_fixed(page, server_url, artifacts):
+    # a broken permalink says so, then shows a random face
+    page.goto(f"{server_url}/?seed=abc&truncation=7")
+    expect(page.locator("#status")).to_contain_text("“abc” is not a seed")
+    expect(page.locator("#status")).to_contain_text("truncation “7”")
+    assert page.locator("#permalink").inner_text().isdigit()
+
+    # a permalink's truncation is shown as it is, not snapped to the slider's steps
+    page.goto(f"{server_url}/?seed=5&truncation=0.333")
+    face_loaded(page, "5")
+    expect(page.locator("#truncation-value")).to_have_text("0.333")
+    assert float(page.locator("#truncation").input_value()) == pytest.approx(0.333)
+    assert face_digest(page) == served_digest(f"{server_url}/api/face.png?seed=5&truncation=0.333&size=512")
+
+    # a typed seed A survives moving the slider and new faces
+    page.fill("#interp-a", "777")
+    page.locator("#truncation").fill("0.6")
+    face_loaded(page, "5")
+    page.get_by_role("button", name="New face").click()
+    expect(page.locator("#permalink")).not_to_have_text("5")
+    expect(page.locator("#interp-a")).to_have_value("777")
+
+    # 65 saved, 60 drawn: the count says so and "More" draws the rest; 35 tags: "+5 more tags" shows them
+    for s in range(65):
+        api_post(f"{server_url}/api/gallery", {"seed": s, "tags": [f"t{s % 35:02d}", "all"]})
+    page.goto(f"{server_url}/?seed=5")
+    expect(page.locator("#gallery li[data-id]")).to_have_count(60)
+    expect(page.locator("#gallery-count")).to_have_text("65 saved, showing 60")
+    page.get_by_role("button", name="More faces").click()
+    expect(page.locator("#gallery li[data-id]")).to_have_count(65)
+    expect(page.locator("#gallery-count")).to_have_text("65 saved")
+    expect(page.get_by_role("button", name="More faces")).to_be_hidden()
+    expect(page.locator("#tag-cloud button")).to_have_count(30)
+    page.get_by_role("button", name="+6 more tags").click()  # 36 tags: t00..t34 and "all"
+    expect(page.locator("#tag-cloud button")).to_have_count(36)
+
+    # a filter typed in capitals or full width is the stored tag, and is shown that way
+    page.get_by_role("searchbox", name="filter by tag").fill("ＡＬＬ")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#gallery-count")).to_have_text("65 tagged “all”, showing 60")
+    expect(page.get_by_role("searchbox", name="filter by tag")).to_have_value("all")
+    page.screenshot(path=str(artifacts / "web-paging.png"), full_page=False, animations="disabled")
+    assert page.problems == []
+
+
+def test_a_public_server_page_needs_the_admin_link_to_save(page, make_app, artifacts):
+    token = "browser-test-token-0123456789"
+    with serving(make_app(policy={"token": token})) as url:
+        api_post(f"{url}/api/gallery", {"seed": 3, "tags": ["kept"]}, token)
+        page.goto(f"{url}/?seed=3")
+        face_loaded(page, "3")
+        expect(page.locator("#writes-note")).to_contain_text("admin link")
+        expect(page.get_by_role("button", name="Save to gallery")).to_be_hidden()
+        expect(page.locator("#gallery li[data-id]")).to_have_count(1)
+        expect(page.get_by_role("button", name="delete seed 3")).to_be_hidden()
+        page.screenshot(path=str(artifacts / "web-visitor.png"), full_page=True, animations="disabled")
+
+        # the admin link: the token leaves the address bar and stays in this browser
+        page.goto(f"{url}/?seed=4#token={token}")
+        face_loaded(page, "4")
+        assert "token" not in page.url
+        page.get_by_role("textbox", name="tags").fill("admin")
+        page.get_by_role("button", name="Save to gallery").click()
+        expect(page.locator("#status")).to_contain_text("Saved seed 4")
+        page.reload()
+        face_loaded(page, "4")
+        expect(page.get_by_role("button", name="delete seed 4")).to_be_visible()
+        # framing is refused by the browser itself (CSP frame-ancestors 'none', X-Frame-Options DENY)
+        page.set_content(f'<iframe id="f" src="{url}/" width="300" height="300"></iframe>')
+        page.wait_for_function("() => document.getElementById('f').contentWindow !== null")
+        page.wait_for_timeout(1500)
+        assert len(page.frames) == 2 and page.frames[1].locator("#face").count() == 0
+        assert any("frame-ancestors" in p for p in page.problems), page.problems

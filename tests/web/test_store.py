@@ -221,3 +221,38 @@ def test_unreachable_mongodb_is_a_clear_error_without_the_password():
     with pytest.raises(GalleryError, match="cannot reach MongoDB") as e:
         open_store("mongodb://user:secret@127.0.0.1:1/ganime?serverSelectionTimeoutMS=300")
     assert "secret" not in str(e.value)
+
+
+def test_a_mongodb_that_stops_answering_is_busy_not_a_crash():
+    mongomock = pytest.importorskip("mongomock", reason="mongomock not installed")
+    errors = pytest.importorskip("pymongo.errors")
+    from ganime.web.store import StoreBusyError
+
+    store = MongoStore("mongodb://fake/ganime", client=mongomock.MongoClient())
+
+    class Gone:
+        def __getattr__(self, name):
+            def call(*args, **kwargs):
+                raise errors.AutoReconnect("connection reset by peer")
+
+            return call
+
+    store._col = Gone()  # the server went away after start-up
+    for call in (lambda: store.add(model_id="m", seed=1, truncation=1.0, png=b"x"), store.count, store.tags):
+        with pytest.raises(StoreBusyError, match="does not answer"):
+            call()
+
+
+def test_sqlite_locked_by_another_process_is_busy(tmp_path):
+    from ganime.web.store import StoreBusyError
+
+    store = SQLiteStore(tmp_path / "g.sqlite", timeout=0.1)
+    locker = sqlite3.connect(tmp_path / "g.sqlite")
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreBusyError, match="locked"):
+            store.add(model_id="m", seed=1, truncation=1.0, png=b"x")
+        assert store.count() == 0  # WAL: readers go on while a writer holds the lock
+    finally:
+        locker.rollback()
+        locker.close()

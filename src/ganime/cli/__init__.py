@@ -41,6 +41,7 @@ def _register() -> None:
         "generate",
         "eval",
         "serve",
+        "publish",
         "export",
         "font",
     ):

@@ -11,6 +11,7 @@ import typer
 
 from ganime.cli import app
 from ganime.errors import ConfigError, MissingDependencyError
+from ganime.web.security import LOOPBACK_HOSTS, TOKEN_ENV, ServePolicy, is_loopback, local_names, new_token
 
 gallery_app = typer.Typer(help="List and export faces saved from the web page.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(gallery_app, name="gallery")
@@ -48,7 +49,9 @@ def serve(
         help="Run dir, checkpoint dir (ckpt-*), generator .safetensors, or 'pretrained' (the default: the "
         "generator shipped with ganime).",
     ),
-    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 exposes it to your network)."),
+    host: str = typer.Option(
+        "127.0.0.1", help="Address to listen on (0.0.0.0 exposes it to your network: writes then need a token)."
+    ),
     port: int = typer.Option(8000, help="Port to listen on."),
     store: str = typer.Option(None, help=STORE_HELP),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N, mps or auto."),
@@ -57,6 +60,31 @@ def serve(
     workers: int = typer.Option(1, help="Generator calls that may run at once."),
     threads: int = typer.Option(
         0, help="CPU threads per generator call (0 = (physical cores - 1) / workers, at least 1)."
+    ),
+    token: str = typer.Option(
+        None,
+        envvar=TOKEN_ENV,
+        show_envvar=True,
+        help="Admin token that saving and deleting need (default: none on a loopback address, else a new one, "
+        "printed once).",
+    ),
+    read_only: bool = typer.Option(False, "--read-only", help="Nobody may save or delete (the gallery stays visible)."),
+    allowed_host: list[str] = typer.Option(
+        [],
+        "--allowed-host",
+        help="A Host name the server answers to, besides loopback names and the bound "
+        "address (repeat it; '*' = any, when a proxy in front checks).",
+    ),
+    rate_limit: float = typer.Option(
+        10.0,
+        help="Cost units per second per client (a request costs 1, plus 1 per 256x256 pixels it renders); "
+        "0 turns the limit off.",
+    ),
+    burst: float = typer.Option(200.0, help="Cost units a client may spend at once."),
+    max_items: int = typer.Option(10_000, help="Gallery quota: most saved faces (0 = no limit)."),
+    access_log: str = typer.Option("-", help="Access log in common log format: '-' (stderr), 'off' or a file."),
+    forwarded_allow_ips: str = typer.Option(
+        "127.0.0.1", help="Proxies whose X-Forwarded-For names the client (rate limits, log); '*' trusts any."
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Load the generator and store, print, do not serve."),
 ) -> None:
@@ -75,6 +103,27 @@ def serve(
         raise ConfigError("--port must be in 1..65535")
     if max_batch < 1 or workers < 1 or batch_wait_ms < 0 or threads < 0:
         raise ConfigError("--max-batch and --workers must be >= 1, --batch-wait-ms and --threads >= 0")
+    if rate_limit < 0 or burst < 1 or max_items < 0:
+        raise ConfigError("--rate-limit and --max-items must be >= 0, --burst >= 1")
+    public = not is_loopback(host)
+    if token is not None and (len(token) < 16 or not token.isprintable() or " " in token):
+        raise ConfigError("--token must be at least 16 printable characters without spaces")
+    new = token is None and public and not read_only
+    if new:
+        token = new_token()
+    names = local_names(host)
+    for name in allowed_host:
+        if not name or "/" in name or " " in name:
+            raise ConfigError(f"--allowed-host {name!r}: give a host name or address, without scheme or path")
+    policy = ServePolicy(
+        token=token,
+        read_only=read_only,
+        allowed_hosts=(*LOOPBACK_HOSTS, *names, *(h.lower() for h in allowed_host)),
+        rate=rate_limit,
+        burst=burst,
+        max_items=max_items,
+    )
+    _setup_access_log(access_log)
     n_threads = set_threads(threads or default_threads(physical_cores(), workers))
     web_app = create_app(
         source,
@@ -83,6 +132,7 @@ def serve(
         max_batch=max_batch,
         max_wait_ms=batch_wait_ms,
         workers=workers,
+        policy=policy,
     )
     gen = web_app.state.generator
     typer.echo(
@@ -90,14 +140,63 @@ def serve(
         f"gallery {web_app.state.store.location}; batches of up to {max_batch}, {workers} worker(s) "
         f"x {n_threads} thread(s)"
     )
+    typer.echo(
+        f"writes: {policy.writes}; allowed hosts: {', '.join(policy.allowed_hosts)}; rate limit: "
+        + (f"{rate_limit:g}/s per client (burst {burst:g})" if rate_limit else "off")
+    )
     if dry_run:
         web_app.state.store.close()
         web_app.state.batcher.shutdown()
         return
     _check_port_free(host, port)
-    shown = f"[{host}]" if ":" in host else host
-    typer.echo(f"open http://{shown}:{port}/  (API docs: /docs; Ctrl+C stops)")
-    uvicorn.run(web_app, host=host, port=port, log_level="warning")
+    writes = {"off": "read-only", "open": "anyone on this machine may save and delete"}.get(policy.writes)
+    if public:
+        typer.echo(
+            f"warning: listening on {host}: anyone who can reach this machine sees the page and the API; "
+            "put a TLS reverse proxy in front for the internet (README, 'Public server')",
+            err=True,
+        )
+    # a wildcard address is no URL: this machine's names, else loopback (the server answers there too)
+    urls = [_url(n, port) for n in (names if public else [host])] or [_url("127.0.0.1", port)]
+    typer.echo("open " + "  ".join(urls) + "  (API: /docs; Ctrl+C stops)")
+    if new:
+        # printed once, here: the page keeps it in the browser after the #token link is opened
+        typer.echo(f"admin token (saving and deleting need it): {token}")
+        typer.echo(f"  admin page: {urls[0]}#token={token}")
+    elif writes:
+        typer.echo(f"gallery: {writes}")
+    uvicorn.run(
+        web_app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips,
+    )
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def _setup_access_log(where: str) -> None:
+    """ganime.access: to stderr (through the CLI's logging set-up), off, or appended to a file."""
+    import logging
+
+    log = logging.getLogger("ganime.access")
+    if where == "off":
+        log.setLevel(logging.WARNING)
+        return
+    log.setLevel(logging.INFO)
+    if where != "-":
+        try:
+            handler = logging.FileHandler(where, encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"cannot open --access-log {where}: {e.strerror}") from None
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
 
 
 @gallery_app.command("list")
@@ -107,7 +206,7 @@ def gallery_list(
     limit: int = typer.Option(100, help="Most items to show (newest first)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
 ) -> None:
-    """List saved faces, newest first."""
+    """List saved faces, newest first (times in UTC, marked Z)."""
     from ganime.web.store import MAX_LIST, open_store
 
     if not 1 <= limit <= MAX_LIST:
@@ -124,7 +223,7 @@ def gallery_list(
     typer.echo(f"{total} face(s) {what} in {location}" + (f" (showing {len(items)})" if len(items) < total else ""))
     for item in items:
         typer.echo(
-            f"{item.id}  {item.created[:19].replace('T', ' ')}  seed {item.seed:<12d} psi {item.truncation:<5g} "
+            f"{item.id}  {item.created[:19].replace('T', ' ')}Z  seed {item.seed:<12d} psi {item.truncation:<5g} "
             f"model {item.model_id}  {' '.join(item.tags)}"
         )
 
@@ -135,7 +234,10 @@ def gallery_export(
     tag: str = typer.Option(None, help="Only faces with this tag."),
     store: str = typer.Option(None, help=STORE_HELP),
 ) -> None:
-    """Write saved faces as PNGs (seed and id in the name) plus gallery.json with their metadata."""
+    """Write saved faces as PNGs (seed and id in the name) plus gallery.json with their metadata.
+
+    Exporting again into the same folder brings it up to date: PNGs that the previous gallery.json listed
+    and that are no longer in the gallery (deleted since) are removed; other files are left alone."""
     from ganime.web.store import MAX_LIST, open_store
 
     if out.exists() and not out.is_dir():
@@ -159,8 +261,23 @@ def gallery_export(
             if len(page) < MAX_LIST:
                 break
             offset += MAX_LIST
+    previous = _exported_files(out / "gallery.json")
     _write_atomic(out / "gallery.json", (json.dumps(records, indent=1) + "\n").encode())
-    typer.echo(f"wrote {len(records)} PNG(s) and gallery.json to {out}")
+    stale = previous - {r["file"] for r in records}
+    for name in stale:
+        (out / name).unlink(missing_ok=True)
+    gone = f"; removed {len(stale)} no longer in the gallery" if stale else ""
+    typer.echo(f"wrote {len(records)} PNG(s) and gallery.json to {out}{gone}")
+
+
+def _exported_files(manifest: Path) -> set[str]:
+    """The PNG names an earlier export listed (only plain names ending .png: never a path out of the folder)."""
+    try:
+        records = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    names = {r.get("file") for r in records if isinstance(r, dict)} if isinstance(records, list) else set()
+    return {n for n in names if isinstance(n, str) and n.endswith(".png") and n == Path(n).name and n[0] != "."}
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

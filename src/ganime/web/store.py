@@ -6,23 +6,27 @@ Tags are normalised here (not only in the web API) so that every way in gives th
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sqlite3
 import threading
+import unicodedata
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ganime.errors import ConfigError, GanimeError, MissingDependencyError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+T = TypeVar("T")
 MAX_TAGS = 8
 MAX_TAG_LEN = 32
 MAX_LIST = 500
@@ -33,6 +37,10 @@ _ID_RE = re.compile(r"^[0-9a-f]{16}$")
 
 class GalleryError(GanimeError):
     """Bad gallery input (tags, ids) or an unusable store."""
+
+
+class StoreBusyError(GalleryError):
+    """The store is locked by another writer or unreachable for now: the same call may work a moment later."""
 
 
 @dataclass(frozen=True)
@@ -65,13 +73,34 @@ def normalize_tags(tags: list[str] | tuple[str, ...] | None) -> list[str]:
 
 
 def normalize_tag(raw: str) -> str:
-    """One tag: 1-32 letters, digits, '_' or '-' (not first), any script; lower-cased."""
-    tag = raw.strip().lower()
+    """One tag: 1-32 letters, digits, '_' or '-' (not first), any script; NFKC-folded and lower-cased
+    (so full-width 'ａｂｃ' and 'ABC' are the tag 'abc')."""
+    tag = unicodedata.normalize("NFKC", raw).strip().lower()
     if not 1 <= len(tag) <= MAX_TAG_LEN or not _TAG_RE.match(tag):
         raise GalleryError(
             f"invalid tag {raw[:40]!r}: use 1-{MAX_TAG_LEN} letters, digits, '_' or '-' (not first), no spaces"
         )
     return tag
+
+
+def _busy_when_locked(method: Callable[..., T]) -> Callable[..., T]:
+    """A locked SQLite file or an unreachable MongoDB raise StoreBusyError (the web answers 503, retry)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e) or "busy" in str(e):
+                raise StoreBusyError(f"{self.location} is locked by another writer") from None
+            raise
+        except Exception as e:
+            # pymongo's ConnectionFailure family (AutoReconnect, timeouts), matched without importing pymongo
+            if any(c.__name__ == "ConnectionFailure" for c in type(e).__mro__):
+                raise StoreBusyError(f"{self.location} does not answer") from None
+            raise
+
+    return wrapper
 
 
 def check_id(item_id: str) -> str:
@@ -169,8 +198,9 @@ CREATE INDEX IF NOT EXISTS item_tags_tag ON item_tags (tag_id);
 class SQLiteStore(GalleryStore):
     """Items and tags (many-to-many) in one SQLite file in WAL mode (readers do not block the writer)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, timeout: float = 3.0) -> None:
         self.path = Path(path).expanduser()
+        self.timeout = timeout  # how long a call waits for another process's write lock, then StoreBusyError
         self.location = str(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -187,7 +217,7 @@ class SQLiteStore(GalleryStore):
     def _connect(self) -> sqlite3.Connection:
         # A short-lived connection per call: sqlite3 connections must not cross threads, and the web app
         # calls from a thread pool. Opening one costs tens of microseconds.
-        con = sqlite3.connect(self.path, timeout=10.0)
+        con = sqlite3.connect(self.path, timeout=self.timeout)
         con.execute("PRAGMA foreign_keys=ON")
         return con
 
@@ -195,6 +225,7 @@ class SQLiteStore(GalleryStore):
         with closing(self._connect()) as con:
             return con.execute("PRAGMA journal_mode").fetchone()[0]
 
+    @_busy_when_locked
     def add(
         self, *, model_id: str, seed: int, truncation: float, png: bytes, tags: list[str] | None = None
     ) -> GalleryItem:
@@ -227,6 +258,7 @@ class SQLiteStore(GalleryStore):
             tags[item_id].append(name)
         return [GalleryItem(r[0], r[1], r[2], r[3], r[4], tags[r[0]]) for r in rows]
 
+    @_busy_when_locked
     def get(self, item_id: str) -> GalleryItem | None:
         check_id(item_id)
         with closing(self._connect()) as con:
@@ -236,12 +268,14 @@ class SQLiteStore(GalleryStore):
             found = self._items(con, rows)
         return found[0] if found else None
 
+    @_busy_when_locked
     def image(self, item_id: str) -> bytes | None:
         check_id(item_id)
         with closing(self._connect()) as con:
             row = con.execute("SELECT png FROM items WHERE id = ?", (item_id,)).fetchone()
         return bytes(row[0]) if row else None
 
+    @_busy_when_locked
     def list(self, tag: str | None = None, limit: int = 100, offset: int = 0) -> list[GalleryItem]:
         tag = _check_list_args(tag, limit, offset)
         cols = "i.id, i.created, i.model_id, i.seed, i.truncation"
@@ -258,6 +292,7 @@ class SQLiteStore(GalleryStore):
             rows = con.execute(f"{sql} ORDER BY i.created DESC, i.rowid DESC LIMIT ? OFFSET ?", (*args, limit, offset))
             return self._items(con, rows.fetchall())
 
+    @_busy_when_locked
     def count(self, tag: str | None = None) -> int:
         tag = _check_list_args(tag, 1, 0)
         with closing(self._connect()) as con:
@@ -267,6 +302,7 @@ class SQLiteStore(GalleryStore):
                 "SELECT COUNT(*) FROM item_tags it JOIN tags t ON t.id = it.tag_id WHERE t.name = ?", (tag,)
             ).fetchone()[0]
 
+    @_busy_when_locked
     def tags(self) -> dict[str, int]:
         with closing(self._connect()) as con:
             rows = con.execute(
@@ -275,6 +311,7 @@ class SQLiteStore(GalleryStore):
             ).fetchall()
         return dict(rows)
 
+    @_busy_when_locked
     def delete(self, item_id: str) -> bool:
         check_id(item_id)
         with self._write_lock, closing(self._connect()) as con, con:
@@ -326,6 +363,7 @@ class MongoStore(GalleryStore):
             list(doc.get("tags", [])),
         )
 
+    @_busy_when_locked
     def add(
         self, *, model_id: str, seed: int, truncation: float, png: bytes, tags: list[str] | None = None
     ) -> GalleryItem:
@@ -340,30 +378,36 @@ class MongoStore(GalleryStore):
 
     _FIELDS: ClassVar[dict[str, int]] = {"png": 0}  # list and get without the image bytes
 
+    @_busy_when_locked
     def get(self, item_id: str) -> GalleryItem | None:
         doc = self._col.find_one({"_id": check_id(item_id)}, self._FIELDS)
         return self._item(doc) if doc else None
 
+    @_busy_when_locked
     def image(self, item_id: str) -> bytes | None:
         doc = self._col.find_one({"_id": check_id(item_id)}, {"png": 1})
         return bytes(doc["png"]) if doc else None
 
+    @_busy_when_locked
     def list(self, tag: str | None = None, limit: int = 100, offset: int = 0) -> list[GalleryItem]:
         tag = _check_list_args(tag, limit, offset)
         query = {} if tag is None else {"tags": tag}  # matches array elements, served by the multikey index
         cur = self._col.find(query, self._FIELDS).sort([("created", -1), ("_id", 1)]).skip(offset).limit(limit)
         return [self._item(d) for d in cur]
 
+    @_busy_when_locked
     def count(self, tag: str | None = None) -> int:
         tag = _check_list_args(tag, 1, 0)
         return self._col.count_documents({} if tag is None else {"tags": tag})
 
+    @_busy_when_locked
     def tags(self) -> dict[str, int]:
         rows = self._col.aggregate(
             [{"$unwind": "$tags"}, {"$group": {"_id": "$tags", "n": {"$sum": 1}}}, {"$sort": {"n": -1, "_id": 1}}]
         )
         return {r["_id"]: r["n"] for r in rows}
 
+    @_busy_when_locked
     def delete(self, item_id: str) -> bool:
         return self._col.delete_one({"_id": check_id(item_id)}).deleted_count > 0
 

@@ -1,0 +1,113 @@
+"""The gallery API: save a face (regenerated from its seed), list and filter by tag, fetch, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+
+from ganime.web.images import PNG, not_modified
+from ganime.web.served import MAX_SEED, Served, served
+from ganime.web.store import MAX_LIST, MAX_TAG_LEN, MAX_TAGS, check_id, normalize_tag, normalize_tags
+
+ItemId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{16}$", description="16 hex digits")]
+# a saved image never changes, but it can be deleted: caches keep it and ask again each time (ETag)
+CACHE_SAVED = "public, no-cache"
+
+router = APIRouter(tags=["gallery"])
+
+
+class SaveRequest(BaseModel):
+    """POST /api/gallery body: the face to save is regenerated from its seed on the server."""
+
+    model_config = ConfigDict(extra="forbid")
+    seed: int = Field(ge=0, le=MAX_SEED, strict=True)  # strict: no true/false, "12" or 1.5
+    truncation: float = Field(1.0, gt=0, le=1, strict=True)
+    tags: list[str] = Field(default_factory=list, max_length=MAX_TAGS)
+
+
+def json_only(request: Request) -> None:
+    """415 for a body that is not declared JSON (it would otherwise read as 'not an object')."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise HTTPException(415, "send a JSON object with Content-Type: application/json")
+
+
+def item_json(item) -> dict[str, Any]:
+    t = "" if item.truncation == 1.0 else f"&truncation={item.truncation!r}"
+    return {
+        **item.to_dict(),
+        "image_url": f"/api/gallery/{item.id}/image.png",
+        "permalink": f"/?seed={item.seed}{t}",
+    }
+
+
+@router.post("/api/gallery", status_code=201, dependencies=[Depends(json_only)])
+async def gallery_add(body: Annotated[SaveRequest, Body()], s: Annotated[Served, Depends(served)]) -> JSONResponse:
+    """Save a face (regenerated here from seed and truncation) with tags."""
+    tags = normalize_tags(body.tags)  # before generating: bad tags cost no generator time
+    quota = s.policy.max_items
+    if quota and await run_in_threadpool(s.store.count) >= quota:
+        raise HTTPException(507, f"the gallery is full ({quota} faces); delete some first")
+    png = await s.face_png(body.seed, body.truncation, None)
+    item = await run_in_threadpool(
+        lambda: s.store.add(model_id=s.model_id, seed=body.seed, truncation=body.truncation, png=png, tags=tags)
+    )
+    return JSONResponse(item_json(item), status_code=201, headers={"Location": f"/api/gallery/{item.id}"})
+
+
+@router.get("/api/gallery")
+def gallery_list(
+    response: Response,
+    s: Annotated[Served, Depends(served)],
+    tag: Annotated[str | None, Query(max_length=MAX_TAG_LEN)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> dict[str, Any]:
+    """Saved faces, newest first; `tag` keeps those carrying that tag (echoed as stored: lower case, NFKC)."""
+    tag = normalize_tag(tag) if tag else None
+    response.headers["Cache-Control"] = "no-store"  # changes with every save and delete
+    items = s.store.list(tag, limit, offset)
+    return {"items": [item_json(i) for i in items], "total": s.store.count(tag), "tag": tag, "offset": offset}
+
+
+@router.get("/api/tags")
+def gallery_tags(response: Response, s: Annotated[Served, Depends(served)]) -> dict[str, int]:
+    """Every tag in use, with how many faces carry it, most used first."""
+    response.headers["Cache-Control"] = "no-store"
+    return s.store.tags()
+
+
+@router.get("/api/gallery/{item_id}")
+def gallery_get(item_id: ItemId, response: Response, s: Annotated[Served, Depends(served)]) -> dict[str, Any]:
+    """One saved face's record."""
+    response.headers["Cache-Control"] = "no-store"
+    item = s.store.get(check_id(item_id))
+    if item is None:
+        raise HTTPException(404, f"no gallery item {item_id}")
+    return item_json(item)
+
+
+@router.get("/api/gallery/{item_id}/image.png", response_class=Response, responses=PNG)
+def gallery_image(item_id: ItemId, request: Request, s: Annotated[Served, Depends(served)]) -> Response:
+    """A saved face's PNG, as it was saved."""
+    etag = f'"{item_id}"'  # ids are never reused: an id names one image for good
+    data = s.store.image(check_id(item_id))
+    if data is None:
+        raise HTTPException(404, f"no gallery item {item_id}")
+    if cached := not_modified(request, etag, CACHE_SAVED):
+        return cached
+    return Response(data, media_type="image/png", headers={"Cache-Control": CACHE_SAVED, "ETag": etag})
+
+
+@router.delete("/api/gallery/{item_id}", status_code=204)
+def gallery_delete(item_id: ItemId, s: Annotated[Served, Depends(served)]) -> Response:
+    """Remove a saved face."""
+    if not s.store.delete(check_id(item_id)):
+        raise HTTPException(404, f"no gallery item {item_id}")
+    return Response(status_code=204)

@@ -1,0 +1,126 @@
+"""The image API: one face, a grid, a latent walk. Same query, same bytes (ETag; a 304 costs no generator)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+import torch
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from ganime.generate import make_grid, slerp
+from ganime.web import served as limits
+from ganime.web.encode import encode_gif, encode_png
+from ganime.web.served import MAX_FRAMES, MAX_GIF_SIZE, MAX_GRID, MAX_SEED, MAX_SIZE, Served, limits_error, served
+
+# A seeded image is fixed for one model and ganime version, but the same URL can serve another model after
+# a restart: caches keep it, yet revalidate each time (a 304 by ETag costs no generator work).
+CACHE_SEEDED = "public, no-cache"
+PNG = {200: {"content": {"image/png": {}}, "description": "a PNG image"}}
+GIF = {200: {"content": {"image/gif": {}}, "description": "an animated GIF"}}
+
+Seed = Annotated[int, Query(ge=0, le=MAX_SEED, description=f"0..{MAX_SEED}")]
+Truncation = Annotated[float, Query(gt=0, le=1, description="psi in (0, 1]: lower = safer, less varied")]
+
+router = APIRouter(tags=["images"])
+
+
+def image_response(data: bytes, media: str, etag: str | None, name: str) -> Response:
+    headers = {"Content-Disposition": f'inline; filename="{name}"'}
+    if etag is None:
+        headers["Cache-Control"] = "no-store"
+    else:
+        headers |= {"ETag": etag, "Cache-Control": CACHE_SEEDED}
+    return Response(data, media_type=media, headers=headers)
+
+
+def not_modified(request: Request, etag: str, cache: str = CACHE_SEEDED) -> Response | None:
+    # RFC 9110 13.1.2: a list of tags, weak ones (W/"...") match too, "*" matches any
+    header = request.headers.get("if-none-match")
+    if header is None:
+        return None
+    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
+    if etag in tags or "*" in tags:
+        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": cache})
+    return None
+
+
+def cost_check(s: Served, request: Request, pixels: int, what: str) -> Response | None:
+    """422 over the per-request cap; else charge the client's rate budget for the pixels (429 if spent)."""
+    cap = limits.MAX_PIXELS  # read per call: tests shrink it
+    if pixels > cap:
+        return limits_error(422, f"{what} is {pixels} pixels; at most {cap} per request")
+    s.charge(request, pixels / 65536)
+    return None
+
+
+@router.get("/api/face.png", response_class=Response, responses=PNG)
+async def api_face(
+    request: Request,
+    s: Annotated[Served, Depends(served)],
+    seed: Annotated[int | None, Query(ge=0, le=MAX_SEED, description="omit for a random face")] = None,
+    truncation: Truncation = 1.0,
+    size: Annotated[int | None, Query(ge=8, le=MAX_SIZE, description="width = height in pixels")] = None,
+) -> Response:
+    """One face. The same seed, truncation and size give the same PNG bytes."""
+    etag = None
+    if seed is None:
+        seed = secrets.randbelow(2**32)
+    else:
+        etag = f'"{s.tag_base}-{seed}-{truncation!r}-{size or s.gen.resolution}"'
+        if cached := not_modified(request, etag):
+            return cached
+    if refused := cost_check(s, request, (size or s.gen.resolution) ** 2, "the face"):
+        return refused
+    data = await s.face_png(seed, truncation, size)
+    response = image_response(data, "image/png", etag, f"ganime-seed{seed}.png")
+    response.headers["X-Seed"] = str(seed)
+    return response
+
+
+@router.get("/api/grid.png", response_class=Response, responses=PNG)
+async def api_grid(
+    request: Request,
+    s: Annotated[Served, Depends(served)],
+    n: Annotated[int, Query(ge=1, le=MAX_GRID)] = 16,
+    seed: Seed = 0,
+    truncation: Truncation = 1.0,
+) -> Response:
+    """A grid of n faces for seeds seed, seed+1, ..., seed+n-1."""
+    if seed + n - 1 > MAX_SEED:
+        return limits_error(422, f"seed + n - 1 must be <= {MAX_SEED}")
+    etag = f'"{s.tag_base}-grid-{n}-{seed}-{truncation!r}"'
+    if cached := not_modified(request, etag):
+        return cached
+    if refused := cost_check(s, request, n * s.gen.resolution**2, f"a grid of {n}"):
+        return refused
+    z, labels = s.latents(list(range(seed, seed + n)))
+    data = await s.batcher.submit(z, labels, lambda imgs: encode_png(make_grid(imgs)), truncation)
+    return image_response(data, "image/png", etag, f"ganime-grid{seed}-{n}.png")
+
+
+@router.get("/api/interpolate.gif", response_class=Response, responses=GIF)
+async def api_interpolate(
+    request: Request,
+    s: Annotated[Served, Depends(served)],
+    a: Seed,
+    b: Seed,
+    frames: Annotated[int, Query(ge=2, le=MAX_FRAMES)] = 24,
+    truncation: Truncation = 1.0,
+    size: Annotated[int | None, Query(ge=8, le=MAX_GIF_SIZE)] = None,
+    fps: Annotated[int, Query(ge=1, le=50)] = 12,
+) -> Response:
+    """An animated spherical walk in latent space from seed a to seed b (both ends included), looping."""
+    side = size or s.gen.resolution
+    etag = f'"{s.tag_base}-walk-{a}-{b}-{frames}-{truncation!r}-{side}-{fps}"'
+    if cached := not_modified(request, etag):
+        return cached
+    if refused := cost_check(s, request, frames * side**2, f"{frames} frames of {side} px"):
+        return refused
+    za, zb = s.gen.latents([a, b])
+    z = slerp(za, zb, torch.linspace(0, 1, frames))  # as generate.interpolate
+    nc = s.gen.model.num_classes
+    labels = torch.full((frames,), a % nc) if nc else None
+    data = await s.batcher.submit(z, labels, lambda imgs: encode_gif(imgs, size, fps), truncation)
+    return image_response(data, "image/gif", etag, f"ganime-walk{a}-{b}.gif")
