@@ -435,3 +435,30 @@ def test_gallery_cli_list_and_export(client, tmp_path, capsys):
     (tmp_path / "file.txt").write_text("x")
     assert main(["gallery", "export", str(tmp_path / "file.txt"), "--store", str(store)]) == 2
     assert "is a file" in capsys.readouterr().err and (tmp_path / "file.txt").read_text() == "x"
+
+
+
+def test_the_page_title_comes_from_the_model_card_or_names_the_data(tmp_path):
+    """A generator with a model card shows the card's title; a run on other data says "image" and names its
+    data, never "anime" or "face" over data that is not faces."""
+    from fastapi.testclient import TestClient
+
+    from ganime.generate import save_generator
+    from ganime.web.app import create_app
+    from ganime.web.security import ServePolicy
+
+    from .conftest import TEST_HOSTS, tiny_generator
+
+    plain = tiny_generator()
+    plain.meta = {"data": "/srv/pictures/cats.zip", "preset": "tutorial"}
+    carded = tiny_generator()
+    carded.meta = {"card": {"title": "This cat does not exist", "subtitle": "cats drawn by a GAN"}}
+    cases = ((plain, "This image does not exist", "cats.zip"), (carded, "This cat does not exist", "Cats drawn by a GAN"))
+    for i, (gen, title, named) in enumerate(cases):
+        path = save_generator(gen, tmp_path / f"g{i}")
+        app = create_app(path, tmp_path / f"s{i}.sqlite", policy=ServePolicy(allowed_hosts=TEST_HOSTS, rate=0.0))
+        with TestClient(app) as c:
+            page = c.get("/").text
+            assert f'<h1 id="title">{title}</h1>' in page and named in page
+            assert f"<title>{title} · ganime</title>" in page
+            assert c.get("/api/info").json()["title"] == title

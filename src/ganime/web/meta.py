@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ganime import generate
 from ganime.errors import ConfigError
-from ganime.generate import LoadedGenerator
+from ganime.generate import LoadedGenerator, page_card
 
 STATIC = Path(__file__).parent / "static"
 MAX_SEED = 2**53 - 1  # the largest integer a browser's JSON/JavaScript number holds exactly
@@ -38,11 +38,11 @@ def model_id(gen: LoadedGenerator) -> str:
 
 
 def page_text(gen: LoadedGenerator) -> tuple[str, str]:
-    """The page's title and subtitle for a generator: the one place to change them (served and static pages)."""
-    return (
-        "This face does not exist",
-        "Each face is drawn by a GAN from a single number, its seed. Same seed, same face.",
-    )
+    """The page's title and subtitle for a generator: the one place to change them (served and static pages).
+    They come from the model card (the shipped generator's) or name the data the run was trained on."""
+    card = page_card(gen)
+    subtitle = card["subtitle"] or "drawn by a GAN"
+    return card["title"], f"{subtitle[0].upper()}{subtitle[1:]}. Each image comes from one number, its seed: same seed, same image."
 
 
 def render_page(template: str, title: str, subtitle: str) -> str:
