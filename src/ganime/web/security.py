@@ -239,8 +239,8 @@ class Guard:
                 hs = [(k, v) for k, v in message.get("headers", []) if k not in _OURS]
                 hs += SECURITY_HEADERS
                 if path.startswith(BROWSER_PREFIX) and b"content-security-policy" in own:
-                    # the in-browser page's own policy allows WebAssembly; it is still never framed
-                    csp = own[b"content-security-policy"] + b"; frame-ancestors 'none'"
+                    # the in-browser page's own policy (site.HEADERS) allows WebAssembly and forbids framing
+                    csp = own[b"content-security-policy"]
                     hs = [(k, csp if k == b"content-security-policy" else v) for k, v in hs]
                 if message["status"] == 405:  # the router names only the methods of the route it tried
                     hs = [(k, v) for k, v in hs if k != b"allow"]

@@ -53,7 +53,7 @@ SITE_FILE = "site.json"  # what the page loads: model, sidecar, onnxruntime-web 
 # threads only in a cross-origin isolated page (the two Cross-Origin headers); a static host may omit them.
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
-    "style-src 'self'; img-src 'self' data: blob:; worker-src 'self' blob:",
+    "style-src 'self'; img-src 'self' data: blob:; worker-src 'self' blob:; frame-ancestors 'none'",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Embedder-Policy": "require-corp",
 }
