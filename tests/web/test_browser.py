@@ -6,40 +6,15 @@ chromium`). Screenshots (desktop and phone width) go to $GANIME_TEST_ARTIFACTS, 
 
 from __future__ import annotations
 
-import threading
-import time
-from contextlib import contextmanager
-
 import pytest
 
-from web.conftest import CHROMIUM, free_port
+from web.conftest import CHROMIUM, serving
 
 pytest.importorskip("playwright.sync_api", reason="needs playwright: pip install playwright (no browser download)")
 if not CHROMIUM.exists():
     pytest.skip(f"needs Chromium at {CHROMIUM}: apt-get install -y chromium", allow_module_level=True)
 
 from playwright.sync_api import expect
-
-
-@contextmanager
-def serving(app):
-    """`app` under uvicorn on a free loopback port, in a thread; yields its URL, stops it after."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(20)
 
 
 @pytest.fixture

@@ -8,13 +8,11 @@ $GANIME_TEST_ARTIFACTS, else tests/artifacts/.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
 import json
 import shutil
 import threading
-import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from ganime.errors import MissingDependencyError
 from ganime.generate import default_generator_path
 from ganime.latent import PORTABLE
 from ganime.web.site import HEADERS, find_ort, write_site
+from web.conftest import serving
 
 CHROMIUM = Path("/usr/bin/chromium")  # the `chromium_page` fixture (conftest.py) launches it
 # Browser vs `ganime generate`: fp16 weights (export keeps them only within 1/255 of torch) plus float32
@@ -62,26 +61,6 @@ def static_url(site):
 class QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass
-
-
-@contextlib.contextmanager
-def serving(app):
-    """An app under uvicorn on a free loopback port, in a thread; yields its URL."""
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(20)
 
 
 @pytest.fixture
