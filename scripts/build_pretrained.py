@@ -26,14 +26,16 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ganime.checkpoint import atomic_write_json, read_state, resolve_checkpoint
+from ganime.data.dataset import load_dataset
 from ganime.errors import GanimeError
-from ganime.evaluate import evaluate
+from ganime.evaluate import evaluate, real_subset
 from ganime.generate import load_generator, make_grid, pretrained_path, save_generator, save_png
 from ganime.latent import SCHEMES
-from ganime.metrics import available_metrics
+from ganime.metrics import available_metrics, compute
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_BYTES = 10_000_000  # ships inside the wheel
@@ -96,6 +98,7 @@ def build(run: Path, out: Path, commands: list[str], n: int = N, latents: str | 
     meta = json.loads(path.with_suffix(".json").read_text())
     meta["card"]["quality"] = {
         **{k: round(float(v), 4) for k, v in report.metrics.items() if not isinstance(v, str)},
+        **swd_floor(n),
         "n_real": report.n_real,
         "n_fake": report.n_fake,
         "seed": report.seed,
@@ -109,6 +112,17 @@ def build(run: Path, out: Path, commands: list[str], n: int = N, latents: str | 
         "path": str(path), "bytes": path.stat().st_size, "latents": meta["model"]["latents"],
         **meta["card"]["training"], **meta["card"]["quality"],
     }
+
+
+def swd_floor(n: int) -> dict:
+    """SWD between the n real images `ganime eval` compares with (seed 0) and n other real images: the value
+    a perfect generator would get at this n (the metric's noise floor)."""
+    images = load_dataset(DATA, 64).images
+    used = real_subset(np.arange(len(images))[:, None, None, None], n, seed=0)[:, 0, 0, 0]
+    rest = np.setdiff1d(np.arange(len(images)), used)
+    other = np.random.default_rng(1).choice(rest, min(n, len(rest)), replace=False)
+    values = compute("swd", np.asarray(images[np.sort(used)]), np.asarray(images[np.sort(other)]), seed=0)
+    return {"swd_real": round(float(values["swd"]), 4), "swd_real_n": len(other)}
 
 
 def card_markdown(meta: dict, path: Path) -> str:

@@ -15,7 +15,7 @@ from PIL import Image
 import ganime
 from conftest import tiny_config, write_two_colour_set
 from ganime.config import override, preset
-from ganime.generate import LoadedGenerator, default_generator_path, page_card, to_uint8
+from ganime.generate import LoadedGenerator, default_generator_path, load_generator, page_card, to_uint8
 from ganime.models import build_generator
 from ganime.training.loop import Trainer, ema_beta_at, ema_update
 from test_train import channel_w1
@@ -138,8 +138,14 @@ def test_shipped_pretrained_generator_generates_in_a_fresh_process(tmp_path):
     path = default_generator_path()
     assert path.stat().st_size <= 10_000_000
     meta = json.loads(path.with_suffix(".json").read_text())
-    assert meta["training"]["commands"] and meta["training"]["preset"] == "modern"  # how it was made
-    assert meta["quality"]["swd"] > 0 and meta["model"]["resolution"] == 64
+    card = meta["card"]  # the model card: how it was made, on what, and how good it is
+    assert card["training"]["commands"] and card["recipe"]["preset"] == "modern"
+    assert card["training"]["images_seen"] > 0 and card["training"]["cpu"]
+    assert meta["data"]["path"] == "faces" and "CC BY 4.0" in card["licence"]
+    assert card["quality"]["swd"] > 0 and card["quality"]["swd_real"] > 0 and meta["model"]["resolution"] == 64
+    assert card["reproduce"].startswith("ganime eval pretrained")
+    assert meta["model"]["latents"] == "splitmix64-box-muller"  # seeds are the same faces in the browser
+    assert page_card(load_generator("pretrained")) == {"title": card["title"], "subtitle": card["subtitle"]}
     out = tmp_path / "grid.png"
     proc = subprocess.run(
         [sys.executable, "-m", "ganime", "generate", "--n", "16", "--grid", str(out)],  # no source: the shipped G

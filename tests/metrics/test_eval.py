@@ -150,8 +150,9 @@ def test_attrs_on_data_that_is_not_the_faces_set_is_one_line_before_sampling(run
 
 
 def test_attrs_of_a_64px_generator_against_the_faces_set(isolated) -> None:
-    # the shipped emoji generator draws no faces: far above every real-vs-real floor
+    # the shipped generator draws faces of many kinds, yet measurably not the real distribution
     report = evaluate("pretrained", data="faces", metrics="attrs", n=400, write=False)
     got = report.metrics
     assert got["attrs_n"] == 200 and report.feature_spaces["attrs"].startswith("faces-attributes")
-    assert got["fcd"] > 3 * got["fcd_real"] and got["attrs_tv"] > got["attrs_tv_real"]
+    assert got["attrs_count_hair"] >= 15 and got["attrs_count_skinColor"] == 4
+    assert got["fcd"] > got["fcd_real"] and got["attrs_tv"] > got["attrs_tv_real"]

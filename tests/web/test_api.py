@@ -388,7 +388,7 @@ def test_serve_dry_run_and_clear_errors(generator_file, tmp_path, capsys, monkey
     monkeypatch.setattr(ganime.generate, "default_generator_path", lambda: None)  # not installed
     assert main(["serve", "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert "RUN_OR_CHECKPOINT" in err and "modern-emoji-64.safetensors" in err and "Traceback" not in err
+    assert "RUN_OR_CHECKPOINT" in err and ganime.generate.PRETRAINED_FILE in err and "Traceback" not in err
     monkeypatch.setattr(ganime.generate, "default_generator_path", lambda: generator_file)
     for args in (["serve", "--dry-run"], ["serve", "pretrained", "--dry-run"]):  # the shipped generator
         assert main(args) == 0
