@@ -5,6 +5,10 @@ folder, serves it with Python's static file server on a free loopback port, open
 headless Chromium through Playwright and screenshots the page.
 
     python scripts/site_screenshot.py                         # -> docs/images/site.png
+    python scripts/site_screenshot.py --browser               # -> docs/images/browser.png (export --web page)
+
+With --browser it screenshots the in-browser page instead (`ganime export --web`: the face drawn by
+onnxruntime-web in Chromium), at ?seed=--seed.
 """
 
 from __future__ import annotations
@@ -31,7 +35,10 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "images" / "site.png")
     p.add_argument("--seeds", type=int, default=32)
     p.add_argument("--seed", default="11", help="the face shown")
+    p.add_argument("--browser", action="store_true", help="the export --web page (faces drawn in the browser)")
     args = p.parse_args()
+    if args.browser and args.out.name == "site.png":
+        args.out = args.out.with_name("browser.png")
 
     from playwright.sync_api import sync_playwright
 
@@ -40,7 +47,18 @@ def main() -> None:
     from ganime.web.publish import publish
 
     with tempfile.TemporaryDirectory() as tmp:
-        publish(load_generator(resolve_generator(args.generator)), tmp, args.seeds, [0.5, 0.7, 1.0])
+        if args.browser:
+            from ganime.web.site import write_site
+
+            write_site(resolve_generator(args.generator), tmp)
+            query, ready = f"?seed={args.seed}", "() => document.body.dataset.state === 'drawn'"
+        else:
+            publish(load_generator(resolve_generator(args.generator)), tmp, args.seeds, [0.5, 0.7, 1.0])
+            query = f"?seed={args.seed}&psi=0.7"
+            ready = (
+                "() => [...document.querySelectorAll('img')].every(i => i.complete && i.naturalWidth)"
+                " && !document.getElementById('face').classList.contains('loading')"
+            )
         handler = functools.partial(Quiet, directory=tmp)
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -49,11 +67,8 @@ def main() -> None:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS, timeout=60_000)
                 page = browser.new_page(viewport={"width": 1000, "height": 760})
                 page.set_default_timeout(60_000)
-                page.goto(f"http://127.0.0.1:{server.server_address[1]}/?seed={args.seed}&psi=0.7")
-                page.wait_for_function(
-                    "() => [...document.querySelectorAll('img')].every(i => i.complete && i.naturalWidth)"
-                    " && !document.getElementById('face').classList.contains('loading')"
-                )
+                page.goto(f"http://127.0.0.1:{server.server_address[1]}/{query}")
+                page.wait_for_function(ready)
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(args.out), full_page=True, animations="disabled")
                 browser.close()

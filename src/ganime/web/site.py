@@ -173,7 +173,15 @@ def write_site(
     model = export_onnx(gen, out / MODEL_FILE, weights="auto")
     written = [model, model.with_suffix(".json")]
     for name in PAGE_FILES:
-        written.append(Path(shutil.copyfile(PAGE / name, out / name)))
+        if name == "index.html":  # the title from the model card, or naming the run's data (web/meta.page_text)
+            from ganime.web.meta import page_text, render_page
+
+            title, subtitle = page_text(gen)
+            html = render_page((PAGE / name).read_text(encoding="utf-8"), title, subtitle)
+            (out / name).write_text(html, encoding="utf-8")
+            written.append(out / name)
+        else:
+            written.append(Path(shutil.copyfile(PAGE / name, out / name)))
     for name in ORT_BUILDS[build]:
         written.append(Path(shutil.copyfile(ort / name, out / name)))
     site = {
