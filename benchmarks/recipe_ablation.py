@@ -85,12 +85,8 @@ def run_one(
 
 
 def read_results(root: Path) -> dict:
-    """OUT/results.json, also as written by the first version of this script (one 64 px floor, kimg only)."""
-    results = json.loads((root / "results.json").read_text())
-    results.setdefault("budget", {"kimg": results.get("kimg", 0)})
-    if "floor" in results:
-        results.setdefault("floors", {"64": results.pop("floor")})
-    return results
+    """OUT/results.json."""
+    return json.loads((root / "results.json").read_text())
 
 
 def table(results: dict) -> str:

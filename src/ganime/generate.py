@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from ganime import __version__
 from ganime.checkpoint import MODEL_FILE, PICKLE_SUFFIXES, read_checkpoint, read_state, resolve_checkpoint
 from ganime.config import ModelConfig, TrainConfig
+from ganime.data.dataset import LEGACY_EMPTY_PATH
 from ganime.errors import CheckpointError, ConfigError, GanimeError
 from ganime.latent import (
     MAX_SEED,  # noqa: F401 - still ganime.generate.MAX_SEED for callers
@@ -163,7 +164,7 @@ def page_card(gen: LoadedGenerator) -> dict[str, str]:
     preset = gen.meta.get("preset") or "ganime"
     if not isinstance(data, str):
         return {"title": "This image does not exist", "subtitle": f"drawn by a {preset} GAN trained with ganime"}
-    name = data or "emoji"  # runs made before the faces set stored "" for the emoji set
+    name = data or LEGACY_EMPTY_PATH  # runs made before the faces set stored "" for the emoji set
     title = BUILTIN_TITLES.get(name, "This image does not exist")
     shown = f"ganime's built-in {name} set" if name in BUILTIN_TITLES else Path(name).name or name
     return {"title": title, "subtitle": f"drawn by a {preset} GAN trained on {shown}"}

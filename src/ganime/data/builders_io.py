@@ -88,6 +88,13 @@ def save_npz(dataset: BuiltDataset, path: str | Path, compresslevel: int = 6) ->
     return path
 
 
+def composite_white(rgba: np.ndarray) -> np.ndarray:
+    """RGBA `over` a white background: uint8 (..., 4) -> uint8 (..., 3)."""
+    rgb = rgba[..., :3].astype(np.float32)
+    alpha = rgba[..., 3:].astype(np.float32) / 255.0
+    return np.rint(rgb * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+
+
 def preview_grid(images: np.ndarray, max_items: int = PREVIEW_MAX_ITEMS) -> Image.Image:
     """Tile up to `max_items` images in a square-ish grid; RGBA is composited on white."""
     images = images[:max_items]
@@ -95,9 +102,7 @@ def preview_grid(images: np.ndarray, max_items: int = PREVIEW_MAX_ITEMS) -> Imag
     cols = max(1, math.ceil(math.sqrt(n)))
     rows = max(1, math.ceil(n / cols))
     if c == 4:
-        rgb = images[..., :3].astype(np.float32)
-        alpha = images[..., 3:].astype(np.float32) / 255.0
-        images = np.rint(rgb * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+        images = composite_white(images)
         c = 3
     grid = np.full((rows * h, cols * w, c), 255, dtype=np.uint8)
     for i, img in enumerate(images):

@@ -36,7 +36,6 @@ BUILTIN_DATASETS = {"faces": "dicebear-faces-64.npz", "emoji": "noto-emoji-64.np
 DEFAULT_DATASET = "faces"
 # runs made before the faces set existed stored data.path "" for the emoji set: "" keeps meaning that
 LEGACY_EMPTY_PATH = "emoji"
-SHIPPED_DATASET = BUILTIN_DATASETS[DEFAULT_DATASET]
 CHUNK = 256
 CHUNK_BYTES = 256 * 2**20  # raw bytes held at once while decoding: bounds memory on archives of huge members
 

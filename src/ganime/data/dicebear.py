@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ganime.data.builders_io import atomic_write_bytes, npz_bytes
+from ganime.data.builders_io import atomic_write_bytes, composite_white, npz_bytes
 from ganime.errors import DataError, MissingDependencyError
 
 STYLE = "adventurer"
@@ -46,13 +46,6 @@ class FaceSet:
     def labels(self, i: int) -> dict[str, str]:
         """The options face i was drawn with."""
         return {n: self.values[k][self.attributes[i, k]] for k, n in enumerate(self.names)}
-
-
-def composite_white(rgba: np.ndarray) -> np.ndarray:
-    """Premultiply nothing, just `over` a white background: uint8 (..., 4) -> uint8 (..., 3)."""
-    rgb = rgba[..., :3].astype(np.float32)
-    alpha = rgba[..., 3:].astype(np.float32) / 255.0
-    return np.rint(rgb * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
 
 
 def encode_labels(records: list[dict[str, str]], names: tuple[str, ...]) -> tuple[np.ndarray, tuple]:

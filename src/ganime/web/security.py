@@ -235,13 +235,13 @@ class Guard:
         async def guarded_send(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status_sent[0] = message["status"]
-                own = dict(message.get("headers", []))
                 hs = [(k, v) for k, v in message.get("headers", []) if k not in _OURS]
                 hs += SECURITY_HEADERS
-                if path.startswith(BROWSER_PREFIX) and b"content-security-policy" in own:
+                if path.startswith(BROWSER_PREFIX):
                     # the in-browser page's own policy (site.HEADERS) allows WebAssembly and forbids framing
-                    csp = own[b"content-security-policy"]
-                    hs = [(k, csp if k == b"content-security-policy" else v) for k, v in hs]
+                    csp = dict(message.get("headers", [])).get(b"content-security-policy")
+                    if csp is not None:
+                        hs = [(k, csp if k == b"content-security-policy" else v) for k, v in hs]
                 if message["status"] == 405:  # the router names only the methods of the route it tried
                     hs = [(k, v) for k, v in hs if k != b"allow"]
                     hs.append((b"allow", ", ".join(self.allowed_methods(path)).encode()))
