@@ -30,8 +30,13 @@ def test_modern_presets_carry_the_stabilised_recipe():
     assert m.optim.lr_d > m.optim.lr_g  # two time-scale update rule
     assert (m.precision, m.channels_last) == ("auto", "auto")
     big = preset("modern-128")
-    assert (big.model.arch, big.model.resolution) == ("fastgan", 128)
-    assert big.loss == m.loss and big.optim == m.optim
+    assert (big.model.arch, big.model.resolution) == ("grown", 128)
+    assert big.loss == m.loss and big.optim == m.optim and big.batch_size == m.batch_size
+    # the 128 px network is the 64 px one grown by a block: `--grow-from` a modern run fits it
+    from ganime.models.grown import trunk_config
+
+    trunk = trunk_config(big.model)
+    assert (trunk.arch, trunk.resolution, trunk.g_width, trunk.d_width) == ("dcgan", 64, m.model.g_width, m.model.d_width)
 
 
 def test_ema_update_formula():
@@ -116,7 +121,7 @@ def test_modern_learns_the_two_colour_set_in_fewer_steps_than_the_tutorial(tmp_p
     assert tutorial is None, (modern, tutorial)
 
 
-@pytest.mark.parametrize("arch", ["dcgan", "fastgan"])
+@pytest.mark.parametrize("arch", ["dcgan", "fastgan", "grown"])
 def test_truncation_pulls_images_toward_the_mean_image(arch):
     cfg = override(preset("modern"), **{"model.arch": arch, "model.resolution": 16, "model.g_width": 8, "model.z_dim": 16})
     torch.manual_seed(0)

@@ -106,6 +106,9 @@ class TrainConfig:
     eval_every: int = 0  # measure eval_metric every N epochs, keep RUN/best (0 = off); training/evaluate.py
     eval_metric: str = "swd"  # swd (no weights) | fid | kid (need the Inception weights)
     eval_n: int = 1024  # generated and real images per evaluation
+    # a run (or checkpoint) at half the resolution whose G, D and G_ema start the trunks of a new `grown` model
+    # (models/grown.py; progressive growing): "" = start from random weights
+    grow_from: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict."""
@@ -217,13 +220,23 @@ PRESETS: dict[str, TrainConfig] = {
         batch_size=64,
     ),
     "modern": _MODERN,
+    # 128 px on a CPU: the 64 px `modern` network grown by one 2x block on each side (models/grown.py), with
+    # 16 channels at 64 x 64 in G and D: ~1.4x the 64 px network's convolution work per image (a DCGAN doubled
+    # in width per stage costs ~5x, FastGAN ~30x; docs/benchmarks.md "128 px"). The same losses, R1,
+    # DiffAugment, EMA and TTUR. `--grow-from RUN` starts it from a 64 px `modern` run (progressive growing).
+    "modern-128": dataclasses.replace(
+        _MODERN,
+        preset="modern-128",
+        model=ModelConfig(arch="grown", resolution=128, g_width=16, d_width=16, spectral_norm=True),
+    ),
     # FastGAN (Liu et al. 2021, "Towards Faster and Stabilized GAN Training for High-fidelity Few-shot Image
     # Synthesis"): skip-layer excitation in G, two-path down blocks in D, for 128 px (or 256 px with
     # --resolution 256); the same losses, R1, DiffAugment (the FastGAN paper uses it too), EMA and TTUR.
     # r1_gamma stays 0.01: 0.0002 * 128^2 / 32 = 0.1 by the ADA heuristic, FastGAN uses none, so kept small.
-    "modern-128": dataclasses.replace(
+    # A GPU recipe: ~30x modern-128's work per image (about 1 img/s on a 2-core CPU).
+    "fastgan-128": dataclasses.replace(
         _MODERN,
-        preset="modern-128",
+        preset="fastgan-128",
         model=ModelConfig(arch="fastgan", resolution=128, g_width=32, d_width=32, spectral_norm=True),
         batch_size=32,
     ),
@@ -292,8 +305,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"latent scheme {cfg.model.latents!r} unknown; use {' or '.join(SCHEMES)}")
     if not 0.0 <= cfg.model.d_dropout < 1.0:
         raise ConfigError("D dropout must be in [0, 1)")
-    if cfg.model.mbstd < 0 or (cfg.model.mbstd and cfg.model.arch != "dcgan"):
+    if cfg.model.mbstd < 0 or (cfg.model.mbstd and cfg.model.arch not in ("dcgan", "grown")):
         raise ConfigError("model.mbstd (minibatch std group size) must be >= 0 and is built into the dcgan D only")
+    if cfg.grow_from and cfg.model.arch != "grown":
+        raise ConfigError("--grow-from grows a run into the grown model: use --preset modern-128")
     if cfg.loss.r2_gamma < 0 or cfg.loss.r1_gamma < 0:
         raise ConfigError("loss.r1_gamma and loss.r2_gamma must not be negative")
     if cfg.keep_ckpts < 1:

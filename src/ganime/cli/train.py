@@ -50,6 +50,7 @@ def train(
     cache_dir: str = typer.Option(None, help="Where decoded data caches live."),
     max_archive_mb: int = typer.Option(None, "--max-archive-mb", help="Stop reading a .zip/.tar --data after this many MB uncompressed (default 16384)."),
     config: Path = typer.Option(None, help="Start from this config.json instead of a preset."),
+    grow_from: str = typer.Option(None, "--grow-from", help="Start the grown model (preset modern-128) from this run at half the resolution (preset modern)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
     progress: bool = typer.Option(
         True, help="Show progress: a bar on a terminal; in a log or pipe, one plain line every 30 s."
@@ -84,7 +85,7 @@ def train(
         from ganime.checkpoint import read_state, resolve_checkpoint
 
         cfg = C.TrainConfig.from_dict(read_state(resolve_checkpoint(resume))["config"])
-        if any(v is not None for v in (batch_size, resolution, seed, config, max_archive_mb)) or data:
+        if any(v is not None for v in (batch_size, resolution, seed, config, max_archive_mb, grow_from)) or data:
             raise ConfigError("--resume continues a run with its own data and model; only stop and runtime options may change")
         if all(v is None for v in budget.values()):
             raise ConfigError("say how much longer to train: --epochs N (total), --kimg N, --minutes N or --steps N (total)")
@@ -101,6 +102,7 @@ def train(
             **{
                 "data.path": data or None, "data.cache_dir": cache_dir, "batch_size": batch_size,
                 "model.resolution": resolution, "seed": seed, "data.max_archive_mb": max_archive_mb,
+                "grow_from": grow_from,
             },
         )
         run_dir = out or _default_out(cfg.preset)

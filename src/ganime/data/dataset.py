@@ -34,6 +34,7 @@ CACHE_VERSION = 1
 # built-in data sets shipped inside the package, by the short name `--data` takes
 BUILTIN_DATASETS = {"faces": "dicebear-faces-64.npz", "emoji": "noto-emoji-64.npz"}
 DEFAULT_DATASET = "faces"
+SHIPPED_RESOLUTION = 64  # the built-in sets' image size
 # runs made before the faces set existed stored data.path "" for the emoji set: "" keeps meaning that
 LEGACY_EMPTY_PATH = "emoji"
 CHUNK = 256
@@ -128,6 +129,12 @@ def load_dataset(
     if max_archive_bytes < 1:
         raise DataError("the archive size limit must be positive (--max-archive-mb 1 or more)")
     src = resolve_source(path)
+    if src == shipped_dataset_path(DEFAULT_DATASET) and resolution > SHIPPED_RESOLUTION:
+        log.warning(
+            "the shipped faces are %d px: at %d px they are upscaled and the model learns blurry faces; render "
+            "sharp ones with `python scripts/build_faces_dataset.py --size %d --out data/faces-%d.npz` (needs node) "
+            "and train with --data data/faces-%d.npz", SHIPPED_RESOLUTION, resolution, resolution, resolution, resolution,
+        )
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     limit = f"|{max_archive_bytes}" if is_archive(src) and max_archive_bytes != MAX_ARCHIVE_BYTES else ""
     key = hashlib.sha256(
@@ -267,6 +274,8 @@ def _from_npz(
     if raw.dtype != np.uint8 or raw.ndim != 4 or raw.shape[-1] not in (1, 3, 4):
         raise DataError(f"{src}: 'images' must be uint8 (N, H, W, C) with C in 1, 3, 4; got {raw.dtype} {raw.shape}")
     mode = {1: "L", 3: "RGB", 4: "RGBA"}[raw.shape[-1]]
+    if min(raw.shape[1:3]) < resolution and src != shipped_dataset_path(DEFAULT_DATASET):
+        log.warning("%s holds %d px images: they are upscaled to %d px", src, min(raw.shape[1:3]), resolution)
     out = np.empty((len(raw), resolution, resolution, channels), np.uint8)
     for i, a in enumerate(raw):
         img = Image.fromarray(a[..., 0] if mode == "L" else a, mode)

@@ -26,6 +26,7 @@ from ganime.errors import CheckpointError, ConfigError
 from ganime.generate import make_grid, save_png, to_uint8
 from ganime.losses import get_loss, grad_penalty
 from ganime.models import build_discriminator, build_generator
+from ganime.models.grown import grow_state, trunk_config
 from ganime.training import distributed, precision
 from ganime.training.device import configure_backends, cpu_model, set_threads
 from ganime.training.evaluate import TrainingEval
@@ -86,6 +87,8 @@ class Trainer:
         self.G = build_generator(m).to(device, memory_format=fmt)
         self.D = build_discriminator(m).to(device, memory_format=fmt)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.loss.ema_beta > 0 else None
+        if cfg.grow_from:
+            self._grow(cfg.grow_from)
         self._bn_refreshed_at = -1
         o = cfg.optim
         # foreach: one multi-tensor kernel per Adam update instead of a Python loop over parameters
@@ -114,6 +117,25 @@ class Trainer:
         if self.runtime.compile:
             self._G_run, self._D_run = torch.compile(self.G), torch.compile(self.D)
             self._compile_pending = True  # compilation happens (and may fail) in the first step
+
+    def _grow(self, source: str) -> None:
+        """Start G, D and G_ema from a run at half the resolution (models/grown.py); a resume then restores
+        the grown run's own checkpoint over this."""
+        ckpt = ckpt_io.resolve_checkpoint(source)
+        low = TrainConfig.from_dict(ckpt_io.read_state(ckpt)["config"]).model
+        want = trunk_config(self.cfg.model)
+        differ = [k for k in dataclasses.asdict(want) if k != "latents" and getattr(low, k) != getattr(want, k)]
+        if differ:
+            raise ConfigError(
+                f"cannot grow {source}: its model differs from this one's trunk in {', '.join(differ)} "
+                f"(grow a {want.resolution} px {want.arch} run with widths {want.g_width}/{want.d_width}, e.g. preset modern)"
+            )
+        model = ckpt_io.read_tensors(ckpt / ckpt_io.MODEL_FILE)
+        for name, net in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
+            if net is not None:
+                part = ckpt_io.unflatten(model, name) or ckpt_io.unflatten(model, "G")  # a run without EMA
+                net.load_state_dict(grow_state(part, net, f"{name} of {ckpt}"))
+        log.info("grown from %s (%d px): the new top blocks start at gain 0", ckpt, low.resolution)
 
     # --- one iteration -----------------------------------------------------------------------------------
     def train_step(self, real: Tensor, labels: Tensor | None) -> dict[str, Tensor]:
