@@ -8,7 +8,8 @@ Each NAME=SOURCE is a run dir, checkpoint or generator .safetensors. A 128 px ge
 scored the same way: --n images from seeds 0..n-1 against --n real images (a fixed seeded subset), SWD (x 1e3,
 Laplacian pyramid 128 -> 16 px; the 128 px level is where the detail a 64 px model lacks shows) and weights-free
 precision/recall (ganime.metrics). The floor row scores two disjoint halves of the real images the same way.
-Writes OUT/results.json and OUT/<name>.png (seeds 0-31, 8 x 4, at 128 px) and prints a Markdown table with the
+Writes OUT/results.json and OUT/<name>.png (seeds 0-31, 8 x 4, at 128 px), with --sheet a PNG of seeds 0-7 of
+each generator (a row each, in the order given), and prints a Markdown table with the
 training time of each run (from its checkpoint) and the CPU model.
 """
 
@@ -56,6 +57,7 @@ def main() -> None:
     ap.add_argument("--data", default="data/faces-128.npz")
     ap.add_argument("--n", type=int, default=2048)
     ap.add_argument("--out", type=Path, default=Path("runs/quality-128"))
+    ap.add_argument("--sheet", type=Path, default=None, help="also write seeds 0-7 of each generator, a row each, here")
     ap.add_argument("sources", nargs="+", help="NAME=SOURCE (run dir, checkpoint or .safetensors)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
@@ -63,7 +65,7 @@ def main() -> None:
     ds = load_dataset(args.data, RES)
     both = real_subset(ds.images, min(3 * args.n, len(ds)), seed=1)
     real, other = both[: args.n], both[args.n : 2 * args.n]
-    rows = []
+    rows, sheet = [], []
     fl = compute(METRICS, real, other, seed=0)
     rows.append({"name": "real vs real (floor)", "native": RES, **{k: float(v) for k, v in fl.items() if not isinstance(v, str)}})
     for item in args.sources:
@@ -74,10 +76,13 @@ def main() -> None:
         fake = upscale(fake, RES)
         m = compute(METRICS, real, fake, seed=0)
         save_png(make_grid(fake[:32], nrow=8), args.out / f"{name}.png")
+        sheet.append(fake[:8])
         rows.append({"name": name, "source": source, "native": native, **training_of(source),
                      **{k: float(v) for k, v in m.items() if not isinstance(v, str)}})
         print(json.dumps(rows[-1]), flush=True)
     floor = rows[0]["swd"]
+    if args.sheet:
+        save_png(make_grid(np.concatenate(sheet), nrow=8), args.sheet)
     (args.out / "results.json").write_text(json.dumps({"data": args.data, "n": args.n, "cpu": cpu_model(), "rows": rows}, indent=2))
     print("\n| generator | drawn at | steps | kimg | train s | SWD x1e3 at 128 px | / floor | precision | recall |")
     print("|---|---|---|---|---|---|---|---|---|")
