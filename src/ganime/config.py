@@ -103,7 +103,7 @@ class TrainConfig:
     max_rollbacks: int = 3  # NaN/inf guard: roll back + halve the lr, stop after this many (0 = guard off)
     on_save_error: str = "stop"  # a failed checkpoint write (disk full): stop | continue (keep the last one)
     sync_bn: bool = False  # torchrun: BatchNorm statistics over the global batch, not each rank's shard
-    eval_every: int = 0  # measure eval_metric every N epochs, keep RUN/best (0 = off); training/evaluate.py
+    eval_every: int = 0  # measure eval_metric every N epochs, keep RUN/best (0 = off); training/periodic_eval.py
     eval_metric: str = "swd"  # swd (no weights) | fid | kid (need the Inception weights)
     eval_n: int = 1024  # generated and real images per evaluation
 

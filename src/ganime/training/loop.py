@@ -28,8 +28,8 @@ from ganime.losses import get_loss, grad_penalty
 from ganime.models import build_discriminator, build_generator
 from ganime.training import distributed, precision
 from ganime.training.device import configure_backends, cpu_model, set_threads
-from ganime.training.evaluate import TrainingEval
 from ganime.training.guard import Guard
+from ganime.training.periodic_eval import TrainingEval
 from ganime.training.precision import Runtime
 from ganime.training.progress import Progress
 from ganime.training.report import MetricsLog, plot_run
@@ -513,7 +513,7 @@ def _train(
         log.info("resumed %s at step %d (epoch %d)", resume_from, trainer.step, trainer.epoch + 1)
     guard = Guard(trainer, cfg.max_rollbacks, cfg.on_save_error)
     guard.last_checkpoint = resume_from  # what a run whose saves all fail (on-save-error=continue) ends on
-    # --eval-every: own seeded draws, never the training RNG streams (training/evaluate.py)
+    # --eval-every: own seeded draws, never the training RNG streams (training/periodic_eval.py)
     trainer.evaluator = TrainingEval(cfg, dataset.images, run_dir, device) if cfg.eval_every and dist_env.is_main else None
     spe = trainer.loader.steps_per_epoch
     total = _budget_steps(cfg, spe)
