@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ganime import checkpoint as ckpt_io
 from ganime.augment import diff_augment, parse_policy
-from ganime.config import TrainConfig, validate
+from ganime.config import TrainConfig, resume_config, validate
 from ganime.data.dataset import ImageDataset, load_dataset
 from ganime.data.loader import BatchLoader
 from ganime.errors import CheckpointError, ConfigError
@@ -36,8 +36,6 @@ from ganime.training.report import MetricsLog, plot_run
 
 log = logging.getLogger(__name__)
 
-# Config sections that define the experiment: resume refuses a checkpoint whose sections differ.
-FROZEN_SECTIONS = ("model", "optim", "loss", "data", "batch_size", "seed")
 LOG_EVERY = 10
 RUNTIME_FILE = "runtime.json"
 BN_REFRESH_BATCHES, BN_REFRESH_SIZE = 4, 64  # 256 latents re-estimate G_ema's BatchNorm statistics
@@ -401,10 +399,6 @@ def _np_state(d: dict) -> dict:
     return {**d, "state": {**d["state"], "key": np.asarray(d["state"]["key"], dtype=np.uint32)}}
 
 
-def _frozen_view(cfg: dict) -> dict:
-    return {k: cfg[k] for k in FROZEN_SECTIONS if k in cfg}
-
-
 def _budget_steps(cfg: TrainConfig, steps_per_epoch: int) -> int | None:
     """Total steps this run aims for; None when only a time budget is set."""
     limits = []
@@ -467,14 +461,9 @@ def _train(
     if resume:
         resume_from = ckpt_io.resolve_checkpoint(run_dir)
         saved_state = ckpt_io.read_state(resume_from)
-        # through the dataclasses: fields added since the run was saved take their defaults on both sides
-        saved = json_roundtrip(TrainConfig.from_dict(saved_state["config"]).to_dict())
-        if _frozen_view(saved) != _frozen_view(json_roundtrip(cfg.to_dict())):
-            diff = [k for k in FROZEN_SECTIONS if saved.get(k) != json_roundtrip(cfg.to_dict()).get(k)]
-            raise ConfigError(
-                f"cannot resume {run_dir}: its {', '.join(diff)} config differs from the one asked for; "
-                "resume with the run's own config (only stop budgets, intervals and device may change)"
-            )
+        # through the dataclasses: fields added since the run was saved take their defaults
+        saved = TrainConfig.from_dict(saved_state["config"])
+        cfg = resume_config(saved, **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
         recorded = saved_state.get("runtime") or _read_runtime_file(run_dir)
         distributed.check_resume(dist_env, resume_from)
     elif ckpt_io.list_checkpoints(run_dir):
@@ -766,13 +755,3 @@ def _end_epoch(trainer: Trainer, metrics: MetricsLog, guard: Guard) -> None:
     evaluator = getattr(trainer, "evaluator", None)
     if evaluator is not None and evaluator.due(trainer.epoch):
         evaluator.run(trainer.sampling_generator(), _row(trainer, {}), metrics, path)
-
-
-def json_roundtrip(d: dict) -> dict:
-    """The dict as it reads back from JSON (tuples become lists)."""
-    return json.loads(json.dumps(d))
-
-
-def replace_budget(cfg: TrainConfig, **kw: object) -> TrainConfig:
-    """A copy of `cfg` with new stop budgets/intervals (what may change on resume)."""
-    return dataclasses.replace(cfg, **{k: v for k, v in kw.items() if v is not None})
