@@ -18,7 +18,7 @@ from PIL import Image
 from ganime.config import override, preset
 from ganime.data.dataset import load_dataset
 from ganime.training.device import cpu_model, resolve_device, set_threads
-from ganime.training.loop import Trainer
+from ganime.training.trainer import Trainer
 
 
 def decode_rate(n: int, tmp: Path) -> tuple[float, int]:

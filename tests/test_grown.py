@@ -17,7 +17,8 @@ from ganime.errors import ConfigError
 from ganime.data.dataset import load_dataset
 from ganime.models import build_discriminator, build_generator
 from ganime.models.grown import grow_state, trunk_config
-from ganime.training.loop import Trainer, train
+from ganime.training.loop import train
+from ganime.training.trainer import Trainer
 
 
 def _grown_cfg(data, cache, **changes) -> TrainConfig:

@@ -51,3 +51,41 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="no checkpoint"):
         ganime.train(cfg, tmp_path / "empty", resume=True, progress=False)
+
+
+def test_resume_config_is_the_one_resume_policy():
+    """What a resume may change, as the CLI and `train(resume=True)` both ask it: budgets, intervals and runtime
+    options; the experiment (model, optim, loss, data, batch size, seed) only to the value it already has."""
+    from ganime.config import preset, resume_config
+
+    saved = override(preset("tutorial"), epochs=5, sample_every=0)
+    cfg = resume_config(saved, max_steps=40, sample_every=10, precision="bf16", seed=saved.seed)
+    assert (cfg.epochs, cfg.kimg, cfg.minutes, cfg.max_steps) == (0, 0.0, 0.0, 40)  # the new budget replaces the old
+    assert (cfg.sample_every, cfg.precision, cfg.model) == (10, "bf16", saved.model)
+    # the loop passes the whole asked-for config: equal sections pass (a tuple equals the list JSON gives back)
+    asked = override(saved, max_steps=40, **{"optim.betas_g": [0.5, 0.999]})
+    assert resume_config(saved, **{k: getattr(asked, k) for k in ("optim", "model", "max_steps")}).optim == saved.optim
+    with pytest.raises(ConfigError, match=r"cannot resume with model\.resolution 32 \(the run's is 64\), seed 1"):
+        resume_config(saved, **{"model.resolution": 32, "seed": 1, "epochs": 9})
+    with pytest.raises(ConfigError, match=r"model\.g_width 16 \(the run's is 64\)"):
+        resume_config(saved, model=override(saved, **{"model.g_width": 16}).model, epochs=9)
+    with pytest.raises(ConfigError, match="say how much longer to train"):
+        resume_config(saved, sample_every=10)
+
+
+def test_cli_resume_refuses_a_changed_experiment_in_one_line(tmp_path, capsys):
+    from ganime.cli import main
+
+    write_images(tmp_path / "imgs", 8)
+    cfg = tiny_config(tmp_path / "imgs", tmp_path / "cache", max_steps=2)
+    ganime.train(cfg, tmp_path / "run", progress=False)
+    for flags, message in [
+        (("--batch-size", "2", "--steps", "4"), "cannot resume with batch_size 2"),
+        (("--sample-every", "1"), "say how much longer"),
+        (("--config", str(tmp_path / "run" / "config.json"), "--steps", "4"), "drop --config"),
+    ]:
+        assert main(["train", "--resume", str(tmp_path / "run"), "--no-progress", *flags]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:") and message in err[0], (flags, err)
+    assert main(["train", "--resume", str(tmp_path / "run"), "--steps", "3", "--batch-size", str(cfg.batch_size),
+                 "--no-progress"]) == 0  # the run's own value is no change

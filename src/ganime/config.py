@@ -16,6 +16,9 @@ from ganime.errors import ConfigError
 from ganime.latent import PORTABLE, SCHEMES, TORCH
 
 SUPPORTED_RESOLUTIONS = (16, 32, 64, 128, 256)
+# The experiment: a resumed run keeps these as saved (resume_config); its budgets, intervals and runtime may change.
+FROZEN_SECTIONS = ("model", "optim", "loss", "data", "batch_size", "seed", "grow_from")
+BUDGET_FIELDS = ("epochs", "kimg", "minutes", "max_steps")
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ class TrainConfig:
     max_rollbacks: int = 3  # NaN/inf guard: roll back + halve the lr, stop after this many (0 = guard off)
     on_save_error: str = "stop"  # a failed checkpoint write (disk full): stop | continue (keep the last one)
     sync_bn: bool = False  # torchrun: BatchNorm statistics over the global batch, not each rank's shard
-    eval_every: int = 0  # measure eval_metric every N epochs, keep RUN/best (0 = off); training/evaluate.py
+    eval_every: int = 0  # measure eval_metric every N epochs, keep RUN/best (0 = off); training/periodic_eval.py
     eval_metric: str = "swd"  # swd (no weights) | fid | kid (need the Inception weights)
     eval_n: int = 1024  # generated and real images per evaluation
     # a run (or checkpoint) at half the resolution whose G, D and G_ema start the trunks of a new `grown` model
@@ -320,6 +323,55 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.eval_every < 0 or cfg.eval_n < 2 or cfg.eval_metric not in ("swd", "fid", "kid"):
         raise ConfigError("--eval-every must be >= 0 epochs, --eval-n >= 2, --eval-metric swd, fid or kid")
     return cfg
+
+
+def resume_config(saved: TrainConfig, **overrides: Any) -> TrainConfig:
+    """The config a resumed run continues with: `saved` (its checkpoint's) with `overrides` (dotted paths as in
+    `override`, None = keep the saved value), validated.
+
+    The experiment (FROZEN_SECTIONS) cannot change: a differing value raises ConfigError naming it (an equal one
+    is fine). A stop budget must be given; it replaces the saved one (budget fields not given become 0, off).
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    changed = []
+    for key, value in given.items():
+        if key.split(".")[0] in FROZEN_SECTIONS:
+            changed += _differences(key, _get_path(saved, key.split(".")), value)
+    if changed:
+        raise ConfigError(
+            f"cannot resume with {', '.join(changed)}: a resumed run keeps its model, data, recipe, batch size and "
+            "seed; only stop budgets, intervals and runtime options may change"
+        )
+    if not any(k in given for k in BUDGET_FIELDS):
+        raise ConfigError("say how much longer to train: --epochs N (total), --kimg N, --minutes N or --steps N (total)")
+    budget = {k: given.get(k, type(getattr(saved, k))(0)) for k in BUDGET_FIELDS}
+    rest = {k: v for k, v in given.items() if k.split(".")[0] not in FROZEN_SECTIONS}
+    return validate(override(saved, **{**rest, **budget}))
+
+
+def _get_path(obj: Any, path: list[str]) -> Any:
+    for name in path:
+        if not hasattr(obj, name):
+            raise ConfigError(f"unknown config field {'.'.join(path)!r} in {type(obj).__name__}")
+        obj = getattr(obj, name)
+    return obj
+
+
+def _differences(key: str, saved: Any, asked: Any) -> list[str]:
+    """"key asked (the run's is saved)" for each field where `asked` differs from `saved` (as JSON: a tuple equals
+    its list, 1 equals 1.0)."""
+    if dataclasses.is_dataclass(saved) and dataclasses.is_dataclass(asked):
+        return [
+            d for f in fields(saved) for d in _differences(f"{key}.{f.name}", getattr(saved, f.name), getattr(asked, f.name))
+        ]
+    if _plain(saved) == _plain(asked):
+        return []
+    return [f"{key} {asked!r} (the run's is {saved!r})"]
+
+
+def _plain(value: Any) -> Any:
+    value = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    return json.loads(json.dumps(value, default=str))
 
 
 def load_config(path: str | Path) -> TrainConfig:

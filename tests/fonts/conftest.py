@@ -64,7 +64,7 @@ def glyph_model(glyph_data: Path, tmp_path_factory: pytest.TempPathFactory) -> G
     """STEPS steps of the glyphs recipe, driven through Trainer (train() would checkpoint after every one-step
     epoch of this 10-image set), saved as a normal checkpoint that `load_generator` and `ganime font` read."""
     from ganime.data.dataset import load_dataset
-    from ganime.training.loop import Trainer
+    from ganime.training.trainer import Trainer
 
     root = tmp_path_factory.mktemp("glyph-run")
     data = load_dataset(str(glyph_data), SIZE, 1, (255, 255, 255), str(root / "cache"))
@@ -76,8 +76,7 @@ def glyph_model(glyph_data: Path, tmp_path_factory: pytest.TempPathFactory) -> G
         for step in range(STEPS):
             real, labels = trainer.loader.batch(step, 0)  # one batch = the whole set; epoch = step
             trainer.train_step(real, labels)
-            trainer.step += 1
-            trainer.images_seen += cfg.batch_size
+            trainer.advance(0.0)
         trainer.save()
     finally:
         torch.set_num_threads(threads)

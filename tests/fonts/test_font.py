@@ -196,7 +196,7 @@ def test_unconditional_model_is_refused(tmp_path: Path, capsys) -> None:
     from conftest import write_two_colour_set
     from ganime.config import override, preset
     from ganime.data.dataset import load_dataset
-    from ganime.training.loop import Trainer
+    from ganime.training.trainer import Trainer
 
     data = load_dataset(str(write_two_colour_set(tmp_path / "img", 8)), 16, 3, (255, 255, 255), str(tmp_path / "c"))
     cfg = override(

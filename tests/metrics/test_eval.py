@@ -56,7 +56,7 @@ def test_best_moves_only_when_the_metric_improves(run: Path, tmp_path, monkeypat
     import torch
 
     from ganime.config import TrainConfig
-    from ganime.training import evaluate as training_eval
+    from ganime.training import periodic_eval
     from ganime.training.report import MetricsLog
 
     shutil.copytree(run, tmp_path / "run")
@@ -65,16 +65,16 @@ def test_best_moves_only_when_the_metric_improves(run: Path, tmp_path, monkeypat
     cfg = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     images = np.zeros((8, 16, 16, 3), np.uint8)
     scripted = iter([5.0, 3.0, 4.0])
-    monkeypatch.setattr(training_eval, "compute", lambda *a, **k: {"swd": next(scripted)})
-    evaluator = training_eval.TrainingEval(cfg, images, run_dir, torch.device("cpu"))
+    monkeypatch.setattr(periodic_eval, "compute", lambda *a, **k: {"swd": next(scripted)})
+    evaluator = periodic_eval.TrainingEval(cfg, images, run_dir, torch.device("cpu"))
     G = ganime.load_generator(run_dir).G
     log = MetricsLog(run_dir / "metrics.csv")
     ckpt = run_dir / "ckpt-000000018"
     for step in (20, 21, 22):
         evaluator.run(G, {"step": step, "epoch": step / 6}, log, ckpt)
         if step == 20:
-            assert training_eval.read_best(run_dir)["step"] == 20
-    assert training_eval.read_best(run_dir) == {**training_eval.read_best(run_dir), "step": 21, "value": 3.0}
+            assert periodic_eval.read_best(run_dir)["step"] == 20
+    assert periodic_eval.read_best(run_dir) == {**periodic_eval.read_best(run_dir), "step": 21, "value": 3.0}
     assert [r["swd"] for r in log.rows() if int(r["step"]) >= 20] == ["5", "3", "4"]
 
 

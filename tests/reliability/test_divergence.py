@@ -13,8 +13,9 @@ import ganime
 from conftest import tiny_config, write_images
 from ganime.config import override
 from ganime.losses import GANLoss, d_bce, g_nonsat
-from ganime.training import loop
-from ganime.training.guard import Guard
+from ganime.training import distributed
+from ganime.training import trainer as trainer_mod
+from ganime.training.guard import Guard, step_check
 
 
 def nan_loss(bad_calls):
@@ -29,6 +30,11 @@ def nan_loss(bad_calls):
     return GANLoss(d, g_nonsat)
 
 
+def make_trainer(cfg, tmp_path):
+    data = ganime.data.dataset.load_dataset(cfg.data.path, 16, cache_dir=cfg.data.cache_dir)
+    return trainer_mod.Trainer(cfg, data, torch.device("cpu"), tmp_path / "run", step_check=step_check(cfg.max_rollbacks))
+
+
 def all_finite(ckpt):
     return all(torch.isfinite(t).all() for t in load_file(str(ckpt / "model.safetensors")).values())
 
@@ -40,7 +46,7 @@ def cfg(tmp_path):
 
 
 def test_one_nan_rolls_back_lowers_lr_and_training_finishes(tmp_path, cfg, monkeypatch, caplog):
-    monkeypatch.setattr(loop, "get_loss", lambda name: nan_loss(lambda n: n == 6))
+    monkeypatch.setattr(trainer_mod, "get_loss", lambda name: nan_loss(lambda n: n == 6))
     with caplog.at_level(logging.WARNING):
         result = ganime.train(cfg, tmp_path / "run", progress=False)
     assert result.step == 8 and result.stopped == "done"
@@ -54,7 +60,7 @@ def test_one_nan_rolls_back_lowers_lr_and_training_finishes(tmp_path, cfg, monke
 def test_persistent_nan_stops_after_three_rollbacks_keeping_the_good_checkpoint(tmp_path, cfg, monkeypatch, capsys):
     from ganime.cli import main
 
-    monkeypatch.setattr(loop, "get_loss", lambda name: nan_loss(lambda n: n >= 5))
+    monkeypatch.setattr(trainer_mod, "get_loss", lambda name: nan_loss(lambda n: n >= 5))
     (tmp_path / "cfg.json").write_text(cfg.to_json())
     code = main(["train", "--config", str(tmp_path / "cfg.json"), "--out", str(tmp_path / "run"), "--steps", "8",
                  "--no-progress"])
@@ -68,12 +74,11 @@ def test_persistent_nan_stops_after_three_rollbacks_keeping_the_good_checkpoint(
 
 
 def test_a_nan_gradient_is_never_applied(tmp_path, cfg):
-    trainer = loop.Trainer(cfg, ganime.data.dataset.load_dataset(cfg.data.path, 16, cache_dir=cfg.data.cache_dir),
-                           torch.device("cpu"), tmp_path / "run")
+    trainer = make_trainer(cfg, tmp_path)
     guard = Guard(trainer, max_rollbacks=3)
     real, labels = trainer.loader.batch(0, 0)
     assert guard.train_step(real, labels) is not None  # a clean step is applied
-    trainer.step += 1  # (the loop's bookkeeping)
+    trainer.advance(0.0)  # (the loop's bookkeeping)
     before = {k: v.clone() for k, v in trainer.G.state_dict().items()}
     guard._remember()
     param = next(trainer.G.parameters())
@@ -88,14 +93,13 @@ def test_a_nan_gradient_is_never_applied(tmp_path, cfg):
 
 def test_guard_off_lets_the_nan_through(tmp_path, cfg, monkeypatch):
     # the control for the tests above: without the guard the injected NaN poisons the weights
-    monkeypatch.setattr(loop, "get_loss", lambda name: nan_loss(lambda n: n == 6))
+    monkeypatch.setattr(trainer_mod, "get_loss", lambda name: nan_loss(lambda n: n == 6))
     result = ganime.train(override(cfg, max_rollbacks=0), tmp_path / "run", progress=False)
     assert not all_finite(result.checkpoint)
 
 
 def test_collapse_signature_warns_once_per_episode(tmp_path, cfg, caplog):
-    trainer = loop.Trainer(cfg, ganime.data.dataset.load_dataset(cfg.data.path, 16, cache_dir=cfg.data.cache_dir),
-                           torch.device("cpu"), tmp_path / "run")
+    trainer = make_trainer(cfg, tmp_path)
     guard = Guard(trainer, collapse_window=50)
     with caplog.at_level(logging.WARNING):
         for _ in range(49):
@@ -111,8 +115,7 @@ def test_collapse_signature_warns_once_per_episode(tmp_path, cfg, caplog):
 
 def test_collapse_is_watched_on_every_guarded_step(tmp_path, cfg, caplog, monkeypatch):
     # the wiring: Guard.train_step feeds each step's D loss and D(G(z)) to the collapse watch
-    trainer = loop.Trainer(cfg, ganime.data.dataset.load_dataset(cfg.data.path, 16, cache_dir=cfg.data.cache_dir),
-                           torch.device("cpu"), tmp_path / "run")
+    trainer = make_trainer(cfg, tmp_path)
     guard = Guard(trainer, collapse_window=3)
     real, labels = trainer.loader.batch(0, 0)
     stats = trainer.train_step(real, labels)
@@ -129,16 +132,15 @@ def test_a_save_that_failed_on_any_rank_is_not_a_rollback_point(tmp_path, cfg, m
     """Under torchrun only rank 0 writes. If its save fails (on-save-error continue), no rank may take that step
     as its rollback point, or a later NaN would roll the ranks back to different states. The ranks agree
     through `distributed.all_true`; here it reports that some rank's save failed."""
-    trainer = loop.Trainer(cfg, ganime.data.dataset.load_dataset(cfg.data.path, 16, cache_dir=cfg.data.cache_dir),
-                           torch.device("cpu"), tmp_path / "run")
+    trainer = make_trainer(cfg, tmp_path)
     guard = Guard(trainer, max_rollbacks=3, on_save_error="continue")
     real, labels = trainer.loader.batch(0, 0)
     first = guard.save()  # step 0: agreed by every rank
     assert first is not None and guard.last_checkpoint == first
     guard.train_step(real, labels)
-    trainer.step += 1
+    trainer.advance(0.0)
     agreed = []
-    monkeypatch.setattr(loop.distributed, "all_true", lambda flag: agreed.append(bool(flag)) or False)
+    monkeypatch.setattr(distributed, "all_true", lambda flag: agreed.append(bool(flag)) or False)
     assert guard.save() is None  # this rank wrote step 1, another one failed
     assert agreed == [True]
     assert guard.last_checkpoint == first and guard._good_step == 0

@@ -124,12 +124,12 @@ def test_ctrl_c_saves_and_exits_after_the_current_step(tmp_path, monkeypatch, ca
 
     from conftest import tiny_config, write_images
     from ganime.cli import main
-    from ganime.training import loop
+    from ganime.training.trainer import Trainer
 
     write_images(tmp_path / "imgs", 8)
     cfg = tiny_config(tmp_path / "imgs", tmp_path / "cache", batch_size=4, ckpt_every=2)
     (tmp_path / "cfg.json").write_text(cfg.to_json())
-    real_step = loop.Trainer.train_step
+    real_step = Trainer.train_step
     sent = {"at": None}
 
     def step(self, real, labels):
@@ -141,7 +141,7 @@ def test_ctrl_c_saves_and_exits_after_the_current_step(tmp_path, monkeypatch, ca
                 time.sleep(0.2)  # signals do not queue: let the handler run before the next one
         return out
 
-    monkeypatch.setattr(loop.Trainer, "train_step", step)
+    monkeypatch.setattr(Trainer, "train_step", step)
     before = signal.getsignal(signal.SIGINT)
     code = main(["train", "--config", str(tmp_path / "cfg.json"), "--out", str(tmp_path / "run"),
                  "--steps", "1000000", "--no-progress"])

@@ -81,15 +81,17 @@ def train(
         "max_rollbacks": max_rollbacks, "on_save_error": on_save_error,
         "eval_every": eval_every, "eval_metric": eval_metric, "eval_n": eval_n, "sync_bn": sync_bn,
     }
+    experiment = {
+        "data.path": data or None, "data.cache_dir": cache_dir, "batch_size": batch_size,
+        "model.resolution": resolution, "seed": seed, "data.max_archive_mb": max_archive_mb, "grow_from": grow_from,
+    }
     if resume is not None:
         from ganime.checkpoint import read_state, resolve_checkpoint
 
-        cfg = C.TrainConfig.from_dict(read_state(resolve_checkpoint(resume))["config"])
-        if any(v is not None for v in (batch_size, resolution, seed, config, max_archive_mb, grow_from)) or data:
-            raise ConfigError("--resume continues a run with its own data and model; only stop and runtime options may change")
-        if all(v is None for v in budget.values()):
-            raise ConfigError("say how much longer to train: --epochs N (total), --kimg N, --minutes N or --steps N (total)")
-        budget = {"epochs": epochs or 0, "kimg": kimg or 0.0, "minutes": minutes or 0.0, "max_steps": steps or 0}
+        saved = C.TrainConfig.from_dict(read_state(resolve_checkpoint(resume))["config"])
+        if config is not None:
+            raise ConfigError("--resume continues a run with its own config; drop --config")
+        cfg = C.resume_config(saved, **experiment, **budget, **runtime)
         run_dir = resume
     else:
         cfg = C.load_config(config) if config else C.preset(preset)
@@ -97,16 +99,8 @@ def train(
             budget = {"epochs": epochs or 0, "kimg": kimg or 0.0, "minutes": minutes or 0.0, "max_steps": steps or 0}
             if not any(budget.values()):
                 raise ConfigError("the stop budget must be positive: --epochs, --kimg, --minutes or --steps")
-        cfg = C.override(
-            cfg,
-            **{
-                "data.path": data or None, "data.cache_dir": cache_dir, "batch_size": batch_size,
-                "model.resolution": resolution, "seed": seed, "data.max_archive_mb": max_archive_mb,
-                "grow_from": grow_from,
-            },
-        )
+        cfg = C.validate(C.override(cfg, **experiment, **budget, **runtime))
         run_dir = out or _default_out(cfg.preset)
-    cfg = C.validate(C.override(cfg, **budget, **runtime))
     if dry_run:
         typer.echo(json.dumps({"run_dir": str(run_dir), "resume": resume is not None, "config": cfg.to_dict()}, indent=2))
         return

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,13 +42,9 @@ from torch import Tensor, nn
 
 from ganime import checkpoint as ckpt_io
 from ganime import runlock
-from ganime.data.loader import BatchLoader
 from ganime.errors import ConfigError, GanimeError
 from ganime.training.device import physical_cores, resolve_device
 from ganime.training.precision import Runtime
-
-if TYPE_CHECKING:
-    from ganime.training.loop import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -136,13 +132,13 @@ class DistEnv:
             rt = dataclasses.replace(rt, compile=False)
         return rt, info
 
-    def seed_step(self, trainer: Trainer) -> None:
-        """Reseed the per-rank streams (global torch RNG: dropout; DiffAugment's generator) for this step."""
+    def seed_step(self, seed: int, step: int, aug_gen: torch.Generator) -> None:
+        """Reseed the per-rank streams (global torch RNG: dropout; DiffAugment's generator) for `step`."""
         if not self.distributed:
             return
-        a, b = np.random.SeedSequence([trainer.cfg.seed, self.rank, trainer.step]).generate_state(2, np.uint64)
+        a, b = np.random.SeedSequence([seed, self.rank, step]).generate_state(2, np.uint64)
         torch.manual_seed(int(a) >> 1)  # CPU and every CUDA device
-        trainer.aug_gen.manual_seed(int(b) >> 1)
+        aug_gen.manual_seed(int(b) >> 1)
 
 
 def all_true(flag: Tensor) -> bool:
@@ -283,32 +279,14 @@ def _is_peer_loss(e: BaseException) -> bool:
     return isinstance(e, RuntimeError) and any(m in str(e).lower() for m in _PEER_LOST)
 
 
-def prepare(trainer: Trainer, env: DistEnv, sync_bn: bool) -> None:
-    """Make a freshly built Trainer this rank's part of the job (a no-op for one process)."""
-    trainer.rank, trainer.world_size, trainer.is_main = env.rank, env.world_size, env.is_main
-    if not env.distributed:
-        return
-    cfg = trainer.cfg
-    trainer.loader = BatchLoader(
-        trainer.loader.dataset, cfg.batch_size, cfg.seed, rank=env.rank, world_size=env.world_size, device=env.device
-    )
-    if trainer.runtime.compile:
-        # the compile fallback in Trainer swaps in the bare modules, which would silently drop DDP's gradient sync
-        if env.is_main:
-            log.warning("torch.compile is not used under torchrun (DDP): running eager")
-        trainer.runtime = dataclasses.replace(trainer.runtime, compile=False)
-        trainer._compile_pending = False
-    if sync_bn:
-        convert_sync_batchnorm(trainer.G, env.device)
-        convert_sync_batchnorm(trainer.D, env.device)
+def wrap_ddp(module: nn.Module, env: DistEnv) -> nn.Module:
+    """`module` in DistributedDataParallel for this rank (the Trainer calls it; checkpoints keep the bare one)."""
     ddp: dict[str, Any] = {"device_ids": [env.device.index] if env.device.type == "cuda" else None}
     # BatchNorm running statistics are only read in eval mode (rank 0's sampling); spectral norm's vectors are a
     # function of the weights, equal on all ranks: no per-forward buffer broadcast (rank 0's are copied at init)
     params = inspect.signature(nn.parallel.DistributedDataParallel).parameters
     ddp["forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"] = False
-    # DDP wraps the modules the step calls; trainer.G/D stay bare, so checkpoints keep their plain keys
-    trainer._G_run = nn.parallel.DistributedDataParallel(trainer.G, **ddp)
-    trainer._D_run = nn.parallel.DistributedDataParallel(trainer.D, **ddp)
+    return nn.parallel.DistributedDataParallel(module, **ddp)
 
 
 def check_resume(env: DistEnv, ckpt: Path | None) -> None:

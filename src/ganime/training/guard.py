@@ -1,10 +1,10 @@
 """Divergence guard: catch non-finite losses/gradients before they are applied, roll back, lower the lr, give up.
 
 A GAN that hits NaN keeps "training" on garbage for hours; one that collapses (D wins outright) stops learning.
-`Guard` sits between the loop and `Trainer`:
+`Guard` sits between the loop and the Trainer (training/trainer.py):
 
-- `Trainer.train_step` calls `check` after each backward and before each optimizer step; a non-finite loss or
-  gradient raises `_NonFinite`, so that update is never applied.
+- The Trainer, built with `step_check(max_rollbacks)`, calls `check_finite` after each backward and before each
+  optimizer step; a non-finite loss or gradient raises `_NonFinite`, so that update is never applied.
 - `train_step` then restores the last good state (an in-memory copy taken at start and at every successful
   checkpoint, identical to that checkpoint), multiplies both learning rates by `lr_factor` and goes on; after
   `max_rollbacks` rollbacks to the same checkpoint it raises `TrainingDiverged` (the good checkpoint stays).
@@ -21,7 +21,7 @@ import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -29,11 +29,12 @@ from torch import Tensor, nn
 from ganime.errors import CheckpointError, ConfigError, GanimeError
 from ganime.training import distributed
 
-if TYPE_CHECKING:
-    from ganime.training.loop import Trainer
-
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# What a Trainer calls after each backward and before its optimizer step with (what, loss, module, scaler);
+# raising stops that update from being applied.
+StepCheck = Callable[[str, Tensor, nn.Module, torch.amp.GradScaler], None]
 
 SAVE_ERROR_POLICIES = ("stop", "continue")
 COLLAPSE_LOSS_D, COLLAPSE_D_FAKE = 0.01, 0.01  # D loss and D(G(z)) below these = D rejects every fake
@@ -51,16 +52,57 @@ class _NonFinite(Exception):
         self.what = what
 
 
+def check_finite(what: str, loss: Tensor, module: nn.Module, scaler: torch.amp.GradScaler) -> None:
+    """Raise `_NonFinite` if `loss` or (unscaled runs) any gradient of `module` is NaN/inf."""
+    vals = [loss.detach().float().reshape(())]
+    if not scaler.is_enabled():  # fp16 loss scaling skips inf-gradient steps itself, by design
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        if grads:
+            vals.append(torch.stack(torch._foreach_norm(grads)).float().sum())
+    # one device sync per check; under torchrun every rank skips the update if any rank saw NaN/inf
+    if not distributed.all_true(torch.isfinite(torch.stack(vals)).all()):
+        raise _NonFinite(f"{what} loss or gradients")
+
+
+def step_check(max_rollbacks: int) -> StepCheck | None:
+    """The check a Trainer runs before each update under a Guard with `max_rollbacks`: None when it is off."""
+    return check_finite if max_rollbacks > 0 else None
+
+
+class Guarded(Protocol):
+    """What a Guard uses of the trainer it watches (training/trainer.py's Trainer)."""
+
+    device: torch.device
+
+    @property
+    def step(self) -> int: ...
+
+    def train_step(self, real: Tensor, labels: Tensor | None) -> dict[str, Tensor]: ...
+
+    def save(self) -> Path: ...
+
+    def snapshot(self) -> dict: ...
+
+    def restore_snapshot(self, snap: dict) -> None: ...
+
+    def scale_lr(self, factor: float) -> tuple[float, float]: ...
+
+
 class Guard:
-    """Watches a Trainer's steps and checkpoints (see the module docstring)."""
+    """Watches a Trainer's steps and checkpoints (see the module docstring).
+
+    Build the trainer with `step_check(max_rollbacks)`, so that its non-finite updates raise before they apply.
+    `last_checkpoint` is what a run ends on when all its saves fail (on-save-error continue): the resumed one.
+    """
 
     def __init__(
         self,
-        trainer: Trainer,
+        trainer: Guarded,
         max_rollbacks: int = 3,
         on_save_error: str = "stop",
         lr_factor: float = 0.5,
         collapse_window: int = 500,
+        last_checkpoint: Path | None = None,
     ) -> None:
         if max_rollbacks < 0:
             raise ConfigError("max rollbacks must be 0 (guard off) or more")
@@ -74,24 +116,11 @@ class Guard:
         self.total_rollbacks = 0
         self.collapsed_steps = 0
         self.collapse_warned = False
-        self.last_checkpoint: Path | None = None
+        self.last_checkpoint = last_checkpoint
         self._good: dict | None = None
         self._good_step = -1
-        trainer.guard = self if self.enabled else None
         if self.enabled:
             self._remember()
-
-    # --- called from Trainer.train_step -----------------------------------------------------------------
-    def check(self, what: str, loss: Tensor, module: nn.Module, scaler: torch.amp.GradScaler) -> None:
-        """Raise `_NonFinite` if `loss` or (unscaled runs) any gradient of `module` is NaN/inf."""
-        vals = [loss.detach().float().reshape(())]
-        if not scaler.is_enabled():  # fp16 loss scaling skips inf-gradient steps itself, by design
-            grads = [p.grad for p in module.parameters() if p.grad is not None]
-            if grads:
-                vals.append(torch.stack(torch._foreach_norm(grads)).float().sum())
-        # one device sync per check; under torchrun every rank skips the update if any rank saw NaN/inf
-        if not distributed.all_true(torch.isfinite(torch.stack(vals)).all()):
-            raise _NonFinite(f"{what} loss or gradients")
 
     # --- called from the training loop --------------------------------------------------------------------
     def train_step(self, real: Tensor, labels: Tensor | None) -> dict[str, Tensor] | None:
@@ -137,10 +166,7 @@ class Guard:
         t = self.trainer
         if self._good is not None and self._good_step == t.step:
             return
-        self._good = {
-            "snapshot": t._snapshot(),
-            "position": (t.step, t.epoch, t.step_in_epoch, t.images_seen, t.seconds),
-        }
+        self._good = t.snapshot()
         if t.step > self._good_step:
             self.rollbacks = 0  # progress past the last rollback point
         self._good_step = t.step
@@ -151,9 +177,7 @@ class Guard:
         self.rollbacks += 1
         self.total_rollbacks += 1
         assert self._good is not None
-        t._restore_snapshot(self._good["snapshot"])
-        t.step, t.epoch, t.step_in_epoch, t.images_seen, t.seconds = self._good["position"]
-        t._bn_refreshed_at = -1
+        t.restore_snapshot(self._good)
         where = f"the checkpoint {self.last_checkpoint}" if self.last_checkpoint else "the start of this session"
         if self.rollbacks > self.max_rollbacks:
             raise TrainingDiverged(
@@ -161,11 +185,7 @@ class Guard:
                 f"rollbacks with lower learning rates; the last good state (step {t.step}) is {where}. "
                 "Try a lower --lr, a smaller batch, fp32 precision, or R1 / spectral norm"
             )
-        lrs = []
-        for opt in (t.opt_G, t.opt_D):
-            for group in opt.param_groups:
-                group["lr"] *= self.lr_factor
-            lrs.append(opt.param_groups[0]["lr"])
+        lrs = t.scale_lr(self.lr_factor)
         log.warning(
             "non-finite %s at step %d: step not applied; rolled back to step %d (%s), lr G %.3g D %.3g "
             "(rollback %d of %d)",

@@ -28,7 +28,7 @@ from ganime.training.report import MetricsLog, save_figure
 log = logging.getLogger(__name__)
 
 BEST_FILE, BEST_DIR, PLOT_FILE = "best.json", "best", "eval.png"
-EVAL_SEED_OFFSET = 7  # seed + 1..4 are the training streams (loop.py); evaluation draws from its own
+EVAL_SEED_OFFSET = 7  # seed + 1..4 are the training streams (trainer.py); evaluation draws from its own
 
 
 class TrainingEval:
