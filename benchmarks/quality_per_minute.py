@@ -24,8 +24,8 @@ import torch
 
 import ganime
 from ganime.config import override, preset
+from ganime.device import cpu_model
 from ganime.evaluate import evaluate
-from ganime.training.device import cpu_model
 
 
 def main() -> None:

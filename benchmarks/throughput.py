@@ -36,7 +36,7 @@ from torch import nn
 
 from ganime.config import override, preset
 from ganime.data.dataset import load_dataset
-from ganime.training.device import configure_backends, cpu_model, resolve_device, set_threads
+from ganime.device import configure_backends, cpu_model, resolve_device, set_threads
 from ganime.training.loop import Trainer, resolve_runtime
 
 

@@ -303,7 +303,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write the report here")
     args = ap.parse_args()
-    from ganime.training.device import cpu_model
+    from ganime.device import cpu_model
 
     print(f"cpu: {cpu_model()}; python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -48,9 +48,9 @@ def generate(
         for line in write_pngs(source, n, seed, grid, outdir, truncation):
             typer.echo(line)
         return
+    from ganime.device import resolve_device
     from ganime.generate import interpolate as walk
     from ganime.generate import load_generator, make_grid, save_png, write_video
-    from ganime.training.device import resolve_device
 
     if not 0 < truncation <= 1.0:
         raise ConfigError("--truncation must be in (0, 1]")

@@ -97,7 +97,7 @@ def serve(
         raise MissingDependencyError(
             f"ganime serve needs the web extra ({e.name}): pip install 'ganime[web]'"
         ) from None
-    from ganime.training.device import physical_cores, resolve_device, set_threads
+    from ganime.device import physical_cores, resolve_device, set_threads
 
     if not 0 < port < 65536:
         raise ConfigError("--port must be in 1..65535")

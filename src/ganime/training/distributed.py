@@ -43,8 +43,8 @@ from torch import Tensor, nn
 from ganime import checkpoint as ckpt_io
 from ganime import runlock
 from ganime.data.loader import BatchLoader
+from ganime.device import physical_cores, resolve_device
 from ganime.errors import ConfigError, GanimeError
-from ganime.training.device import physical_cores, resolve_device
 from ganime.training.precision import Runtime
 
 if TYPE_CHECKING:

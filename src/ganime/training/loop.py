@@ -22,12 +22,12 @@ from ganime.augment import diff_augment, parse_policy
 from ganime.config import TrainConfig, validate
 from ganime.data.dataset import ImageDataset, load_dataset
 from ganime.data.loader import BatchLoader
+from ganime.device import configure_backends, cpu_model, set_threads
 from ganime.errors import CheckpointError, ConfigError
 from ganime.generate import make_grid, save_png, to_uint8
 from ganime.losses import get_loss, grad_penalty
 from ganime.models import build_discriminator, build_generator
 from ganime.training import distributed, precision
-from ganime.training.device import configure_backends, cpu_model, set_threads
 from ganime.training.evaluate import TrainingEval
 from ganime.training.guard import Guard
 from ganime.training.precision import Runtime

@@ -96,7 +96,7 @@ def candidates(precision: str, channels_last: str, device: torch.device, compile
 
 def machine_id(device: torch.device, threads: int) -> str:
     """What a timing depends on besides the model: processor, ISA level, torch version, threads."""
-    from ganime.training.device import cpu_model
+    from ganime.device import cpu_model
 
     if device.type == "cuda":
         hw = torch.cuda.get_device_name(device)
