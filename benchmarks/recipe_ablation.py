@@ -31,7 +31,8 @@ from ganime.config import override, preset
 from ganime.data.dataset import load_dataset
 from ganime.device import cpu_model
 from ganime.evaluate import evaluate, real_subset
-from ganime.generate import load_generator, make_grid, save_png
+from ganime.generate import load_generator
+from ganime.io import make_grid, save_png
 from ganime.metrics import compute
 
 # name -> changes to the modern preset. "modern" is the preset as it was before this ablation (TTUR 1e-4/4e-4);

@@ -241,8 +241,4 @@ def test_helpers_match_the_torch_path_exactly():
     x = torch.rand(3, 3, 5, 5) * 2.4 - 1.2
     x[0, 0, 0, :3] = torch.tensor([-1.0, 1.0, 0.0])
     assert np.array_equal(to_uint8(x.numpy()), torch_path.to_uint8(x))
-    images = np.random.default_rng(0).integers(0, 256, (7, 4, 4, 3), dtype=np.uint8)
-    assert np.array_equal(make_grid(images), torch_path.make_grid(images))
-    assert np.array_equal(
-        make_grid(images, nrow=2, padding=1), torch_path.make_grid(images, nrow=2, padding=1)
-    )
+    assert torch_path.make_grid is make_grid  # one tiler (ganime.io) for both paths

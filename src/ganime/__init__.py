@@ -14,7 +14,7 @@ _API = {
     "TrainResult": "ganime.training.loop",
     "load_generator": "ganime.generate",
     "interpolate": "ganime.generate",
-    "make_grid": "ganime.generate",
+    "make_grid": "ganime.io",
     "load_dataset": "ganime.data.dataset",
     "preset": "ganime.config",
     "override": "ganime.config",

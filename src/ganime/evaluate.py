@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganime.checkpoint import STATE_FILE, atomic_write_json, read_state, resolve_checkpoint
+from ganime.checkpoint import STATE_FILE, read_state, resolve_checkpoint
 from ganime.config import DataConfig, TrainConfig
 from ganime.data.dataset import cache_root, load_dataset, resolve_source
 from ganime.errors import ConfigError, DataError
 from ganime.generate import PRETRAINED, LoadedGenerator, load_generator
+from ganime.io import atomic_write_json
 from ganime.metrics import DEFAULT_METRICS, compute, parse_names
 from ganime.metrics.attributes import ATTRS_LABEL, check_faces_source
 from ganime.metrics.features import (
@@ -205,8 +206,10 @@ def evaluate(
         extras=extras,
     )
     if write:
-        report_path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(report_path, report.to_dict())
+        try:
+            atomic_write_json(report_path, report.to_dict())
+        except OSError as e:  # a read-only or full folder: one line from the CLI
+            raise ConfigError(f"cannot write the report {report_path}: {e.strerror or e}") from None
         log.info("wrote %s", report_path)
     return report
 

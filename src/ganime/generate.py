@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +18,12 @@ from ganime.checkpoint import MODEL_FILE, PICKLE_SUFFIXES, read_checkpoint, read
 from ganime.config import ModelConfig, TrainConfig
 from ganime.data.dataset import LEGACY_EMPTY_PATH
 from ganime.errors import CheckpointError, ConfigError, GanimeError
+from ganime.io import (
+    atomic_path,
+    atomic_write_json,
+    make_grid,  # noqa: F401 - still ganime.generate.make_grid for callers (training/loop.py)
+    save_png,  # noqa: F401 - the same
+)
 from ganime.latent import (
     MAX_SEED,  # noqa: F401 - still ganime.generate.MAX_SEED for callers
     PORTABLE,
@@ -271,14 +275,12 @@ def _load_generator_file(path: Path, device: torch.device) -> LoadedGenerator:
 
 def save_generator(gen: LoadedGenerator, out: str | Path, dtype: torch.dtype = torch.float32) -> Path:
     """Write G alone as `out`.safetensors (+ `out`.json): a small file to share or ship."""
-    from ganime.checkpoint import _save_tensors, atomic_write_json, flatten_state_dicts
+    from ganime.checkpoint import flatten_state_dicts, save_tensors
 
     out = Path(out).with_suffix(".safetensors")
-    out.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in gen.G.state_dict().items()}
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    _save_tensors(tmp, flatten_state_dicts(G=sd))
-    os.replace(tmp, out)
+    with atomic_path(out, fsync=False) as tmp:  # save_tensors fsyncs
+        save_tensors(tmp, flatten_state_dicts(G=sd))
     meta = {
         "model": gen.model.__dict__ | {},
         "value_range": [-1, 1],
@@ -288,30 +290,6 @@ def save_generator(gen: LoadedGenerator, out: str | Path, dtype: torch.dtype = t
     }
     atomic_write_json(out.with_suffix(".json"), json.loads(json.dumps(meta, default=list)))
     return out
-
-
-def make_grid(images: np.ndarray, nrow: int | None = None, padding: int = 2, pad_value: int = 255) -> np.ndarray:
-    """Tile uint8 NHWC images into one uint8 HWC image (nrow images per row)."""
-    n, h, w, c = images.shape
-    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
-    rows = math.ceil(n / nrow)
-    grid = np.full((rows * (h + padding) + padding, nrow * (w + padding) + padding, c), pad_value, np.uint8)
-    for i, img in enumerate(images):
-        r, k = divmod(i, nrow)
-        y, x = padding + r * (h + padding), padding + k * (w + padding)
-        grid[y : y + h, x : x + w] = img
-    return grid
-
-
-def save_png(image: np.ndarray, path: str | Path) -> Path:
-    """Save a uint8 HWC (C = 1 or 3) array as PNG, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = image[..., 0] if image.shape[-1] == 1 else image
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    Image.fromarray(arr).save(tmp)
-    os.replace(tmp, path)
-    return path
 
 
 def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
@@ -348,14 +326,13 @@ def write_video(frames: list[np.ndarray] | np.ndarray, out: str | Path, fps: int
         if ph or pw:
             frames = [np.pad(f, ((0, ph), (0, pw), (0, 0)), mode="edge") for f in frames]
     frames = [f if f.shape[-1] == 3 else np.repeat(f, 3, axis=-1) for f in frames]
-    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}{out.suffix}")
-    if out.suffix.lower() == ".gif":
-        imageio.mimsave(tmp, frames, duration=1000 / fps, loop=0)
-    elif out.suffix.lower() == ".mp4":
-        imageio.mimsave(tmp, frames, fps=fps, codec="libx264", quality=8, macro_block_size=16)
-    else:
+    if out.suffix.lower() not in (".gif", ".mp4"):
         raise ConfigError(f"unknown video format {out.suffix!r}; use .mp4 or .gif")
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        if out.suffix.lower() == ".gif":
+            imageio.mimsave(tmp, frames, duration=1000 / fps, loop=0)
+        else:
+            imageio.mimsave(tmp, frames, fps=fps, codec="libx264", quality=8, macro_block_size=16)
     return out
 
 

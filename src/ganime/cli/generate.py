@@ -50,7 +50,8 @@ def generate(
         return
     from ganime.device import resolve_device
     from ganime.generate import interpolate as walk
-    from ganime.generate import load_generator, make_grid, save_png, write_video
+    from ganime.generate import load_generator, write_video
+    from ganime.io import make_grid, save_png
 
     if not 0 < truncation <= 1.0:
         raise ConfigError("--truncation must be in (0, 1]")
