@@ -25,7 +25,7 @@ import torch
 import ganime
 from ganime.config import override, preset
 from ganime.device import cpu_model
-from ganime.evaluate import evaluate
+from ganime.eval_report import evaluate
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ import ganime
 from ganime.config import override, preset
 from ganime.data.dataset import load_dataset
 from ganime.device import cpu_model
-from ganime.evaluate import evaluate, real_subset
+from ganime.eval_report import evaluate, real_subset
 from ganime.generate import load_generator
 from ganime.io import make_grid, save_png
 from ganime.metrics import compute

@@ -1,4 +1,4 @@
-"""Ship a trained generator: ONNX export with a dynamic batch axis and a JSON sidecar for ganime.runtime.
+"""Ship a trained generator: ONNX export with a dynamic batch axis and a JSON sidecar for ganime.onnx_runtime.
 
 Uses torch's TorchScript exporter (`dynamo=False`): it needs only the `onnx` package, where torch's default
 dynamo exporter also needs onnxscript. The graph takes `z` (float32, batch x z_dim), for class-conditional
@@ -25,7 +25,7 @@ from ganime.errors import ConfigError, MissingDependencyError
 from ganime.generate import TRUNCATION_SAMPLES, TRUNCATION_SEED, LoadedGenerator, load_generator
 from ganime.io import atomic_path, atomic_write_json
 from ganime.latent import PORTABLE, TORCH
-from ganime.runtime import (
+from ganime.onnx_runtime import (
     FORMAT,
     FORMAT_VERSION,
     INPUT_LABELS,
@@ -147,7 +147,7 @@ def export_onnx(
 
 
 def sidecar(gen: LoadedGenerator, onnx_path: Path, opset: int, max_diff: float | None) -> dict:
-    """What a torch-free runtime needs to know about an exported generator (see ganime.runtime)."""
+    """What a torch-free runtime needs to know about an exported generator (see ganime.onnx_runtime)."""
     m = gen.model
     inputs = {INPUT_Z: {"dtype": "float32", "shape": ["batch", m.z_dim]}}
     if m.num_classes:
@@ -265,7 +265,7 @@ def _verify_levels(gen: LoadedGenerator, model: Path | bytes) -> int | None:
         import onnxruntime as ort
     except ImportError:
         return None
-    from ganime.runtime import to_uint8
+    from ganime.onnx_runtime import to_uint8
 
     sess = ort.InferenceSession(model if isinstance(model, bytes) else str(model), providers=["CPUExecutionProvider"])
     worst = 0

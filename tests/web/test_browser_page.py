@@ -161,7 +161,7 @@ def pretrained(tmp_path_factory) -> Path:
 
 
 def test_seed_123_is_one_face_in_torch_onnxruntime_and_both_pages(page, pretrained, tmp_path, monkeypatch, artifacts):
-    """The issue's finish line: `ganime generate --seed 123`, `python -m ganime.runtime ... --seed 123`, the
+    """The issue's finish line: `ganime generate --seed 123`, `python -m ganime.onnx_runtime ... --seed 123`, the
     static page and `ganime serve`'s /browser/ page show the same face."""
     from ganime.web.app import create_app
 

@@ -40,8 +40,8 @@ def generate(
     if backend not in ("torch", "onnxruntime"):
         raise ConfigError(f"unknown backend {backend!r}; use torch or onnxruntime")
     if backend == "onnxruntime" or str(source).lower().endswith(".onnx"):
-        # torch-free: ganime.runtime imports only numpy, onnxruntime and Pillow
-        from ganime.runtime import write_pngs
+        # torch-free: ganime.onnx_runtime imports only numpy, onnxruntime and Pillow
+        from ganime.onnx_runtime import write_pngs
 
         if interpolate is not None:
             raise ConfigError("--interpolate needs --backend torch")

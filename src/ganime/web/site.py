@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ganime.errors import ConfigError, GanimeError, MissingDependencyError
 from ganime.io import atomic_path
-from ganime.runtime import file_sha256
+from ganime.onnx_runtime import file_sha256
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
 """Evaluate a trained generator against its data: sample it, run the named metrics, write a JSON report.
 
-`ganime eval` is a thin layer over `evaluate()`. Each report says what its numbers are: the metric's feature
-space, how many real and generated images were used, and with which seed.
+`ganime eval` is a thin layer over `evaluate()` (public as `ganime.evaluate`). Each report says what its numbers
+are: the metric's feature space, how many real and generated images were used, and with which seed. The scores
+logged while training are training/periodic_eval.py's (it reuses this module's real-image helpers).
 """
 
 from __future__ import annotations

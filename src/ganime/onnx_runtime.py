@@ -1,10 +1,12 @@
 """Torch-free inference for generators exported by `ganime export`: numpy + onnxruntime + Pillow only.
 
+(Not to be confused with training's `precision.Runtime` and a run's runtime.json: those are how training runs.)
+
     gen = OnnxGenerator("generator.onnx")          # reads generator.json, the sidecar written with it
     images = gen.from_seeds(range(16))               # uint8 (16, H, W, C)
-    save_png(make_grid(images), "grid.png")
+    save_png(make_grid(images), "grid.png")          # ganime.io's, also importable from here
 
-or, with nothing but the `runtime` extra installed: `python -m ganime.runtime generator.onnx --n 16`.
+or, with nothing but the `runtime` extra installed: `python -m ganime.onnx_runtime generator.onnx --n 16`.
 
 Seeds. Generators trained since latent schemes exist record "splitmix64-box-muller" (ganime.latent.PORTABLE) in
 their sidecar: a seed gives the same latent here as in `ganime generate` (torch) and the browser page, so the
@@ -261,9 +263,9 @@ def write_pngs(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m ganime.runtime generator.onnx ...`: generate PNGs without torch or typer."""
+    """`python -m ganime.onnx_runtime generator.onnx ...`: generate PNGs without torch or typer."""
     p = argparse.ArgumentParser(
-        prog="python -m ganime.runtime",
+        prog="python -m ganime.onnx_runtime",
         description="Generate images from a generator exported with `ganime export` (numpy + onnxruntime only). "
         "A seed gives the same image as `ganime generate --seed` for generators trained with portable latents "
         "(the sidecar's latents.scheme); older exports draw seeds with numpy: pass --latents for identical images.",
