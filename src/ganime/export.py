@@ -56,7 +56,7 @@ class TruncatedGenerator(torch.nn.Module):
     def __init__(self, gen: LoadedGenerator) -> None:
         super().__init__()
         self.G = gen.G
-        self.in_feature_space = hasattr(gen.G, "stem") and hasattr(gen.G, "synthesis")
+        self.in_feature_space = gen.feature_truncation
         mean = gen.stem_mean().detach().float().cpu() if self.in_feature_space else torch.zeros(1)
         self.register_buffer("mean", mean)
 
@@ -243,7 +243,7 @@ def latents_entry(gen: LoadedGenerator) -> dict:
 
 def truncation_entry(gen: LoadedGenerator) -> dict:
     """The sidecar's "truncation": how psi acts, and the mean it pulls toward (a constant inside the graph)."""
-    if not (hasattr(gen.G, "stem") and hasattr(gen.G, "synthesis")):
+    if not gen.feature_truncation:
         return {"input": INPUT_PSI, "space": "z", "rule": "z * psi (toward the origin)", "mean": None}
     mean = gen.stem_mean().detach().float().cpu().numpy()
     return {

@@ -91,6 +91,12 @@ class LoadedGenerator:
         return torch.tensor([index[n] for n in names], dtype=torch.int64)
 
     @property
+    def feature_truncation(self) -> bool:
+        """True when truncation pulls G's first feature map toward its mean (`stem_mean`, computed once);
+        False when it scales z (models without `stem`/`synthesis`). See `truncate`."""
+        return hasattr(self.G, "stem") and hasattr(self.G, "synthesis")
+
+    @property
     def latent_scheme(self) -> str:
         """How seeds map to latents (ganime.latent): PORTABLE for new runs, TORCH for generators saved before."""
         return self.model.latents
@@ -132,7 +138,7 @@ class LoadedGenerator:
         """
         if psi == 1.0:
             return self.G(z, labels) if labels is not None else self.G(z)
-        if not (hasattr(self.G, "stem") and hasattr(self.G, "synthesis")):
+        if not self.feature_truncation:
             z = z * psi
             return self.G(z, labels) if labels is not None else self.G(z)
         mean = self.stem_mean()

@@ -17,14 +17,14 @@ import numpy as np
 import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from ganime import __version__
 from ganime.errors import GanimeError
 from ganime.generate import LoadedGenerator, load_generator
-from ganime.web import gallery, images, page
+from ganime.web import gallery, images, info, page
 from ganime.web.batcher import BusyError, MicroBatcher
 from ganime.web.meta import STATIC, model_id, page_text, render_page, resolve_generator
 from ganime.web.security import Guard, RateLimited, RateLimiter, ServePolicy
@@ -108,7 +108,7 @@ def create_app(
     own_store = not isinstance(store, GalleryStore)
     gallery_store = open_store(store) if own_store else store
     mid = model_id(gen)
-    if hasattr(gen, "stem_mean") and hasattr(gen.G, "stem") and hasattr(gen.G, "synthesis"):
+    if gen.feature_truncation:
         gen.stem_mean()  # the truncation mean: computed once here, not by the first slider move
 
     def run_generator(z: torch.Tensor, labels: torch.Tensor | None, psi: torch.Tensor) -> np.ndarray:
@@ -124,7 +124,7 @@ def create_app(
 
     batcher = MicroBatcher(run_generator, max_batch, max_wait_ms, workers)
     title, subtitle = page_text(gen)
-    info = {
+    about = {
         "name": "ganime",
         "version": __version__,
         "model_id": mid,
@@ -154,7 +154,7 @@ def create_app(
         docs_url=None,  # /docs is page.docs: plain HTML, no Swagger UI from a CDN
         redoc_url=None,
     )
-    app.state.served = Served(gen, batcher, gallery_store, mid, f"{mid}-{__version__}", policy, limiter, info)
+    app.state.served = Served(gen, batcher, gallery_store, mid, f"{mid}-{__version__}", policy, limiter, about)
     app.state.page_html = render_page((STATIC / "index.html").read_text(encoding="utf-8"), title, subtitle)
     # kept for scripts and tests that reach in (benchmarks, the CLI's start-up line)
     app.state.batcher, app.state.store, app.state.generator, app.state.model_id = batcher, gallery_store, gen, mid
@@ -195,18 +195,7 @@ def create_app(
     async def _limited(request: Request, exc: RateLimited) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=429, headers={"Retry-After": exc.header})
 
-    app.include_router(page.router)
-    app.include_router(images.router)
-    app.include_router(gallery.router)
-
-    @app.get("/browser", include_in_schema=False)
-    async def browser_page() -> RedirectResponse:
-        return RedirectResponse("/browser/")
-
-    @app.get("/api/info", tags=["info"])
-    async def api_info() -> dict[str, Any]:
-        """The model, the gallery backend, whether writes need a token, the input limits, batching counters."""
-        return {**info, "batching": {"max_batch": batcher.max_batch, **batcher.stats.to_dict()}}
-
+    for router in (page.router, images.router, gallery.router, info.router):
+        app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
