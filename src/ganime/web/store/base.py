@@ -48,6 +48,11 @@ class GalleryItem:
     truncation: float
     tags: list[str] = field(default_factory=list)
 
+    @classmethod
+    def new(cls, model_id: str, seed: int, truncation: float, tags: list[str] | None) -> GalleryItem:
+        """An item about to be saved: a fresh id, created now, its tags normalised (GalleryError if bad)."""
+        return cls(new_id(), utc_now(), model_id, int(seed), float(truncation), normalize_tags(tags))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

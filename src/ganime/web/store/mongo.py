@@ -12,10 +12,7 @@ from ganime.web.store.base import (
     busy_when_locked,
     check_id,
     check_list_args,
-    new_id,
-    normalize_tags,
     redact,
-    utc_now,
 )
 
 
@@ -62,8 +59,7 @@ class MongoStore(GalleryStore):
     def add(
         self, *, model_id: str, seed: int, truncation: float, png: bytes, tags: list[str] | None = None
     ) -> GalleryItem:
-        tags = normalize_tags(tags)
-        item = GalleryItem(new_id(), utc_now(), model_id, int(seed), float(truncation), tags)
+        item = GalleryItem.new(model_id, seed, truncation, tags)
         from bson import Binary, Int64
 
         doc = {**item.to_dict(), "seed": Int64(item.seed), "png": Binary(png)}

@@ -7,17 +7,7 @@ import threading
 from contextlib import closing
 from pathlib import Path
 
-from ganime.web.store.base import (
-    GalleryError,
-    GalleryItem,
-    GalleryStore,
-    busy_when_locked,
-    check_id,
-    check_list_args,
-    new_id,
-    normalize_tags,
-    utc_now,
-)
+from ganime.web.store.base import GalleryError, GalleryItem, GalleryStore, busy_when_locked, check_id, check_list_args
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -74,14 +64,13 @@ class SQLiteStore(GalleryStore):
     def add(
         self, *, model_id: str, seed: int, truncation: float, png: bytes, tags: list[str] | None = None
     ) -> GalleryItem:
-        tags = normalize_tags(tags)
-        item = GalleryItem(new_id(), utc_now(), model_id, int(seed), float(truncation), tags)
+        item = GalleryItem.new(model_id, seed, truncation, tags)
         with self._write_lock, closing(self._connect()) as con, con:
             con.execute(
                 "INSERT INTO items (id, created, model_id, seed, truncation, png) VALUES (?, ?, ?, ?, ?, ?)",
                 (item.id, item.created, item.model_id, item.seed, item.truncation, sqlite3.Binary(png)),
             )
-            for pos, tag in enumerate(tags):
+            for pos, tag in enumerate(item.tags):
                 con.execute("INSERT OR IGNORE INTO tags (name) VALUES (?)", (tag,))
                 con.execute(
                     "INSERT INTO item_tags (item_id, tag_id, position) SELECT ?, id, ? FROM tags WHERE name = ?",
