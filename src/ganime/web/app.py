@@ -9,6 +9,7 @@ query, same bytes. `security.Guard` wraps it all (hosts, tokens, CSRF, rate limi
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,48 @@ class _BodyLimit:
                 await too_big(scope, receive, send)
 
         await self.app(scope, limited_receive, guarded_send)
+
+
+# --- errors: always JSON with what is allowed; a user's input never causes a 500 -----------------------------
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "body", "path"))
+        problems.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
+    return limits_error(422, "; ".join(problems))
+
+
+async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _user_error(request: Request, exc: GanimeError) -> JSONResponse:
+    if isinstance(exc, StoreBusyError):  # a locked database or an unreachable MongoDB: try again soon
+        log.warning("gallery busy on %s %s: %s", request.method, request.url.path, exc)
+        # the detail (a file path, a database host) is for the log, not for the client
+        return JSONResponse(
+            {"error": "the gallery is busy; retry in a moment"}, status_code=503, headers={"Retry-After": "2"}
+        )
+    return limits_error(422, str(exc))
+
+
+async def _busy(request: Request, exc: BusyError) -> JSONResponse:
+    return JSONResponse({"error": f"busy: {exc}; retry"}, status_code=503, headers={"Retry-After": "1"})
+
+
+async def _limited(request: Request, exc: RateLimited) -> JSONResponse:
+    return JSONResponse({"error": str(exc)}, status_code=429, headers={"Retry-After": exc.header})
+
+
+ERROR_HANDLERS: dict[type[Exception], Callable[..., Awaitable[JSONResponse]]] = {
+    RequestValidationError: _invalid,
+    HTTPException: _http,
+    GanimeError: _user_error,
+    BusyError: _busy,
+    RateLimited: _limited,
+}
 
 
 def create_app(
@@ -163,38 +206,8 @@ def create_app(
     # faces drawn in the visitor's browser (web/site.py): its own CSP allows WebAssembly ('wasm-unsafe-eval')
     app.mount("/browser", BrowserSite(gen), name="browser")
 
-    # --- errors: always JSON with what is allowed; a user's input never causes a 500 ---------------------
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "body", "path"))
-            problems.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
-        return limits_error(422, "; ".join(problems))
-
-    @app.exception_handler(HTTPException)
-    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(GanimeError)
-    async def _user_error(request: Request, exc: GanimeError) -> JSONResponse:
-        if isinstance(exc, StoreBusyError):  # a locked database or an unreachable MongoDB: try again soon
-            log.warning("gallery busy on %s %s: %s", request.method, request.url.path, exc)
-            # the detail (a file path, a database host) is for the log, not for the client
-            return JSONResponse(
-                {"error": "the gallery is busy; retry in a moment"}, status_code=503, headers={"Retry-After": "2"}
-            )
-        return limits_error(422, str(exc))
-
-    @app.exception_handler(BusyError)
-    async def _busy(request: Request, exc: BusyError) -> JSONResponse:
-        return JSONResponse({"error": f"busy: {exc}; retry"}, status_code=503, headers={"Retry-After": "1"})
-
-    @app.exception_handler(RateLimited)
-    async def _limited(request: Request, exc: RateLimited) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=429, headers={"Retry-After": exc.header})
-
+    for kind, handler in ERROR_HANDLERS.items():
+        app.add_exception_handler(kind, handler)
     for router in (page.router, images.router, gallery.router, info.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
