@@ -28,7 +28,7 @@ import torch
 
 from ganime.generate import default_generator_path, load_generator
 from ganime.latent import PORTABLE
-from ganime.runtime import OnnxGenerator
+from ganime.onnx_runtime import OnnxGenerator
 from ganime.web.site import HEADERS, ORT_VERSION, write_site
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -17,7 +17,7 @@ from PIL import Image
 
 from ganime.config import override, preset
 from ganime.data.dataset import load_dataset
-from ganime.training.device import cpu_model, resolve_device, set_threads
+from ganime.device import cpu_model, resolve_device, set_threads
 from ganime.training.trainer import Trainer
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
+from ganime.device import cpu_model
 from ganime.fonts.make import write_font
 from ganime.fonts.specimen import save_image, sheet, specimen
 from ganime.generate import load_generator
-from ganime.training.device import cpu_model
 
 
 def nn_accuracy(gen, per_char: int) -> tuple[float, dict[str, float]]:

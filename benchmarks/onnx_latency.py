@@ -26,7 +26,7 @@ from ganime.config import preset
 from ganime.export import export_onnx
 from ganime.generate import LoadedGenerator
 from ganime.models import build_generator
-from ganime.runtime import OnnxGenerator
+from ganime.onnx_runtime import OnnxGenerator
 
 
 def cpu_model() -> str:

@@ -45,8 +45,8 @@ def main() -> None:
 
     import torch
 
+    from ganime.device import physical_cores, resolve_device, set_threads
     from ganime.generate import load_generator
-    from ganime.training.device import physical_cores, resolve_device, set_threads
     from ganime.web.meta import resolve_generator
     from ganime.web.publish import parse_truncations, publish
 

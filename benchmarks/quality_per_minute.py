@@ -24,8 +24,8 @@ import torch
 
 import ganime
 from ganime.config import override, preset
-from ganime.evaluate import evaluate
-from ganime.training.device import cpu_model
+from ganime.device import cpu_model
+from ganime.eval_report import evaluate
 
 
 def main() -> None:

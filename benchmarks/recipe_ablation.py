@@ -29,10 +29,11 @@ import torch
 import ganime
 from ganime.config import override, preset
 from ganime.data.dataset import load_dataset
-from ganime.evaluate import evaluate, real_subset
-from ganime.generate import load_generator, make_grid, save_png
+from ganime.device import cpu_model
+from ganime.eval_report import evaluate, real_subset
+from ganime.generate import load_generator
+from ganime.io import make_grid, save_png
 from ganime.metrics import compute
-from ganime.training.device import cpu_model
 
 # name -> changes to the modern preset. "modern" is the preset as it was before this ablation (TTUR 1e-4/4e-4);
 # the preset now has modern-lr2x's rates, so every row keeps meaning what it measured.

@@ -224,7 +224,7 @@ def main() -> None:
     ap.add_argument("--kills", type=int, default=20, help="torture benchmark kills (0 = skip it)")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
-    from ganime.training.device import cpu_model
+    from ganime.device import cpu_model
 
     with tempfile.TemporaryDirectory() as tmp:
         xml = Path(tmp) / "junit.xml"

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from ganime.training.device import cpu_model, physical_cores
+from ganime.device import cpu_model, physical_cores
 
 
 def run(label: str, cmd: list[str], env: dict[str, str], out: Path, timeout: float) -> float:

@@ -167,8 +167,8 @@ def generator_ceiling(generator: Path, batch: int, threads: int, workers: int, s
     import torch
 
     from ganime.cli.serve import default_threads
+    from ganime.device import physical_cores, set_threads
     from ganime.generate import load_generator
-    from ganime.training.device import physical_cores, set_threads
     from ganime.web.encode import encode_png
 
     set_threads(threads or default_threads(physical_cores(), workers))
@@ -211,7 +211,7 @@ def main() -> None:
     import torch
 
     from ganime.cli.serve import default_threads
-    from ganime.training.device import cpu_model, physical_cores
+    from ganime.device import cpu_model, physical_cores
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:

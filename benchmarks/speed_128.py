@@ -33,7 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ganime.config import TrainConfig, override, preset
 from ganime.data.dataset import load_dataset
-from ganime.training.device import configure_backends, cpu_model, set_threads
+from ganime.device import configure_backends, cpu_model, set_threads
 from ganime.training.autotune import resolve_runtime
 from ganime.training.trainer import Trainer
 from ganime.training.precision import Runtime

@@ -36,8 +36,8 @@ from torch import nn
 
 from ganime.config import override, preset
 from ganime.data.dataset import load_dataset
+from ganime.device import configure_backends, cpu_model, resolve_device, set_threads
 from ganime.training.autotune import resolve_runtime
-from ganime.training.device import configure_backends, cpu_model, resolve_device, set_threads
 from ganime.training.trainer import Trainer
 
 

@@ -51,7 +51,7 @@ def child(run: Path, data: Path, cache: Path, steps: int, pause_at: int = 0) -> 
     import ganime
     from ganime import checkpoint as ckpt_io
 
-    original = ckpt_io._save_tensors
+    original = ckpt_io.save_tensors
     writes = 0
 
     def announced(path, tensors, metadata=None):
@@ -63,13 +63,13 @@ def child(run: Path, data: Path, cache: Path, steps: int, pause_at: int = 0) -> 
             sys.stdin.readline()
         return original(path, tensors, metadata)
 
-    ckpt_io._save_tensors = announced
+    ckpt_io.save_tensors = announced
     try:
         latest = ckpt_io.latest_checkpoint(run)
         print(f"START {ckpt_io.read_state(latest)['step'] if latest else 0}", flush=True)  # the step it resumes at
         result = ganime.train(tiny_config(data, cache, steps), run, resume=latest is not None, progress=False)
     finally:
-        ckpt_io._save_tensors = original  # (the test suite calls this in its own process)
+        ckpt_io.save_tensors = original  # (the test suite calls this in its own process)
     print(f"DONE {result.step} {result.stopped}", flush=True)
 
 
@@ -303,7 +303,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write the report here")
     args = ap.parse_args()
-    from ganime.training.device import cpu_model
+    from ganime.device import cpu_model
 
     print(f"cpu: {cpu_model()}; python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -29,11 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganime.checkpoint import atomic_write_json, read_state, resolve_checkpoint
+from ganime.checkpoint import read_state, resolve_checkpoint
 from ganime.data.dataset import load_dataset
 from ganime.errors import GanimeError
-from ganime.evaluate import evaluate, real_subset
-from ganime.generate import load_generator, make_grid, pretrained_path, save_generator, save_png
+from ganime.eval_report import evaluate, real_subset
+from ganime.generate import load_generator, pretrained_path, save_generator
+from ganime.io import atomic_write_json, make_grid, save_png
 from ganime.latent import SCHEMES
 from ganime.metrics import available_metrics, compute
 

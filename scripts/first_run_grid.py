@@ -19,7 +19,8 @@ from PIL import Image
 
 import ganime
 from ganime.config import override, preset
-from ganime.generate import load_generator, make_grid
+from ganime.generate import load_generator
+from ganime.io import make_grid
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "images" / "first-run-grid.png"

@@ -19,7 +19,7 @@ from ganime.export import export_onnx
 from ganime.generate import LoadedGenerator, load_generator, save_generator, to_uint8
 from ganime.latent import PORTABLE, TORCH
 from ganime.models import build_generator
-from ganime.runtime import OnnxGenerator, read_sidecar
+from ganime.onnx_runtime import OnnxGenerator, read_sidecar
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

@@ -127,6 +127,7 @@ def test_truncation_pulls_images_toward_the_mean_image(arch):
     torch.manual_seed(0)
     G = build_generator(cfg.model).eval().requires_grad_(False)
     gen = LoadedGenerator(G, cfg.model, "test", torch.device("cpu"), {})
+    assert gen.feature_truncation  # what the web app asks before computing the mean once
     z = torch.randn(32, 16, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.equal(gen.truncate(z, psi=1.0), G(z))  # psi = 1 is the generator itself

@@ -3,6 +3,7 @@
 Public API (lazy imports keep `import ganime` light):
     train(config, out, resume=False)   -> TrainResult         (ganime.training.loop)
     load_generator(path, device="cpu") -> LoadedGenerator     (ganime.generate)
+    evaluate(source, data, metrics, n) -> EvalReport          (ganime.eval_report)
     load_dataset(path, resolution)     -> ImageDataset        (ganime.data.dataset)
     preset(name)                       -> TrainConfig         (ganime.config)
 """
@@ -14,7 +15,8 @@ _API = {
     "TrainResult": "ganime.training.loop",
     "load_generator": "ganime.generate",
     "interpolate": "ganime.generate",
-    "make_grid": "ganime.generate",
+    "make_grid": "ganime.io",
+    "evaluate": "ganime.eval_report",
     "load_dataset": "ganime.data.dataset",
     "preset": "ganime.config",
     "override": "ganime.config",

@@ -25,6 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from ganime import io
 from ganime.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -47,14 +48,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
+def save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Write tensors as one safetensors file at `path` and fsync it (not atomic: callers write into a temp
+    dir, or wrap it in `ganime.io.atomic_path`)."""
     # safetensors refuses shared or non-contiguous storage: give it plain CPU copies
     plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     save_file(plain, str(path), metadata=metadata)
@@ -71,13 +67,11 @@ def _io_reason(e: BaseException) -> str:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write JSON to a temp file, fsync, rename over `path`."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    """A run's own JSON file (latest.json, config.json): `ganime.io.atomic_write_json`, then the folder is
+    fsynced too; a failed write is a CheckpointError (the run cannot go on). Other files use ganime.io."""
     try:
-        _write_json(tmp, obj)
-        os.replace(tmp, path)
+        io.atomic_write_json(path, obj)
     except OSError as e:  # disk full, read-only folder: the old file (if any) is untouched
-        tmp.unlink(missing_ok=True)
         raise CheckpointError(f"could not write {path}: {e.strerror or e}; the previous version is intact") from None
     _fsync_dir(path.parent)
 
@@ -138,9 +132,9 @@ def save_checkpoint(
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        _save_tensors(tmp / MODEL_FILE, model_tensors)
-        _save_tensors(tmp / TRAIN_FILE, train_tensors)
-        _write_json(tmp / STATE_FILE, {**state, "format_version": FORMAT_VERSION, "step": step})
+        save_tensors(tmp / MODEL_FILE, model_tensors)
+        save_tensors(tmp / TRAIN_FILE, train_tensors)
+        io.atomic_write_json(tmp / STATE_FILE, {**state, "format_version": FORMAT_VERSION, "step": step})
         _fsync_dir(tmp)
         if final.exists():  # the same step saved again (e.g. epoch end then exit): swap atomically
             old = run_dir / f".old-{name}-{os.getpid()}"

@@ -1,4 +1,4 @@
-"""Ship a trained generator: ONNX export with a dynamic batch axis and a JSON sidecar for ganime.runtime.
+"""Ship a trained generator: ONNX export with a dynamic batch axis and a JSON sidecar for ganime.onnx_runtime.
 
 Uses torch's TorchScript exporter (`dynamo=False`): it needs only the `onnx` package, where torch's default
 dynamo exporter also needs onnxscript. The graph takes `z` (float32, batch x z_dim), for class-conditional
@@ -13,9 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import json
 import logging
-import os
 import warnings
 from pathlib import Path
 
@@ -25,8 +23,9 @@ import torch
 from ganime import __version__
 from ganime.errors import ConfigError, MissingDependencyError
 from ganime.generate import TRUNCATION_SAMPLES, TRUNCATION_SEED, LoadedGenerator, load_generator
+from ganime.io import atomic_path, atomic_write_json
 from ganime.latent import PORTABLE, TORCH
-from ganime.runtime import (
+from ganime.onnx_runtime import (
     FORMAT,
     FORMAT_VERSION,
     INPUT_LABELS,
@@ -57,7 +56,7 @@ class TruncatedGenerator(torch.nn.Module):
     def __init__(self, gen: LoadedGenerator) -> None:
         super().__init__()
         self.G = gen.G
-        self.in_feature_space = hasattr(gen.G, "stem") and hasattr(gen.G, "synthesis")
+        self.in_feature_space = gen.feature_truncation
         mean = gen.stem_mean().detach().float().cpu() if self.in_feature_space else torch.zeros(1)
         self.register_buffer("mean", mean)
 
@@ -117,9 +116,7 @@ def export_onnx(
     args: tuple = (z, torch.zeros(2, dtype=torch.long), psi) if cond else (z, psi)
     names = [INPUT_Z, INPUT_LABELS, INPUT_PSI] if cond else [INPUT_Z, INPUT_PSI]
     dynamic = {name: {0: "batch"} for name in [*names[:-1], OUTPUT]}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(out) as tmp:  # a failed check or verification leaves no file (nor an older one changed)
         with warnings.catch_warnings():
             # the TorchScript exporter is deprecated in favour of dynamo (which needs onnxscript); it still works
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -142,21 +139,15 @@ def export_onnx(
             levels = _try_fp16(gen, tmp, weights == "fp16")
             if levels is not None:
                 stored, max_diff = "fp16", levels * 2 / 255  # on the [-1, 1] scale, as the fp32 figure
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
 
     meta = sidecar(gen, out, opset, max_diff) | {"weights": stored}
-    side = sidecar_path(out)
-    side_tmp = side.with_name(f".{side.name}.tmp{os.getpid()}")
-    side_tmp.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-    os.replace(side_tmp, side)
+    atomic_write_json(sidecar_path(out), meta, newline=True)
     log.debug("exported %s (%s): max |onnxruntime - torch| = %s", out, gen.source, max_diff)
     return out
 
 
 def sidecar(gen: LoadedGenerator, onnx_path: Path, opset: int, max_diff: float | None) -> dict:
-    """What a torch-free runtime needs to know about an exported generator (see ganime.runtime)."""
+    """What a torch-free runtime needs to know about an exported generator (see ganime.onnx_runtime)."""
     m = gen.model
     inputs = {INPUT_Z: {"dtype": "float32", "shape": ["batch", m.z_dim]}}
     if m.num_classes:
@@ -195,20 +186,18 @@ def sidecar(gen: LoadedGenerator, onnx_path: Path, opset: int, max_diff: float |
 
 def _try_fp16(gen: LoadedGenerator, path: Path, required: bool) -> int | None:
     """Store `path`'s float32 weights as fp16 in place if its uint8 images stay within FP16_LEVELS of torch's;
-    returns the largest difference in uint8 levels, or None (file unchanged) when fp16 would break the bound."""
+    returns the largest difference in uint8 levels, or None (file unchanged) when fp16 would break the bound.
+
+    path: the export's temporary file (written in place: nobody reads it before it is renamed)."""
     import onnx
 
-    half_path = path.with_name(path.name + ".fp16")
-    try:
-        model = onnx.load(str(path))
-        _fp16_weights(model)
-        onnx.save(model, str(half_path))
-        levels = _verify_levels(gen, half_path)
-        if levels is not None and levels <= FP16_LEVELS:
-            os.replace(half_path, path)
-            return levels
-    finally:
-        half_path.unlink(missing_ok=True)
+    model = onnx.load(str(path))
+    _fp16_weights(model)
+    half = model.SerializeToString()  # what onnx.save writes
+    levels = _verify_levels(gen, half)
+    if levels is not None and levels <= FP16_LEVELS:
+        path.write_bytes(half)
+        return levels
     why = "onnxruntime is not installed to check them" if levels is None else f"by {levels}/255"
     if required:
         raise ConfigError(f"fp16 weights move images more than {FP16_LEVELS}/255 ({why}); export fp32")
@@ -254,7 +243,7 @@ def latents_entry(gen: LoadedGenerator) -> dict:
 
 def truncation_entry(gen: LoadedGenerator) -> dict:
     """The sidecar's "truncation": how psi acts, and the mean it pulls toward (a constant inside the graph)."""
-    if not (hasattr(gen.G, "stem") and hasattr(gen.G, "synthesis")):
+    if not gen.feature_truncation:
         return {"input": INPUT_PSI, "space": "z", "rule": "z * psi (toward the origin)", "mean": None}
     mean = gen.stem_mean().detach().float().cpu().numpy()
     return {
@@ -270,15 +259,15 @@ def truncation_entry(gen: LoadedGenerator) -> dict:
     }
 
 
-def _verify_levels(gen: LoadedGenerator, path: Path) -> int | None:
+def _verify_levels(gen: LoadedGenerator, model: Path | bytes) -> int | None:
     """Max |onnxruntime - torch| in uint8 levels over fixed latents and VERIFY_PSI; None without onnxruntime."""
     try:
         import onnxruntime as ort
     except ImportError:
         return None
-    from ganime.runtime import to_uint8
+    from ganime.onnx_runtime import to_uint8
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(model if isinstance(model, bytes) else str(model), providers=["CPUExecutionProvider"])
     worst = 0
     for feeds, want in _verify_cases(gen):
         got = to_uint8(sess.run([OUTPUT], feeds)[0]).astype(np.int16)

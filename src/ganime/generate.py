@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from ganime.checkpoint import MODEL_FILE, PICKLE_SUFFIXES, read_checkpoint, read
 from ganime.config import ModelConfig, TrainConfig
 from ganime.data.dataset import LEGACY_EMPTY_PATH
 from ganime.errors import CheckpointError, ConfigError, GanimeError
+from ganime.io import atomic_path, atomic_write_json
 from ganime.latent import (
     MAX_SEED,  # noqa: F401 - still ganime.generate.MAX_SEED for callers
     PORTABLE,
@@ -87,6 +86,12 @@ class LoadedGenerator:
         return torch.tensor([index[n] for n in names], dtype=torch.int64)
 
     @property
+    def feature_truncation(self) -> bool:
+        """True when truncation pulls G's first feature map toward its mean (`stem_mean`, computed once);
+        False when it scales z (models without `stem`/`synthesis`). See `truncate`."""
+        return hasattr(self.G, "stem") and hasattr(self.G, "synthesis")
+
+    @property
     def latent_scheme(self) -> str:
         """How seeds map to latents (ganime.latent): PORTABLE for new runs, TORCH for generators saved before."""
         return self.model.latents
@@ -128,7 +133,7 @@ class LoadedGenerator:
         """
         if psi == 1.0:
             return self.G(z, labels) if labels is not None else self.G(z)
-        if not (hasattr(self.G, "stem") and hasattr(self.G, "synthesis")):
+        if not self.feature_truncation:
             z = z * psi
             return self.G(z, labels) if labels is not None else self.G(z)
         mean = self.stem_mean()
@@ -271,14 +276,12 @@ def _load_generator_file(path: Path, device: torch.device) -> LoadedGenerator:
 
 def save_generator(gen: LoadedGenerator, out: str | Path, dtype: torch.dtype = torch.float32) -> Path:
     """Write G alone as `out`.safetensors (+ `out`.json): a small file to share or ship."""
-    from ganime.checkpoint import _save_tensors, atomic_write_json, flatten_state_dicts
+    from ganime.checkpoint import flatten_state_dicts, save_tensors
 
     out = Path(out).with_suffix(".safetensors")
-    out.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in gen.G.state_dict().items()}
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    _save_tensors(tmp, flatten_state_dicts(G=sd))
-    os.replace(tmp, out)
+    with atomic_path(out, fsync=False) as tmp:  # save_tensors fsyncs
+        save_tensors(tmp, flatten_state_dicts(G=sd))
     meta = {
         "model": gen.model.__dict__ | {},
         "value_range": [-1, 1],
@@ -288,30 +291,6 @@ def save_generator(gen: LoadedGenerator, out: str | Path, dtype: torch.dtype = t
     }
     atomic_write_json(out.with_suffix(".json"), json.loads(json.dumps(meta, default=list)))
     return out
-
-
-def make_grid(images: np.ndarray, nrow: int | None = None, padding: int = 2, pad_value: int = 255) -> np.ndarray:
-    """Tile uint8 NHWC images into one uint8 HWC image (nrow images per row)."""
-    n, h, w, c = images.shape
-    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
-    rows = math.ceil(n / nrow)
-    grid = np.full((rows * (h + padding) + padding, nrow * (w + padding) + padding, c), pad_value, np.uint8)
-    for i, img in enumerate(images):
-        r, k = divmod(i, nrow)
-        y, x = padding + r * (h + padding), padding + k * (w + padding)
-        grid[y : y + h, x : x + w] = img
-    return grid
-
-
-def save_png(image: np.ndarray, path: str | Path) -> Path:
-    """Save a uint8 HWC (C = 1 or 3) array as PNG, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = image[..., 0] if image.shape[-1] == 1 else image
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    Image.fromarray(arr).save(tmp)
-    os.replace(tmp, path)
-    return path
 
 
 def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
@@ -348,14 +327,13 @@ def write_video(frames: list[np.ndarray] | np.ndarray, out: str | Path, fps: int
         if ph or pw:
             frames = [np.pad(f, ((0, ph), (0, pw), (0, 0)), mode="edge") for f in frames]
     frames = [f if f.shape[-1] == 3 else np.repeat(f, 3, axis=-1) for f in frames]
-    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}{out.suffix}")
-    if out.suffix.lower() == ".gif":
-        imageio.mimsave(tmp, frames, duration=1000 / fps, loop=0)
-    elif out.suffix.lower() == ".mp4":
-        imageio.mimsave(tmp, frames, fps=fps, codec="libx264", quality=8, macro_block_size=16)
-    else:
+    if out.suffix.lower() not in (".gif", ".mp4"):
         raise ConfigError(f"unknown video format {out.suffix!r}; use .mp4 or .gif")
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        if out.suffix.lower() == ".gif":
+            imageio.mimsave(tmp, frames, duration=1000 / fps, loop=0)
+        else:
+            imageio.mimsave(tmp, frames, fps=fps, codec="libx264", quality=8, macro_block_size=16)
     return out
 
 

@@ -21,7 +21,7 @@ Scheme `TORCH` ("torch-randn") is the mapping of generators trained before this 
 a generator's config names its scheme, and a config or sidecar that names none is `TORCH` (`scheme_of`), so
 no saved seed changes its face.
 
-This module imports only NumPy (ganime.runtime uses it without torch).
+This module imports only NumPy (ganime.onnx_runtime uses it without torch).
 """
 
 from __future__ import annotations

@@ -13,8 +13,12 @@ import ganime
 from conftest import tiny_config, write_images
 from ganime.checkpoint import read_state
 from ganime.cli import main
-from ganime.evaluate import evaluate
+from ganime.eval_report import evaluate
 from ganime.metrics.features import FALLBACK_LABEL, INCEPTION_FILE
+
+
+def test_public_name_is_the_eval_report_function():
+    assert ganime.evaluate is evaluate  # ganime.evaluate stays the API name; the module is ganime.eval_report
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +106,7 @@ def test_ganime_eval_prints_a_table_and_writes_json_next_to_the_checkpoint(run: 
 
 def test_eval_numbers_track_the_generator(run: Path, isolated) -> None:
     # against a data set of the generator's own samples SWD is far lower than against its training images
-    from ganime.evaluate import sample_generator
+    from ganime.eval_report import sample_generator
 
     own_samples = isolated / "own.npz"
     np.savez(own_samples, images=sample_generator(ganime.load_generator(run), 48, seed=1000))

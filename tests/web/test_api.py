@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from ganime.cli import main
-from ganime.generate import default_generator_path, interpolate, load_generator, make_grid, pretrained_path
+from ganime.generate import default_generator_path, interpolate, load_generator, pretrained_path
+from ganime.io import make_grid
 from ganime.web.app import LIMITS, MAX_SEED
 from ganime.web.batcher import BusyError, MicroBatcher
 

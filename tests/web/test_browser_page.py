@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganime import runtime
+from ganime import onnx_runtime
 from ganime.cli import main
 from ganime.errors import MissingDependencyError
 from ganime.generate import default_generator_path
@@ -161,14 +161,14 @@ def pretrained(tmp_path_factory) -> Path:
 
 
 def test_seed_123_is_one_face_in_torch_onnxruntime_and_both_pages(page, pretrained, tmp_path, monkeypatch, artifacts):
-    """The issue's finish line: `ganime generate --seed 123`, `python -m ganime.runtime ... --seed 123`, the
+    """The issue's finish line: `ganime generate --seed 123`, `python -m ganime.onnx_runtime ... --seed 123`, the
     static page and `ganime serve`'s /browser/ page show the same face."""
     from ganime.web.app import create_app
 
     want = cli_image(pretrained, 123, tmp_path).astype(int)
     assert want.shape == (64, 64, 3) and want.std() > 20  # a real picture, not a flat one
     folder = write_site(pretrained, tmp_path / "site", ort_dir=ORT, fetch=False)[0].parent
-    assert runtime.main([str(folder / "generator.onnx"), "--seed", "123", "-n", "1", "--outdir", str(tmp_path / "rt")]) == 0
+    assert onnx_runtime.main([str(folder / "generator.onnx"), "--seed", "123", "-n", "1", "--outdir", str(tmp_path / "rt")]) == 0
     from_runtime = np.asarray(Image.open(tmp_path / "rt" / "seed000123.png").convert("RGB")).astype(int)
     assert np.abs(from_runtime - want).max() <= 1  # fp16 weights: within 1/255, as export checked
 

@@ -15,7 +15,7 @@ from ganime.cli import main
 from ganime.errors import ConfigError, MissingDependencyError
 from ganime.generate import LoadedGenerator, save_generator
 from ganime.latent import PORTABLE, TORCH
-from ganime.runtime import OnnxGenerator, read_sidecar
+from ganime.onnx_runtime import OnnxGenerator, read_sidecar
 from ganime.web.site import ORT_BUILDS, ORT_VERSION, find_ort, write_site
 
 pytest.importorskip("onnxruntime")

@@ -73,8 +73,9 @@ def glyphs(
     ] = False,
 ) -> None:
     """Render characters from many fonts as grayscale glyphs on one baseline, one scale per font."""
-    from ganime.data.builders_io import atomic_write_bytes, save_dataset
+    from ganime.data.builders_io import save_dataset
     from ganime.data.glyphs import render_glyphs
+    from ganime.io import atomic_write_text
 
     dataset, report = render_glyphs(
         fonts,
@@ -92,7 +93,7 @@ def glyphs(
     for f in report.fonts:
         status = f.skipped or "used"
         writer.writerow([f.name, str(f.path), f"{f.coverage:.4f}", status, f.rendered, "".join(f.missing)])
-    atomic_write_bytes(Path(out) / "fonts.csv", text.getvalue().encode("utf-8"))
+    atomic_write_text(Path(out) / "fonts.csv", text.getvalue())
 
     for f in report.used:
         missing = f", missing {''.join(f.missing)!r}" if f.missing else ""

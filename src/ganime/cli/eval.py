@@ -30,8 +30,8 @@ def eval_(
 ) -> None:
     """Measure a generator: SWD (default, no weights), FID/KID (local Inception weights), precision/recall,
     memorization. Writes the report as JSON next to the checkpoint."""
-    from ganime.evaluate import evaluate, format_table
-    from ganime.training.device import resolve_device
+    from ganime.device import resolve_device
+    from ganime.eval_report import evaluate, format_table
 
     report = evaluate(
         source,

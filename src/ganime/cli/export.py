@@ -37,12 +37,12 @@ def export(
     webgpu: Annotated[bool, typer.Option(help="With --web: onnxruntime-web's WebGPU build (28.9 MB, not 14.9).")] = False,
 ) -> None:
     """Export the generator as ONNX with a dynamic batch axis; run it with `ganime generate --backend onnxruntime`
-    or, without torch, `python -m ganime.runtime`; or, with --web DIR, as a static page that draws its faces in
+    or, without torch, `python -m ganime.onnx_runtime`; or, with --web DIR, as a static page that draws its faces in
     the visitor's browser."""
     if fmt != "onnx":
         raise ConfigError(f"unknown export format {fmt!r}; use onnx")
     from ganime.export import export_onnx
-    from ganime.runtime import read_sidecar
+    from ganime.onnx_runtime import read_sidecar
 
     if web is not None:
         from ganime.web.site import write_site

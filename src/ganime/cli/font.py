@@ -32,9 +32,9 @@ def font(
         raise ConfigError("--truncation must be in (0, 1]")
     if out is None:
         raise ConfigError("say where to write: --out MyFont.ttf (or .otf; a .png with --interpolate)")
+    from ganime.device import resolve_device
     from ganime.fonts.make import interpolation_specimen, write_font
     from ganime.generate import load_generator
-    from ganime.training.device import resolve_device
 
     if interpolate is None and out.suffix.lower() not in (".ttf", ".otf"):
         raise ConfigError(f"--out {out}: a font file ends in .ttf or .otf")

@@ -40,17 +40,18 @@ def generate(
     if backend not in ("torch", "onnxruntime"):
         raise ConfigError(f"unknown backend {backend!r}; use torch or onnxruntime")
     if backend == "onnxruntime" or str(source).lower().endswith(".onnx"):
-        # torch-free: ganime.runtime imports only numpy, onnxruntime and Pillow
-        from ganime.runtime import write_pngs
+        # torch-free: ganime.onnx_runtime imports only numpy, onnxruntime and Pillow
+        from ganime.onnx_runtime import write_pngs
 
         if interpolate is not None:
             raise ConfigError("--interpolate needs --backend torch")
         for line in write_pngs(source, n, seed, grid, outdir, truncation):
             typer.echo(line)
         return
+    from ganime.device import resolve_device
     from ganime.generate import interpolate as walk
-    from ganime.generate import load_generator, make_grid, save_png, write_video
-    from ganime.training.device import resolve_device
+    from ganime.generate import load_generator, write_video
+    from ganime.io import make_grid, save_png
 
     if not 0 < truncation <= 1.0:
         raise ConfigError("--truncation must be in (0, 1]")

@@ -28,7 +28,7 @@ def publish(
     ),
 ) -> None:
     """Render seeds x truncations to SITE/faces/psi-T/SEED.webp, with manifest.json and a static page."""
-    from ganime.training.device import physical_cores, resolve_device, set_threads
+    from ganime.device import physical_cores, resolve_device, set_threads
     from ganime.web.meta import resolve_generator
     from ganime.web.publish import parse_truncations
     from ganime.web.publish import publish as render_site

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -97,7 +98,7 @@ def serve(
         raise MissingDependencyError(
             f"ganime serve needs the web extra ({e.name}): pip install 'ganime[web]'"
         ) from None
-    from ganime.training.device import physical_cores, resolve_device, set_threads
+    from ganime.device import physical_cores, resolve_device, set_threads
 
     if not 0 < port < 65536:
         raise ConfigError("--port must be in 1..65535")
@@ -238,6 +239,7 @@ def gallery_export(
 
     Exporting again into the same folder brings it up to date: PNGs that the previous gallery.json listed
     and that are no longer in the gallery (deleted since) are removed; other files are left alone."""
+    from ganime.io import atomic_write_bytes, atomic_write_json
     from ganime.web.store import MAX_LIST, open_store
 
     if out.exists() and not out.is_dir():
@@ -256,13 +258,14 @@ def gallery_export(
                 if png is None:  # deleted meanwhile
                     continue
                 name = f"seed{item.seed}-{item.id}.png"
-                _write_atomic(out / name, png)
+                # atomic: an interrupted export leaves whole files or none, never a truncated PNG or JSON
+                _write_file(atomic_write_bytes, out / name, png)
                 records.append({**item.to_dict(), "file": name})
             if len(page) < MAX_LIST:
                 break
             offset += MAX_LIST
     previous = _exported_files(out / "gallery.json")
-    _write_atomic(out / "gallery.json", (json.dumps(records, indent=1) + "\n").encode())
+    _write_file(atomic_write_json, out / "gallery.json", records, sort_keys=False, newline=True)
     stale = previous - {r["file"] for r in records}
     for name in stale:
         (out / name).unlink(missing_ok=True)
@@ -280,12 +283,9 @@ def _exported_files(manifest: Path) -> set[str]:
     return {n for n in names if isinstance(n, str) and n.endswith(".png") and n == Path(n).name and n[0] != "."}
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    # an interrupted export leaves whole files or none, never a truncated PNG or JSON
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+def _write_file(write: Callable[..., Path], path: Path, *args: Any, **kwargs: Any) -> Path:
+    """`write(path, ...)`, with a full disk or a read-only folder as a one-line ConfigError."""
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        return write(path, *args, **kwargs)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise ConfigError(f"cannot write {path}: {e.strerror}") from None

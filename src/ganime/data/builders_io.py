@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ganime.errors import DataError
+from ganime.io import atomic_write_bytes, atomic_write_text, make_grid
 
 PREVIEW_MAX_ITEMS = 256
 
@@ -49,19 +47,6 @@ class SavedPaths:
     dataset: Path
     labels_csv: Path
     preview: Path
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are ordinary readable files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def npz_bytes(arrays: dict[str, np.ndarray], compresslevel: int = 6) -> bytes:
@@ -96,19 +81,12 @@ def composite_white(rgba: np.ndarray) -> np.ndarray:
 
 
 def preview_grid(images: np.ndarray, max_items: int = PREVIEW_MAX_ITEMS) -> Image.Image:
-    """Tile up to `max_items` images in a square-ish grid; RGBA is composited on white."""
+    """Tile up to `max_items` images in a square-ish grid without padding; RGBA is composited on white."""
     images = images[:max_items]
-    n, h, w, c = images.shape
-    cols = max(1, math.ceil(math.sqrt(n)))
-    rows = max(1, math.ceil(n / cols))
-    if c == 4:
+    if images.shape[-1] == 4:
         images = composite_white(images)
-        c = 3
-    grid = np.full((rows * h, cols * w, c), 255, dtype=np.uint8)
-    for i, img in enumerate(images):
-        r, col = divmod(i, cols)
-        grid[r * h : (r + 1) * h, col * w : (col + 1) * w] = img
-    return Image.fromarray(grid[..., 0] if c == 1 else grid)
+    grid = make_grid(images, padding=0)
+    return Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
 
 
 def save_dataset(dataset: BuiltDataset, out_dir: str | Path) -> SavedPaths:
@@ -125,7 +103,7 @@ def save_dataset(dataset: BuiltDataset, out_dir: str | Path) -> SavedPaths:
     sources = dataset.sources if dataset.sources is not None else [""] * len(dataset)
     for i, (label, source) in enumerate(zip(dataset.labels, sources)):
         writer.writerow([i, str(label), str(source)])
-    atomic_write_bytes(paths.labels_csv, text.getvalue().encode("utf-8"))
+    atomic_write_text(paths.labels_csv, text.getvalue())
 
     png = io.BytesIO()
     preview_grid(dataset.images).save(png, format="PNG")

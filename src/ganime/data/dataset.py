@@ -27,6 +27,7 @@ from ganime.data.sources import (
     to_rgb,
 )
 from ganime.errors import DataError
+from ganime.io import atomic_path, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -197,13 +198,9 @@ def _make(images: np.ndarray, src: Path, meta: dict) -> ImageDataset:
 
 def _write_cache(cache: Path, npy: Path, meta_path: Path, images: np.ndarray, meta: dict) -> None:
     try:
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = npy.with_suffix(f".tmp{os.getpid()}.npy")
-        np.save(tmp, images)
-        os.replace(tmp, npy)
-        tmp_meta = meta_path.with_suffix(f".tmp{os.getpid()}")
-        tmp_meta.write_text(json.dumps(meta))
-        os.replace(tmp_meta, meta_path)
+        with atomic_path(npy) as tmp:
+            np.save(tmp, images)
+        atomic_write_json(meta_path, meta, indent=None, sort_keys=False)
     except OSError as e:
         raise DataError(f"cannot write the data cache in {cache}: {e}; set --cache-dir or GANIME_CACHE") from None
 

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ganime.data.builders_io import atomic_write_bytes, composite_white, npz_bytes
+from ganime.data.builders_io import composite_white, npz_bytes
 from ganime.errors import DataError, MissingDependencyError
+from ganime.io import atomic_write_bytes
 
 STYLE = "adventurer"
 # what each face is drawn from; the renderer and the metrics both read this order

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ganime.data.builders_io import atomic_write_bytes
 from ganime.errors import DataError, MissingDependencyError
+from ganime.io import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +296,8 @@ def crop_faces(
             index = len(rows)
             png = io.BytesIO()
             crop.save(png, format="PNG")
-            atomic_write_bytes(out_dir / f"{index:06d}.png", png.getvalue())
+            # one of thousands of crops, made again by running again: not fsynced one by one
+            atomic_write_bytes(out_dir / f"{index:06d}.png", png.getvalue(), fsync=False)
             b = det.box
             rows.append(
                 [path.relative_to(raw_dir).as_posix(), index, round(b.x), round(b.y), round(b.w), round(b.h)]
@@ -308,7 +309,7 @@ def crop_faces(
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["source", "index", "x", "y", "w", "h", "score"])
     writer.writerows(rows)
-    atomic_write_bytes(out_dir / "faces.csv", text.getvalue().encode("utf-8"))
+    atomic_write_text(out_dir / "faces.csv", text.getvalue())
     report = FaceCropReport(**counts)
     log.debug("faces: %s", report.summary())
     return report

@@ -62,11 +62,9 @@ class BuiltFont:
 
     def save(self, path: str | Path) -> Path:
         """Write the font atomically."""
-        from ganime.data.builders_io import atomic_write_bytes
+        from ganime.io import atomic_write_bytes
 
-        path = Path(path)
-        atomic_write_bytes(path, self.data)
-        return path
+        return atomic_write_bytes(Path(path), self.data)
 
 
 def flavor_for(path: str | Path) -> str:

@@ -96,6 +96,6 @@ def morph(
 
 def save_image(img: Image.Image, path: str | Path) -> Path:
     """Write a PNG atomically."""
-    from ganime.generate import save_png
+    from ganime.io import save_png
 
     return save_png(np.asarray(img.convert("L"))[..., None], path)

@@ -16,6 +16,7 @@ from torch import nn
 
 from ganime.data.dataset import cache_root
 from ganime.errors import DataError, MissingWeightsError
+from ganime.io import atomic_path
 from ganime.metrics.inception import PytorchFIDInception, build_network
 
 log = logging.getLogger(__name__)
@@ -258,10 +259,8 @@ def _load_cached(path: Path, n_real: int) -> FeatureStats | None:
 
 
 def _save_cached(path: Path, stats: FeatureStats) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, features=stats.features, mu=stats.mu, sigma=stats.sigma, n_images=len(stats.features))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, features=stats.features, mu=stats.mu, sigma=stats.sigma, n_images=len(stats.features))
 
 
 def inception_stats(

@@ -18,7 +18,7 @@ from ganime import checkpoint as ckpt_io
 from ganime.config import TrainConfig
 from ganime.data.dataset import ImageDataset
 from ganime.training import precision
-from ganime.training.device import cpu_model
+from ganime.device import cpu_model
 from ganime.training.distributed import DistEnv
 from ganime.training.precision import Runtime
 from ganime.training.trainer import Trainer

@@ -42,8 +42,8 @@ from torch import Tensor, nn
 
 from ganime import checkpoint as ckpt_io
 from ganime import runlock
+from ganime.device import physical_cores, resolve_device
 from ganime.errors import ConfigError, GanimeError
-from ganime.training.device import physical_cores, resolve_device
 from ganime.training.precision import Runtime
 
 log = logging.getLogger(__name__)

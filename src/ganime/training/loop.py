@@ -24,9 +24,9 @@ from torch import Tensor
 from ganime import checkpoint as ckpt_io
 from ganime.config import TrainConfig, resume_config, validate
 from ganime.data.dataset import ImageDataset, load_dataset
+from ganime.device import configure_backends, set_threads
 from ganime.errors import ConfigError
 from ganime.training import autotune, distributed
-from ganime.training.device import configure_backends, set_threads
 from ganime.training.guard import Guard, step_check
 from ganime.training.periodic_eval import TrainingEval
 from ganime.training.progress import Progress

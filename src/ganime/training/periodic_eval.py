@@ -19,7 +19,7 @@ import torch
 
 from ganime.checkpoint import atomic_write_json
 from ganime.config import TrainConfig
-from ganime.evaluate import real_stats_cache, real_subset, to_rgb
+from ganime.eval_report import real_stats_cache, real_subset, to_rgb
 from ganime.generate import to_uint8
 from ganime.metrics import compute
 from ganime.metrics.features import resolve_inception_weights

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import platform
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ import torch
 
 from ganime.data.dataset import cache_root
 from ganime.errors import ConfigError
+from ganime.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def candidates(precision: str, channels_last: str, device: torch.device, compile
 
 def machine_id(device: torch.device, threads: int) -> str:
     """What a timing depends on besides the model: processor, ISA level, torch version, threads."""
-    from ganime.training.device import cpu_model
+    from ganime.device import cpu_model
 
     if device.type == "cuda":
         hw = torch.cuda.get_device_name(device)
@@ -139,10 +139,7 @@ def store_choice(key: str, entry: dict[str, Any]) -> None:
     entries = _read_cache()
     entries[key] = entry
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"version": CACHE_VERSION, "entries": entries}, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        atomic_write_json(path, {"version": CACHE_VERSION, "entries": entries})
     except OSError as e:
         log.warning("could not write the runtime cache %s: %s", path, e)
 

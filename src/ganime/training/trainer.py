@@ -25,7 +25,8 @@ from ganime.config import ModelConfig, TrainConfig
 from ganime.data.dataset import ImageDataset
 from ganime.data.loader import BatchLoader
 from ganime.errors import CheckpointError, ConfigError
-from ganime.generate import make_grid, save_png, to_uint8
+from ganime.generate import to_uint8
+from ganime.io import make_grid, save_png
 from ganime.losses import get_loss, grad_penalty
 from ganime.models import build_discriminator, build_generator
 from ganime.models.grown import grow_state, trunk_config

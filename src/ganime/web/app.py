@@ -9,6 +9,7 @@ query, same bytes. `security.Guard` wraps it all (hosts, tokens, CSRF, rate limi
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -17,14 +18,14 @@ import numpy as np
 import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from ganime import __version__
 from ganime.errors import GanimeError
 from ganime.generate import LoadedGenerator, load_generator
-from ganime.web import gallery, images, page
+from ganime.web import gallery, images, info, page
 from ganime.web.batcher import BusyError, MicroBatcher
 from ganime.web.meta import STATIC, model_id, page_text, render_page, resolve_generator
 from ganime.web.security import Guard, RateLimited, RateLimiter, ServePolicy
@@ -80,6 +81,48 @@ class _BodyLimit:
         await self.app(scope, limited_receive, guarded_send)
 
 
+# --- errors: always JSON with what is allowed; a user's input never causes a 500 -----------------------------
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "body", "path"))
+        problems.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
+    return limits_error(422, "; ".join(problems))
+
+
+async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _user_error(request: Request, exc: GanimeError) -> JSONResponse:
+    if isinstance(exc, StoreBusyError):  # a locked database or an unreachable MongoDB: try again soon
+        log.warning("gallery busy on %s %s: %s", request.method, request.url.path, exc)
+        # the detail (a file path, a database host) is for the log, not for the client
+        return JSONResponse(
+            {"error": "the gallery is busy; retry in a moment"}, status_code=503, headers={"Retry-After": "2"}
+        )
+    return limits_error(422, str(exc))
+
+
+async def _busy(request: Request, exc: BusyError) -> JSONResponse:
+    return JSONResponse({"error": f"busy: {exc}; retry"}, status_code=503, headers={"Retry-After": "1"})
+
+
+async def _limited(request: Request, exc: RateLimited) -> JSONResponse:
+    return JSONResponse({"error": str(exc)}, status_code=429, headers={"Retry-After": exc.header})
+
+
+ERROR_HANDLERS: dict[type[Exception], Callable[..., Awaitable[JSONResponse]]] = {
+    RequestValidationError: _invalid,
+    HTTPException: _http,
+    GanimeError: _user_error,
+    BusyError: _busy,
+    RateLimited: _limited,
+}
+
+
 def create_app(
     generator_path: str | Path | None = None,
     store: GalleryStore | str | Path | None = None,
@@ -108,7 +151,7 @@ def create_app(
     own_store = not isinstance(store, GalleryStore)
     gallery_store = open_store(store) if own_store else store
     mid = model_id(gen)
-    if hasattr(gen, "stem_mean") and hasattr(gen.G, "stem") and hasattr(gen.G, "synthesis"):
+    if gen.feature_truncation:
         gen.stem_mean()  # the truncation mean: computed once here, not by the first slider move
 
     def run_generator(z: torch.Tensor, labels: torch.Tensor | None, psi: torch.Tensor) -> np.ndarray:
@@ -124,7 +167,7 @@ def create_app(
 
     batcher = MicroBatcher(run_generator, max_batch, max_wait_ms, workers)
     title, subtitle = page_text(gen)
-    info = {
+    about = {
         "name": "ganime",
         "version": __version__,
         "model_id": mid,
@@ -154,7 +197,7 @@ def create_app(
         docs_url=None,  # /docs is page.docs: plain HTML, no Swagger UI from a CDN
         redoc_url=None,
     )
-    app.state.served = Served(gen, batcher, gallery_store, mid, f"{mid}-{__version__}", policy, limiter, info)
+    app.state.served = Served(gen, batcher, gallery_store, mid, f"{mid}-{__version__}", policy, limiter, about)
     app.state.page_html = render_page((STATIC / "index.html").read_text(encoding="utf-8"), title, subtitle)
     # kept for scripts and tests that reach in (benchmarks, the CLI's start-up line)
     app.state.batcher, app.state.store, app.state.generator, app.state.model_id = batcher, gallery_store, gen, mid
@@ -163,50 +206,9 @@ def create_app(
     # faces drawn in the visitor's browser (web/site.py): its own CSP allows WebAssembly ('wasm-unsafe-eval')
     app.mount("/browser", BrowserSite(gen), name="browser")
 
-    # --- errors: always JSON with what is allowed; a user's input never causes a 500 ---------------------
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "body", "path"))
-            problems.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
-        return limits_error(422, "; ".join(problems))
-
-    @app.exception_handler(HTTPException)
-    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(GanimeError)
-    async def _user_error(request: Request, exc: GanimeError) -> JSONResponse:
-        if isinstance(exc, StoreBusyError):  # a locked database or an unreachable MongoDB: try again soon
-            log.warning("gallery busy on %s %s: %s", request.method, request.url.path, exc)
-            # the detail (a file path, a database host) is for the log, not for the client
-            return JSONResponse(
-                {"error": "the gallery is busy; retry in a moment"}, status_code=503, headers={"Retry-After": "2"}
-            )
-        return limits_error(422, str(exc))
-
-    @app.exception_handler(BusyError)
-    async def _busy(request: Request, exc: BusyError) -> JSONResponse:
-        return JSONResponse({"error": f"busy: {exc}; retry"}, status_code=503, headers={"Retry-After": "1"})
-
-    @app.exception_handler(RateLimited)
-    async def _limited(request: Request, exc: RateLimited) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=429, headers={"Retry-After": exc.header})
-
-    app.include_router(page.router)
-    app.include_router(images.router)
-    app.include_router(gallery.router)
-
-    @app.get("/browser", include_in_schema=False)
-    async def browser_page() -> RedirectResponse:
-        return RedirectResponse("/browser/")
-
-    @app.get("/api/info", tags=["info"])
-    async def api_info() -> dict[str, Any]:
-        """The model, the gallery backend, whether writes need a token, the input limits, batching counters."""
-        return {**info, "batching": {"max_batch": batcher.max_batch, **batcher.stats.to_dict()}}
-
+    for kind, handler in ERROR_HANDLERS.items():
+        app.add_exception_handler(kind, handler)
+    for router in (page.router, images.router, gallery.router, info.router):
+        app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

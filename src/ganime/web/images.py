@@ -9,7 +9,8 @@ import torch
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from ganime.generate import make_grid, slerp
+from ganime.generate import slerp
+from ganime.io import make_grid
 from ganime.web import served as limits
 from ganime.web.encode import encode_gif, encode_png
 from ganime.web.served import MAX_FRAMES, MAX_GIF_SIZE, MAX_GRID, MAX_SEED, MAX_SIZE, Served, limits_error, served

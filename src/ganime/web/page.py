@@ -1,4 +1,5 @@
-"""The page routes: `/` (the page, with the model's title), and `/docs`, an API reference with no script."""
+"""The page routes: `/` (the page, with the model's title), `/docs` (an API reference with no script) and
+`/browser`, which leads to the in-browser page mounted at /browser/."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import html
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 router = APIRouter(include_in_schema=False)
 
@@ -15,6 +16,11 @@ router = APIRouter(include_in_schema=False)
 @router.get("/static/index.html", response_class=HTMLResponse)  # the same page, never the raw template
 async def index(request: Request) -> HTMLResponse:
     return HTMLResponse(request.app.state.page_html, headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/browser")
+async def browser_page() -> RedirectResponse:
+    return RedirectResponse("/browser/")
 
 
 @router.get("/docs", response_class=HTMLResponse)

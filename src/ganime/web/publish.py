@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,9 +26,9 @@ import numpy as np
 import torch
 
 from ganime import __version__
-from ganime.checkpoint import atomic_write_json
 from ganime.errors import ConfigError
 from ganime.generate import LoadedGenerator
+from ganime.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ganime.web.encode import encode_png, encode_webp
 from ganime.web.meta import MAX_SEED, STATIC, model_id, page_text, render_page
 
@@ -130,31 +129,31 @@ def publish(
             progress(0, sum(len(v) for v in todo.values()))
         rendered = _render(gen, out, todo, dict(zip(truncations, labels)), fmt, size, batch, encoders, progress)
         _write_page(gen, out)
+        # the manifest grows with the site: an earlier, larger run's seeds and truncations stay listed
+        if old is not None and old.get("first_seed") == first_seed:
+            seeds = max(seeds, int(old.get("seeds", 0)))
+            labels = sorted(set(labels) | set(old.get("truncations", [])), key=float)
+        title, subtitle = page_text(gen)
+        atomic_write_json(
+            out / MANIFEST,
+            {
+                "generator": "ganime",
+                "version": __version__,
+                "model_id": mid,
+                "title": title,
+                "subtitle": subtitle,
+                "resolution": gen.resolution,
+                "size": side,
+                "format": fmt,
+                "first_seed": first_seed,
+                "seeds": seeds,
+                "truncations": labels,
+                "default_truncation": min(labels, key=lambda t: abs(float(t) - 0.7)),
+                "path": "faces/psi-{truncation}/{seed}." + fmt,  # {seed}: zero-padded to 6 digits
+            },
+        )
     except OSError as e:
         raise ConfigError(f"cannot write the site in {out}: {e.strerror or e}") from None
-    # the manifest grows with the site: an earlier, larger run's seeds and truncations stay listed
-    if old is not None and old.get("first_seed") == first_seed:
-        seeds = max(seeds, int(old.get("seeds", 0)))
-        labels = sorted(set(labels) | set(old.get("truncations", [])), key=float)
-    title, subtitle = page_text(gen)
-    atomic_write_json(
-        out / MANIFEST,
-        {
-            "generator": "ganime",
-            "version": __version__,
-            "model_id": mid,
-            "title": title,
-            "subtitle": subtitle,
-            "resolution": gen.resolution,
-            "size": side,
-            "format": fmt,
-            "first_seed": first_seed,
-            "seeds": seeds,
-            "truncations": labels,
-            "default_truncation": min(labels, key=lambda t: abs(float(t) - 0.7)),
-            "path": "faces/psi-{truncation}/{seed}." + fmt,  # {seed}: zero-padded to 6 digits
-        },
-    )
     total = sum(len(v) for v in todo.values())
     return PublishReport(out, rendered, len(truncations) * seeds - total, time.perf_counter() - started)
 
@@ -209,10 +208,8 @@ def _render(
 
     def save(images: np.ndarray, seeds: list[int], folder: Path) -> int:
         for img, seed in zip(images, seeds):
-            path = folder / f"{seed:06d}.{fmt}"
-            tmp = folder / f".{path.name}.tmp{os.getpid()}"
-            tmp.write_bytes(encode(img, size))
-            os.replace(tmp, path)
+            # thousands of files, any one made again by publishing again: not fsynced one by one
+            atomic_write_bytes(folder / f"{seed:06d}.{fmt}", encode(img, size), fsync=False)
         return len(seeds)
 
     def collect(done: list[Future]) -> None:
@@ -247,11 +244,6 @@ def _render(
 def _write_page(gen: LoadedGenerator, out: Path) -> None:
     title, subtitle = page_text(gen)
     html = render_page((SITE / "index.html").read_text(encoding="utf-8"), title, subtitle)
-    for name, data in (("index.html", html.encode()), ("site.js", None), ("style.css", None)):
-        src = SITE / name if name == "site.js" else STATIC / name
-        tmp = out / f".{name}.tmp{os.getpid()}"
-        if data is None:
-            shutil.copyfile(src, tmp)
-        else:
-            tmp.write_bytes(data)
-        os.replace(tmp, out / name)
+    atomic_write_text(out / "index.html", html)
+    for name, src in (("site.js", SITE / "site.js"), ("style.css", STATIC / "style.css")):
+        atomic_write_bytes(out / name, src.read_bytes())

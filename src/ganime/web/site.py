@@ -26,7 +26,8 @@ import threading
 from pathlib import Path
 
 from ganime.errors import ConfigError, GanimeError, MissingDependencyError
-from ganime.runtime import file_sha256
+from ganime.io import atomic_path
+from ganime.onnx_runtime import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -137,11 +138,8 @@ def _fetch_with_npm(cache: Path) -> None:
             for member in tar.getmembers():
                 if member.name in wanted and member.isfile():
                     src = tar.extractfile(member)
-                    target = cache / Path(member.name).name
-                    part = target.with_name(f".{target.name}.tmp{os.getpid()}")
-                    with open(part, "wb") as f:
+                    with atomic_path(cache / Path(member.name).name) as part, open(part, "wb") as f:
                         shutil.copyfileobj(src, f)
-                    os.replace(part, target)
 
 
 def write_site(

@@ -8,7 +8,7 @@ const params = new URLSearchParams(location.search);
 const status = (text, error = false) => { $("status").textContent = text; $("status").className = error ? "error" : "muted"; };
 
 function toRGBA(images, channels, size) {
-  // [-1, 1] NCHW float32 -> RGBA bytes with ganime's float32 arithmetic (runtime.to_uint8): Math.fround per step
+  // [-1, 1] NCHW float32 -> RGBA bytes with ganime's float32 arithmetic (onnx_runtime.to_uint8): Math.fround per step
   const px = new Uint8ClampedArray(size * size * 4);
   const plane = size * size;
   for (let i = 0; i < plane; i++) {

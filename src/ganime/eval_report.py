@@ -1,7 +1,8 @@
 """Evaluate a trained generator against its data: sample it, run the named metrics, write a JSON report.
 
-`ganime eval` is a thin layer over `evaluate()`. Each report says what its numbers are: the metric's feature
-space, how many real and generated images were used, and with which seed.
+`ganime eval` is a thin layer over `evaluate()` (public as `ganime.evaluate`). Each report says what its numbers
+are: the metric's feature space, how many real and generated images were used, and with which seed. The scores
+logged while training are training/periodic_eval.py's (it reuses this module's real-image helpers).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganime.checkpoint import STATE_FILE, atomic_write_json, read_state, resolve_checkpoint
+from ganime.checkpoint import STATE_FILE, read_state, resolve_checkpoint
 from ganime.config import DataConfig, TrainConfig
 from ganime.data.dataset import cache_root, load_dataset, resolve_source
 from ganime.errors import ConfigError, DataError
 from ganime.generate import PRETRAINED, LoadedGenerator, load_generator
+from ganime.io import atomic_write_json
 from ganime.metrics import DEFAULT_METRICS, compute, parse_names
 from ganime.metrics.attributes import ATTRS_LABEL, check_faces_source
 from ganime.metrics.features import (
@@ -205,8 +207,10 @@ def evaluate(
         extras=extras,
     )
     if write:
-        report_path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(report_path, report.to_dict())
+        try:
+            atomic_write_json(report_path, report.to_dict())
+        except OSError as e:  # a read-only or full folder: one line from the CLI
+            raise ConfigError(f"cannot write the report {report_path}: {e.strerror or e}") from None
         log.info("wrote %s", report_path)
     return report
 

@@ -1,10 +1,12 @@
 """Torch-free inference for generators exported by `ganime export`: numpy + onnxruntime + Pillow only.
 
+(Not to be confused with training's `precision.Runtime` and a run's runtime.json: those are how training runs.)
+
     gen = OnnxGenerator("generator.onnx")          # reads generator.json, the sidecar written with it
     images = gen.from_seeds(range(16))               # uint8 (16, H, W, C)
-    save_png(make_grid(images), "grid.png")
+    save_png(make_grid(images), "grid.png")          # ganime.io's, also importable from here
 
-or, with nothing but the `runtime` extra installed: `python -m ganime.runtime generator.onnx --n 16`.
+or, with nothing but the `runtime` extra installed: `python -m ganime.onnx_runtime generator.onnx --n 16`.
 
 Seeds. Generators trained since latent schemes exist record "splitmix64-box-muller" (ganime.latent.PORTABLE) in
 their sidecar: a seed gives the same latent here as in `ganime generate` (torch) and the browser page, so the
@@ -13,7 +15,8 @@ sampler, which cannot be reproduced without torch; for them this module draws
 `numpy.random.default_rng(s).standard_normal(z_dim)` (float32) as it always did, so a seed gives another
 (equally valid) image here than in torch. For the same image on both paths, pass the latents themselves.
 
-This module must not import torch, nor any ganime module that does (ganime.errors is plain Python).
+This module must not import torch, nor any ganime module that does (ganime.errors, ganime.io and ganime.latent
+do not).
 """
 
 from __future__ import annotations
@@ -22,16 +25,14 @@ import argparse
 import hashlib
 import json
 import logging
-import math
-import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ganime.errors import CheckpointError, ConfigError, GanimeError, MissingDependencyError
+from ganime.io import make_grid, save_png
 from ganime.latent import PORTABLE, TORCH, check_seeds, portable_latents
 
 log = logging.getLogger(__name__)
@@ -213,33 +214,6 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     return x.astype(np.uint8).transpose(0, 2, 3, 1)
 
 
-# make_grid and save_png repeat ganime.generate's (which imports torch) so that this module needs none.
-def make_grid(
-    images: np.ndarray, nrow: int | None = None, padding: int = 2, pad_value: int = 255
-) -> np.ndarray:
-    """Tile uint8 NHWC images into one uint8 HWC image (nrow images per row)."""
-    n, h, w, c = images.shape
-    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
-    rows = math.ceil(n / nrow)
-    grid = np.full((rows * (h + padding) + padding, nrow * (w + padding) + padding, c), pad_value, np.uint8)
-    for i, img in enumerate(images):
-        r, k = divmod(i, nrow)
-        y, x = padding + r * (h + padding), padding + k * (w + padding)
-        grid[y : y + h, x : x + w] = img
-    return grid
-
-
-def save_png(image: np.ndarray, path: str | Path) -> Path:
-    """Save a uint8 HWC (C = 1 or 3) array as PNG, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = image[..., 0] if image.shape[-1] == 1 else image
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    Image.fromarray(arr).save(tmp)
-    os.replace(tmp, path)
-    return path
-
-
 def write_pngs(
     source: str | Path,
     n: int = 64,
@@ -289,9 +263,9 @@ def write_pngs(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m ganime.runtime generator.onnx ...`: generate PNGs without torch or typer."""
+    """`python -m ganime.onnx_runtime generator.onnx ...`: generate PNGs without torch or typer."""
     p = argparse.ArgumentParser(
-        prog="python -m ganime.runtime",
+        prog="python -m ganime.onnx_runtime",
         description="Generate images from a generator exported with `ganime export` (numpy + onnxruntime only). "
         "A seed gives the same image as `ganime generate --seed` for generators trained with portable latents "
         "(the sidecar's latents.scheme); older exports draw seeds with numpy: pass --latents for identical images.",

@@ -1,0 +1,177 @@
+"""What every gallery store is: `GalleryStore`, its items, and the rules for tags and ids.
+
+Tags are normalised here (not only in the web API) so that every way in gives the same rules.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sqlite3
+import unicodedata
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ganime.errors import GanimeError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+T = TypeVar("T")
+MAX_TAGS = 8
+MAX_TAG_LEN = 32
+MAX_LIST = 500
+_TAG_RE = re.compile(r"^\w[\w-]*$")  # letters (any script), digits, '_' and '-' after the first
+_ID_RE = re.compile(r"^[0-9a-f]{16}$")
+
+
+class GalleryError(GanimeError):
+    """Bad gallery input (tags, ids) or an unusable store."""
+
+
+class StoreBusyError(GalleryError):
+    """The store is locked by another writer or unreachable for now: the same call may work a moment later."""
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    """One saved face; its PNG is fetched separately (`GalleryStore.image`)."""
+
+    id: str
+    created: str  # ISO 8601, UTC
+    model_id: str
+    seed: int
+    truncation: float
+    tags: list[str] = field(default_factory=list)
+
+    @classmethod
+    def new(cls, model_id: str, seed: int, truncation: float, tags: list[str] | None) -> GalleryItem:
+        """An item about to be saved: a fresh id, created now, its tags normalised (GalleryError if bad)."""
+        return cls(new_id(), utc_now(), model_id, int(seed), float(truncation), normalize_tags(tags))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def normalize_tags(tags: list[str] | tuple[str, ...] | None) -> list[str]:
+    """Lower-cased, stripped, de-duplicated tags in their given order; GalleryError says what is allowed."""
+    out: list[str] = []
+    for raw in tags or []:
+        if not isinstance(raw, str):
+            raise GalleryError(f"tags must be strings, got {type(raw).__name__}")
+        tag = normalize_tag(raw)
+        if tag not in out:
+            out.append(tag)
+    if len(out) > MAX_TAGS:
+        raise GalleryError(f"at most {MAX_TAGS} tags per item (got {len(out)})")
+    return out
+
+
+def normalize_tag(raw: str) -> str:
+    """One tag: 1-32 letters, digits, '_' or '-' (not first), any script; NFKC-folded and lower-cased
+    (so full-width 'ａｂｃ' and 'ABC' are the tag 'abc')."""
+    tag = unicodedata.normalize("NFKC", raw).strip().lower()
+    if not 1 <= len(tag) <= MAX_TAG_LEN or not _TAG_RE.match(tag):
+        raise GalleryError(
+            f"invalid tag {raw[:40]!r}: use 1-{MAX_TAG_LEN} letters, digits, '_' or '-' (not first), no spaces"
+        )
+    return tag
+
+
+def busy_when_locked(method: Callable[..., T]) -> Callable[..., T]:
+    """A locked SQLite file or an unreachable MongoDB raise StoreBusyError (the web answers 503, retry)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e) or "busy" in str(e):
+                raise StoreBusyError(f"{self.location} is locked by another writer") from None
+            raise
+        except Exception as e:
+            # pymongo's ConnectionFailure family (AutoReconnect, timeouts), matched without importing pymongo
+            if any(c.__name__ == "ConnectionFailure" for c in type(e).__mro__):
+                raise StoreBusyError(f"{self.location} does not answer") from None
+            raise
+
+    return wrapper
+
+
+def check_id(item_id: str) -> str:
+    """Gallery ids are 16 lower-case hex digits."""
+    if not isinstance(item_id, str) or not _ID_RE.match(item_id):
+        raise GalleryError(f"invalid gallery id {str(item_id)[:40]!r}: expected 16 hex digits")
+    return item_id
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+class GalleryStore(ABC):
+    """Where saved faces live. Implementations are safe to call from several threads."""
+
+    #: shown by the CLI and /api/info
+    location: str
+
+    @abstractmethod
+    def add(
+        self, *, model_id: str, seed: int, truncation: float, png: bytes, tags: list[str] | None = None
+    ) -> GalleryItem:
+        """Save one face; returns it with its new id."""
+
+    @abstractmethod
+    def get(self, item_id: str) -> GalleryItem | None:
+        """The item, or None."""
+
+    @abstractmethod
+    def image(self, item_id: str) -> bytes | None:
+        """The item's PNG bytes, or None."""
+
+    @abstractmethod
+    def list(self, tag: str | None = None, limit: int = 100, offset: int = 0) -> list[GalleryItem]:
+        """Items, newest first, optionally only those carrying `tag`."""
+
+    @abstractmethod
+    def count(self, tag: str | None = None) -> int:
+        """How many items (with `tag`)."""
+
+    @abstractmethod
+    def tags(self) -> dict[str, int]:
+        """Every tag in use with its item count, most used first."""
+
+    @abstractmethod
+    def delete(self, item_id: str) -> bool:
+        """Remove the item; False if there was none."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_list_args(tag: str | None, limit: int, offset: int) -> str | None:
+    """Checks `list`/`count` arguments (GalleryError); returns the normalised tag."""
+    if not 1 <= limit <= MAX_LIST:
+        raise GalleryError(f"limit must be in 1..{MAX_LIST}")
+    if offset < 0:
+        raise GalleryError("offset must not be negative")
+    return normalize_tag(tag) if tag is not None else None
+
+
+def redact(uri: str) -> str:
+    """A connection string without its password, for messages."""
+    return re.sub(r"//[^@/]*@", "//***@", uri)
