@@ -1,15 +1,19 @@
 """Write the shipped pretrained generator and its model card from a run trained on the faces set.
 
     python -m ganime train --preset modern --data faces --minutes 100 --out runs/pretrained-faces --no-progress
-    python scripts/build_pretrained.py runs/pretrained-faces \
-        --command "python -m ganime train --preset modern --data faces --minutes 100 --out runs/pretrained-faces"
+    python scripts/build_faces_dataset.py --size 128 --out data/faces-128.npz
+    python -m ganime train --preset modern-128 --grow-from runs/pretrained-faces --data data/faces-128.npz \
+        --minutes 20 --out runs/pretrained-128 --no-progress
+    python scripts/build_pretrained.py runs/pretrained-128 --command "..." --command "..."
 
-Writes src/ganime/assets/modern-faces-64.safetensors (the run's EMA generator in fp16, as `ganime generate`
+Writes src/ganime/assets/modern-faces-128.safetensors (the run's EMA generator in fp16, as `ganime generate`
 samples it) and its JSON sidecar, which is the model card: data, licence, recipe, steps, images seen, training
-time, CPU, and the quality of the fp16 file itself measured by `ganime.evaluate` (SWD, precision/recall,
-near-copies, and the attribute metrics where available) next to the real-vs-real floor at the same n. The
-web page reads its title and subtitle from the card. Also writes docs/images/pretrained-grid.png and
-docs/pretrained.md from the card. Refuses to write more than MAX_BYTES.
+time (of the run and of the run it was grown from), CPU, and the quality of the fp16 file itself measured by
+`ganime.evaluate` on the run's own data (SWD, precision/recall, near-copies, and the attribute metrics where
+available) next to the real-vs-real floor at the same n. The web page reads its title and subtitle from the
+card. Also writes docs/images/pretrained-grid.png and docs/pretrained.md from the card. Refuses to write more
+than MAX_BYTES, and runs not trained on the faces set (the built-in one, or the same faces rendered larger by
+scripts/build_faces_dataset.py).
 
 The sidecar's "model" records the latent scheme (how seeds become latents, ganime.latent): a run trained since
 portable latents records "splitmix64-box-muller", so the shipped seeds show the same faces in torch, ONNX and
@@ -51,12 +55,54 @@ def metric_names() -> str:
     return ",".join(m for m in ("swd", "pr", "nn", "attrs") if m in available_metrics())
 
 
+def faces_data(path: str, resolution: int) -> str:
+    """What the card says of the data: the built-in faces set, or the same faces rendered at `resolution`."""
+    if path == DATA:
+        return "ganime's built-in faces set (src/ganime/assets/dicebear-faces-64.npz, 13,997 faces)"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            rendered = "attribute_names" in z and "attributes" in z
+    except (OSError, ValueError):
+        rendered = False
+    if not rendered:
+        raise GanimeError(f"{path} is not the faces set; the shipped generator is trained on it (--data faces or a "
+                          "file from scripts/build_faces_dataset.py)")
+    return (f"ganime's built-in faces rendered at {resolution} px by `python scripts/build_faces_dataset.py --size "
+            f"{resolution} --out {path}` (the same 13,997 faces as src/ganime/assets/dicebear-faces-64.npz)")
+
+
+def run_training(run: Path, state: dict, runtime: dict) -> dict:
+    """Steps, images and time of a run's training, and of the run it was grown from (recursively)."""
+    cfg = state["config"]
+    out = {
+        "steps": state["step"],
+        "images_seen": state["images_seen"],
+        "kimg": round(state["images_seen"] / 1000, 1),
+        "train_seconds": round(state["seconds"], 1),
+        "cpu": runtime.get("cpu", ""),
+        "threads": runtime.get("threads", 0),
+        "precision": state.get("runtime", {}).get("precision", runtime.get("precision", "")),
+        "channels_last": state.get("runtime", {}).get("channels_last", runtime.get("channels_last", "")),
+        "torch": runtime.get("torch", torch.__version__),
+    }
+    if cfg.get("grow_from"):
+        low_run = Path(cfg["grow_from"])
+        low_state = read_state(resolve_checkpoint(low_run))
+        low_dir = low_run if low_run.is_dir() and (low_run / "runtime.json").is_file() else low_run.parent
+        low_rt = json.loads((low_dir / "runtime.json").read_text()) if (low_dir / "runtime.json").is_file() else {}
+        low = run_training(low_dir, low_state, low_rt)
+        out["grown_from"] = {"resolution": low_state["config"]["model"]["resolution"], **low}
+        out["total_train_seconds"] = round(out["train_seconds"] + low.get("total_train_seconds", low["train_seconds"]), 1)
+    return out
+
+
 def build(run: Path, out: Path, commands: list[str], n: int = N, latents: str | None = None) -> dict:
     ckpt = resolve_checkpoint(run)
     state = read_state(ckpt)
     cfg = state["config"]
-    if cfg["data"]["path"] != DATA:
-        raise GanimeError(f"{run} was not trained on the shipped faces set (data.path = {cfg['data']['path']!r})")
+    data = cfg["data"]["path"]
+    resolution = cfg["model"]["resolution"]
+    dataset = faces_data(data, resolution)
     runtime = json.loads((run / "runtime.json").read_text()) if (run / "runtime.json").is_file() else {}
     gen = load_generator(ckpt)  # G_ema with its re-estimated BatchNorm statistics
     if latents is not None:
@@ -68,25 +114,14 @@ def build(run: Path, out: Path, commands: list[str], n: int = N, latents: str | 
         "card": {
             "title": "This face does not exist",
             "subtitle": f"cartoon faces drawn by a GAN trained on {ATTRIBUTION}",
-            "dataset": "ganime's built-in faces set (src/ganime/assets/dicebear-faces-64.npz, 13,997 faces)",
+            "dataset": dataset,
             "licence": (
                 "weights: ganime's licence (MIT); training images: " + ATTRIBUTION
                 + " -- credit it when you publish images from this generator"
             ),
             "recipe": {"preset": cfg["preset"], "config": cfg},
-            "training": {
-                "commands": commands,
-                "steps": state["step"],
-                "images_seen": state["images_seen"],
-                "kimg": round(state["images_seen"] / 1000, 1),
-                "train_seconds": round(state["seconds"], 1),
-                "cpu": runtime.get("cpu", ""),
-                "threads": runtime.get("threads", 0),
-                "precision": state.get("runtime", {}).get("precision", runtime.get("precision", "")),
-                "channels_last": state.get("runtime", {}).get("channels_last", runtime.get("channels_last", "")),
-                "torch": runtime.get("torch", torch.__version__),
-            },
-            "reproduce": f"ganime eval pretrained --metrics {names} --n {n}",
+            "training": {"commands": commands, **run_training(run, state, runtime)},
+            "reproduce": f"ganime eval pretrained{'' if data == DATA else ' --data ' + data} --metrics {names} --n {n}",
         },
     }
     path = save_generator(gen, out, dtype=torch.float16)
@@ -95,11 +130,11 @@ def build(run: Path, out: Path, commands: list[str], n: int = N, latents: str | 
         path.unlink()
         raise GanimeError(f"{path} would be {size / 1e6:.1f} MB; the shipped generator must stay under {MAX_BYTES / 1e6:.0f} MB")
     # quality of what ships: the fp16 file itself, as `ganime eval pretrained` measures it
-    report = evaluate(path, data=DATA, metrics=names, n=n, seed=0, write=False)
+    report = evaluate(path, data=data, metrics=names, n=n, seed=0, write=False)
     meta = json.loads(path.with_suffix(".json").read_text())
     meta["card"]["quality"] = {
         **{k: round(float(v), 4) for k, v in report.metrics.items() if not isinstance(v, str)},
-        **swd_floor(n),
+        **swd_floor(n, data, resolution),
         "n_real": report.n_real,
         "n_fake": report.n_fake,
         "seed": report.seed,
@@ -115,10 +150,10 @@ def build(run: Path, out: Path, commands: list[str], n: int = N, latents: str | 
     }
 
 
-def swd_floor(n: int) -> dict:
+def swd_floor(n: int, data: str, resolution: int) -> dict:
     """SWD between the n real images `ganime eval` compares with (seed 0) and n other real images: the value
     a perfect generator would get at this n (the metric's noise floor)."""
-    images = load_dataset(DATA, 64).images
+    images = load_dataset(data, resolution).images
     used = real_subset(np.arange(len(images))[:, None, None, None], n, seed=0)[:, 0, 0, 0]
     rest = np.setdiff1d(np.arange(len(images)), used)
     other = np.random.default_rng(1).choice(rest, min(n, len(rest)), replace=False)
@@ -140,6 +175,14 @@ def card_markdown(meta: dict, path: Path) -> str:
         if key in q:
             table.append(f"| {label} | {q[key]:.4g} | {q[floor]:.4g} |" if floor in q else f"| {label} | {q[key]:.4g} | |")
     hours = t["train_seconds"] / 3600
+    grown = t.get("grown_from")
+    training = f"{t['steps']:,} steps, {t['images_seen']:,} images seen ({t['kimg']} kimg), {t['train_seconds']:.0f} s ({hours:.2f} h) of training"
+    if grown:
+        training = (
+            f"{grown['resolution']} px first: {grown['steps']:,} steps, {grown['kimg']} kimg, {grown['train_seconds']:.0f} s "
+            f"({grown['threads']} thread(s), {grown['precision']}); then grown to {meta['model']['resolution']} px: {training}; "
+            f"{t['total_train_seconds'] / 3600:.2f} h in all"
+        )
     return f"""# The pretrained generator: `{path.name}`
 
 *Generated by `scripts/build_pretrained.py` from the model card `{path.with_suffix('.json').name}`; edit the
@@ -155,7 +198,7 @@ Seeds 0-63 at truncation 1 (`ganime generate pretrained --n 64 --grid grid.png`)
 | data | {c['dataset']} |
 | licence | {c['licence']} |
 | recipe | `{c['recipe']['preset']}` ({meta['model']['arch']} {meta['model']['resolution']} px, G width {meta['model']['g_width']}, z {meta['model']['z_dim']}); the full config is in the card |
-| training | {t['steps']:,} steps, {t['images_seen']:,} images seen ({t['kimg']} kimg), {t['train_seconds']:.0f} s ({hours:.2f} h) of training |
+| training | {training} |
 | machine | {t['cpu']}, {t['threads']} thread(s), {t['precision']} / channels_last {t['channels_last']}, torch {t['torch']} |
 | commands | {'; '.join(f'`{x}`' for x in t['commands'])} |
 | file | fp16 safetensors, {path.stat().st_size / 1e6:.1f} MB |
@@ -174,7 +217,7 @@ What each metric can and cannot tell: [metrics.md](metrics.md). The ablation tha
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run", type=Path, help="run dir trained with --data faces")
+    ap.add_argument("run", type=Path, help="run dir trained on the faces set (--data faces or a rendered faces .npz)")
     ap.add_argument("--out", type=Path, default=pretrained_path(), help="default: the shipped asset path")
     ap.add_argument("--command", action="append", default=[], help="a training command to record (repeatable)")
     ap.add_argument("--n", type=int, default=N, help="images per metric")

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 TRUNCATION_SAMPLES, TRUNCATION_SEED = 4096, 12345  # latents averaged for the truncation mean
 PRETRAINED = "pretrained"  # the source name of the generator shipped with ganime
-PRETRAINED_FILE = "modern-faces-64.safetensors"  # in ganime/assets/, with its .json model card; docs/pretrained.md
+PRETRAINED_FILE = "modern-faces-128.safetensors"  # in ganime/assets/, with its .json model card; docs/pretrained.md
 # page titles for runs trained on the built-in sets; other data gets the generic one and is named below it
 BUILTIN_TITLES = {"faces": "This face does not exist", "emoji": "This emoji does not exist"}
 
