@@ -137,7 +137,10 @@ class DCGANDiscriminator(nn.Module):
         init_dcgan_weights(self)
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
-        h = self.features(x)
+        return self.judge(self.features(x), labels)
+
+    def judge(self, h: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The last features (8 ndf x 4 x 4) -> logits: minibatch std, the head, the class projection."""
         out = self.head(self.mbstd(h) if self.mbstd is not None else h).flatten()
         if self.num_classes:
             if labels is None:

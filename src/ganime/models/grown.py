@@ -105,13 +105,7 @@ class GrownDiscriminator(nn.Module):
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         t = self.trunk
         h = t.features[: self._first](F.avg_pool2d(x, 2)) + self.gain * self.top(x)
-        h = t.features[self._first :](h)
-        out = t.head(t.mbstd(h) if t.mbstd is not None else h).flatten()
-        if self.num_classes:
-            if labels is None:
-                raise ValueError("this discriminator is class-conditional: pass labels")
-            out = out + (t.embed(labels) * h.sum(dim=(2, 3))).sum(dim=1)
-        return out
+        return t.judge(t.features[self._first :](h), labels)
 
 
 def grow_state(low: dict[str, Tensor], net: nn.Module, what: str) -> dict[str, Tensor]:

@@ -93,7 +93,7 @@ def resolve_runtime(
         )
     chosen, timings = precision.pick_fastest(
         cands,
-        lambda rt, batch, steps: _seconds_per_image(cfg, dataset, device, rt, batch, steps),
+        _StepTimer(cfg, dataset, device),
         cfg.batch_size,
     )
     secs = time.perf_counter() - t0
@@ -143,19 +143,32 @@ def _resume_runtime(
     return changes
 
 
-def _seconds_per_image(
-    cfg: TrainConfig, dataset: ImageDataset, device: torch.device, runtime: Runtime, batch: int, steps: int
-) -> float:
-    """Wall time per image of `steps` train steps of a throw-away trainer, after one warm-up step."""
-    probe_cfg = dataclasses.replace(cfg, batch_size=batch)
-    trainer = Trainer(probe_cfg, dataset, device, Path("."), dataclasses.replace(runtime, compile=False))
-    real, labels = trainer.loader.batch(0, 0)
-    _sync(trainer.train_step(real, labels))  # warm-up: allocations, oneDNN/cuDNN kernel choice
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        stats = trainer.train_step(real, labels)
-    _sync(stats)
-    return (time.perf_counter() - t0) / (steps * batch)
+class _StepTimer:
+    """Wall time per image of train steps, for `precision.pick_fastest`: one throw-away trainer per candidate,
+    built once at the run's batch size (a smaller probe batch is a slice of its real batch), with one untimed
+    warm-up step per (candidate, batch) for allocations and oneDNN/cuDNN kernel choice."""
+
+    def __init__(self, cfg: TrainConfig, dataset: ImageDataset, device: torch.device) -> None:
+        self.cfg = dataclasses.replace(cfg, grow_from="")  # timing needs no trained weights
+        self.dataset, self.device = dataset, device
+        self.trainers: dict[Runtime, Trainer] = {}
+        self.warm: set[tuple[Runtime, int]] = set()
+
+    def __call__(self, runtime: Runtime, batch: int, steps: int) -> float:
+        trainer = self.trainers.get(runtime)
+        if trainer is None:
+            trainer = Trainer(self.cfg, self.dataset, self.device, Path("."), dataclasses.replace(runtime, compile=False))
+            self.trainers[runtime] = trainer
+        real, labels = trainer.loader.batch(0, 0)
+        real, labels = real[:batch], (labels[:batch] if labels is not None else None)
+        if (runtime, batch) not in self.warm:
+            _sync(trainer.train_step(real, labels))
+            self.warm.add((runtime, batch))
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            stats = trainer.train_step(real, labels)
+        _sync(stats)
+        return (time.perf_counter() - t0) / (steps * len(real))
 
 
 def _sync(stats: dict[str, Tensor]) -> None:
