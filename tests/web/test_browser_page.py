@@ -166,7 +166,7 @@ def test_seed_123_is_one_face_in_torch_onnxruntime_and_both_pages(page, pretrain
     from ganime.web.app import create_app
 
     want = cli_image(pretrained, 123, tmp_path).astype(int)
-    assert want.shape == (64, 64, 3) and want.std() > 20  # a real picture, not a flat one
+    assert want.shape == (128, 128, 3) and want.std() > 20  # a real picture, not a flat one
     folder = write_site(pretrained, tmp_path / "site", ort_dir=ORT, fetch=False)[0].parent
     assert onnx_runtime.main([str(folder / "generator.onnx"), "--seed", "123", "-n", "1", "--outdir", str(tmp_path / "rt")]) == 0
     from_runtime = np.asarray(Image.open(tmp_path / "rt" / "seed000123.png").convert("RGB")).astype(int)
