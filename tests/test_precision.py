@@ -214,3 +214,18 @@ def test_resume_of_an_auto_run_advises_the_faster_precision(tmp_path, runtime_ca
     advice = [r.getMessage() for r in caplog.records if "to stay bit-exact" in r.getMessage()]
     assert len(advice) == 1 and "keeps fp32" in advice[0] and "--precision bf16" in advice[0], advice
     assert json.loads((tmp_path / "run" / "runtime.json").read_text())["precision"] == "fp32"  # kept, only advised
+
+
+def test_pick_fastest_does_not_time_a_slower_precision_again_at_full_batch():
+    """A precision 30 % slower at the probe batch is not timed at the full batch (modern-128's bf16 vs fp32 on AMX);
+    both layouts of the fastest precision are."""
+    speed = {"fp32/channels_last": 1.3, "fp32/contiguous": 1.35, "bf16/channels_last": 1.0, "bf16/contiguous": 1.05}
+    calls = []
+
+    def seconds_per_image(rt: Runtime, batch: int, steps: int) -> float:
+        calls.append((rt.label(), batch))
+        return speed[rt.label()]
+
+    winner, _ = precision.pick_fastest(precision.candidates("auto", "auto", CPU), seconds_per_image, 64)
+    assert winner == Runtime("bf16", True)
+    assert sorted({lbl for lbl, b in calls if b == 64}) == ["bf16/channels_last", "bf16/contiguous"]
