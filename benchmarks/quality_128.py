@@ -27,11 +27,11 @@ from PIL import Image
 
 from ganime import checkpoint as ckpt_io
 from ganime.data.dataset import load_dataset
+from ganime.device import cpu_model
 from ganime.eval_report import real_subset
 from ganime.generate import load_generator
 from ganime.io import make_grid, save_png
 from ganime.metrics import compute
-from ganime.device import cpu_model
 
 RES = 128
 METRICS = "swd,pr"

@@ -35,8 +35,8 @@ from ganime.config import TrainConfig, override, preset
 from ganime.data.dataset import load_dataset
 from ganime.device import configure_backends, cpu_model, set_threads
 from ganime.training.autotune import resolve_runtime
-from ganime.training.trainer import Trainer
 from ganime.training.precision import Runtime
+from ganime.training.trainer import Trainer
 
 NETWORKS = {
     "modern (64 px)": lambda: preset("modern"),

@@ -17,8 +17,8 @@ from torch import Tensor
 from ganime import checkpoint as ckpt_io
 from ganime.config import TrainConfig
 from ganime.data.dataset import ImageDataset
-from ganime.training import precision
 from ganime.device import cpu_model
+from ganime.training import precision
 from ganime.training.distributed import DistEnv
 from ganime.training.precision import Runtime
 from ganime.training.trainer import Trainer

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ganime import checkpoint as ckpt_io
 from ganime.augment import diff_augment, parse_policy
-from ganime.config import ModelConfig, TrainConfig
+from ganime.config import TrainConfig
 from ganime.data.dataset import ImageDataset
 from ganime.data.loader import BatchLoader
 from ganime.errors import CheckpointError, ConfigError
@@ -29,8 +29,8 @@ from ganime.generate import to_uint8
 from ganime.io import make_grid, save_png
 from ganime.losses import get_loss, grad_penalty
 from ganime.models import build_discriminator, build_generator
-from ganime.models.grown import grow_state, trunk_config
 from ganime.training.distributed import DistEnv, convert_sync_batchnorm, wrap_ddp
+from ganime.training.grow import grow_from
 from ganime.training.guard import StepCheck
 from ganime.training.precision import Runtime
 
@@ -445,22 +445,3 @@ def _py_rng_from_json(state: list) -> tuple:
 def _np_state(d: dict) -> dict:
     return {**d, "state": {**d["state"], "key": np.asarray(d["state"]["key"], dtype=np.uint32)}}
 
-
-def grow_from(source: str, model: ModelConfig, nets: dict[str, nn.Module | None]) -> None:
-    """Load a run at half the resolution into the trunks of a `grown` model's G, D and G_ema (models/grown.py):
-    the new top blocks keep their fresh weights at gain 0, so training starts where that run stopped."""
-    ckpt = ckpt_io.resolve_checkpoint(source)
-    low = TrainConfig.from_dict(ckpt_io.read_state(ckpt)["config"]).model
-    want = trunk_config(model)
-    differ = [k for k in dataclasses.asdict(want) if k != "latents" and getattr(low, k) != getattr(want, k)]
-    if differ:
-        raise ConfigError(
-            f"cannot grow {source}: its model differs from this one's trunk in {', '.join(differ)} (grow a "
-            f"{want.resolution} px {want.arch} run with widths {want.g_width}/{want.d_width}, e.g. preset modern)"
-        )
-    tensors = ckpt_io.read_tensors(ckpt / ckpt_io.MODEL_FILE)
-    for name, net in nets.items():
-        if net is not None:
-            part = ckpt_io.unflatten(tensors, name) or ckpt_io.unflatten(tensors, "G")  # G_ema of a run without EMA
-            net.load_state_dict(grow_state(part, net, f"{name} of {ckpt}"))
-    log.info("grown from %s (%d px): the new top blocks start at gain 0", ckpt, low.resolution)
