@@ -41,6 +41,7 @@ class MongoStore(GalleryStore):
             self._col.create_index("tags")
             self._col.create_index([("created", -1)])
         except Exception as e:  # noqa: BLE001 - pymongo raises many connection error types
+            client.close()  # its monitor threads would otherwise outlive the error
             first = str(e).split(", Timeout:")[0][:200]  # pymongo appends a long topology description
             raise GalleryError(f"cannot reach MongoDB at {redact(uri)}: {first}") from None
 
