@@ -96,7 +96,9 @@ def run_training(run: Path, state: dict, runtime: dict) -> dict:
     return out
 
 
-def build(run: Path, out: Path, commands: list[str], n: int = N, latents: str | None = None) -> dict:
+def build(
+    run: Path, out: Path, commands: list[str], n: int = N, latents: str | None = None, comparison: str = ""
+) -> dict:
     ckpt = resolve_checkpoint(run)
     state = read_state(ckpt)
     cfg = state["config"]
@@ -121,6 +123,7 @@ def build(run: Path, out: Path, commands: list[str], n: int = N, latents: str | 
             ),
             "recipe": {"preset": cfg["preset"], "config": cfg},
             "training": {"commands": commands, **run_training(run, state, runtime)},
+            **({"comparison": comparison} if comparison else {}),
             "reproduce": f"ganime eval pretrained{'' if data == DATA else ' --data ' + data} --metrics {names} --n {n}",
         },
     }
@@ -210,7 +213,7 @@ Seeds 0-63 at truncation 1 (`ganime generate pretrained --n 64 --grid grid.png`)
 
 {chr(10).join(table)}
 
-What each metric can and cannot tell: [metrics.md](metrics.md). The ablation that chose the recipe:
+{('**Why this generator ships:** ' + c['comparison'] + chr(10) + chr(10)) if c.get('comparison') else ''}What each metric can and cannot tell: [metrics.md](metrics.md). The ablation that chose the recipe:
 [quality.md](quality.md).
 """
 
@@ -221,11 +224,12 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=pretrained_path(), help="default: the shipped asset path")
     ap.add_argument("--command", action="append", default=[], help="a training command to record (repeatable)")
     ap.add_argument("--n", type=int, default=N, help="images per metric")
+    ap.add_argument("--comparison", default="", help="why this generator ships (measured against the one it replaces)")
     ap.add_argument("--latents", choices=SCHEMES, default=None, help="latent scheme to record (default: the run's)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        info = build(args.run, args.out, args.command, args.n, args.latents)
+        info = build(args.run, args.out, args.command, args.n, args.latents, args.comparison)
     except GanimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
