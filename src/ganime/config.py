@@ -225,7 +225,7 @@ PRESETS: dict[str, TrainConfig] = {
     "modern": _MODERN,
     # 128 px on a CPU: the 64 px `modern` network grown by one 2x block on each side (models/grown.py), with
     # 16 channels at 64 x 64 in G and D: ~1.4x the 64 px network's convolution work per image (a DCGAN doubled
-    # in width per stage costs ~5x, FastGAN ~30x; docs/benchmarks.md "128 px"). The same losses, R1,
+    # in width per stage costs 5x, FastGAN 50x; docs/benchmarks.md "128 px on a CPU"). The same losses, R1,
     # DiffAugment, EMA and TTUR. `--grow-from RUN` starts it from a 64 px `modern` run (progressive growing).
     "modern-128": dataclasses.replace(
         _MODERN,
@@ -236,7 +236,7 @@ PRESETS: dict[str, TrainConfig] = {
     # Synthesis"): skip-layer excitation in G, two-path down blocks in D, for 128 px (or 256 px with
     # --resolution 256); the same losses, R1, DiffAugment (the FastGAN paper uses it too), EMA and TTUR.
     # r1_gamma stays 0.01: 0.0002 * 128^2 / 32 = 0.1 by the ADA heuristic, FastGAN uses none, so kept small.
-    # A GPU recipe: ~30x modern-128's work per image (about 1 img/s on a 2-core CPU).
+    # A GPU recipe: 35x modern-128's work per image (12 vs 117 img/s on 2 AMX cores, docs/benchmarks.md).
     "fastgan-128": dataclasses.replace(
         _MODERN,
         preset="fastgan-128",

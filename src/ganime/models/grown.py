@@ -13,7 +13,8 @@ Both gains are learnable scalars starting at 0 (the "ReZero" init, Bachlechner e
 grown G draws exactly its trunk's image upsampled 2x and D judges the image downsampled 2x, so a network grown
 from a trained half-resolution run (`grow_state`) starts where that run stopped and only learns the detail.
 Trained from scratch the same network is the 128 px `modern` recipe: its cost per image is ~1.4x the 64 px
-network's, where a DCGAN doubled in width per stage costs ~5x (docs/benchmarks.md, "128 px").
+network's (1.06 vs 0.75 GFLOP per training image), where a DCGAN doubled in width per stage costs 5x
+(docs/benchmarks.md, "128 px on a CPU").
 
 Channel plan with g_width = d_width = w: the trunk is the dcgan network at resolution / 2 with width 2w, and
 the top blocks have w channels at resolution / 2 (so at 128 px with w = 16: 256-128-64-32 in the trunk, 16 at
