@@ -3,6 +3,7 @@ learns at full resolution, resumes exactly, and a run that does not fit is refus
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -56,6 +57,7 @@ def test_grow_a_run_then_train_and_resume_exactly(tmp_path):
     grown_cfg = _grown_cfg(data, cache, grow_from=str(low.run_dir), precision="fp32", channels_last="off")
     # the grown run starts from the low run's G, D and G_ema (their trunks), with the top blocks at gain 0
     trainer = Trainer(grown_cfg, load_dataset(str(data), 32, 3, cache_dir=str(cache)), torch.device("cpu"), tmp_path / "t")
+    trainer.grow(grown_cfg.grow_from)
     saved = ckpt_io.read_tensors(low.checkpoint / ckpt_io.MODEL_FILE)
     for name, net in (("G", trainer.G), ("D", trainer.D), ("G_ema", trainer.G_ema)):
         state = net.state_dict()
@@ -70,6 +72,10 @@ def test_grow_a_run_then_train_and_resume_exactly(tmp_path):
     b = ckpt_io.read_tensors(split.checkpoint / ckpt_io.MODEL_FILE)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["G.gain"], torch.zeros(())), "the top block never started learning"
+    # a grown run resumes without the run it grew from (moved or deleted since): nothing is lost
+    shutil.rmtree(low.run_dir)
+    again = train(override(grown_cfg, max_steps=5), tmp_path / "split", resume=True, progress=False)
+    assert again.step == 5
 
 
 def test_growing_a_run_that_does_not_fit_is_one_clear_line(tmp_path):

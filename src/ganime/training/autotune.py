@@ -149,8 +149,7 @@ class _StepTimer:
     warm-up step per (candidate, batch) for allocations and oneDNN/cuDNN kernel choice."""
 
     def __init__(self, cfg: TrainConfig, dataset: ImageDataset, device: torch.device) -> None:
-        self.cfg = dataclasses.replace(cfg, grow_from="")  # timing needs no trained weights
-        self.dataset, self.device = dataset, device
+        self.cfg, self.dataset, self.device = cfg, dataset, device
         self.trainers: dict[Runtime, Trainer] = {}
         self.warm: set[tuple[Runtime, int]] = set()
 

@@ -85,6 +85,8 @@ def _train(
         trainer.restore(resume_from)
         metrics.truncate_after(trainer.step)
         log.info("resumed %s at step %d (epoch %d)", resume_from, trainer.step, trainer.epoch + 1)
+    elif cfg.grow_from:  # only a new run grows: a resumed one needs nothing of the run it grew from
+        trainer.grow(cfg.grow_from)
     # a run whose saves all fail (on-save-error=continue) ends on the checkpoint it resumed from
     guard = Guard(trainer, cfg.max_rollbacks, cfg.on_save_error, last_checkpoint=resume_from)
     # --eval-every: own seeded draws, never the training RNG streams (training/periodic_eval.py)

@@ -80,8 +80,6 @@ class Trainer:
         self.G = build_generator(m).to(device, memory_format=fmt)
         self.D = build_discriminator(m).to(device, memory_format=fmt)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.loss.ema_beta > 0 else None
-        if cfg.grow_from:  # a resume then restores the grown run's own checkpoint over this
-            grow_from(cfg.grow_from, cfg.model, {"G": self.G, "D": self.D, "G_ema": self.G_ema})
         self._bn_refreshed_at = -1
         o = cfg.optim
         # foreach: one multi-tensor kernel per Adam update instead of a Python loop over parameters
@@ -323,6 +321,11 @@ class Trainer:
             self.run_dir, self.step, ckpt_io.flatten_state_dicts(**mods), {**opt_g, **opt_d, **rng}, state,
             self.cfg.keep_ckpts,
         )
+
+    def grow(self, source: str) -> None:
+        """Start G, D and G_ema from `source`, a run at half the resolution (training/grow.py): a new run's
+        alternative to `restore`."""
+        grow_from(source, self.cfg.model, {"G": self.G, "D": self.D, "G_ema": self.G_ema})
 
     def restore(self, ckpt: Path) -> None:
         """Load every piece of state saved by `save`, so the run continues bit for bit."""
