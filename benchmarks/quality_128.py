@@ -28,6 +28,7 @@ from PIL import Image
 from ganime import checkpoint as ckpt_io
 from ganime.data.dataset import load_dataset
 from ganime.device import cpu_model
+from ganime.errors import GanimeError
 from ganime.eval_report import real_subset
 from ganime.generate import load_generator
 from ganime.io import make_grid, save_png
@@ -48,7 +49,7 @@ def training_of(source: str) -> dict:
     """Steps, kimg and training seconds of a run's checkpoint (nothing for a bare generator file)."""
     try:
         state = ckpt_io.read_state(ckpt_io.resolve_checkpoint(source))
-    except Exception:  # noqa: BLE001 (a .safetensors generator has no training state)
+    except GanimeError:  # a .safetensors generator has no training state
         return {}
     return {"steps": state.get("step"), "kimg": round(state.get("images_seen", 0) / 1000, 1), "train_s": round(state.get("seconds", 0.0))}
 

@@ -41,6 +41,7 @@ from ganime.generate import load_generator, pretrained_path, save_generator
 from ganime.io import atomic_write_json, make_grid, save_png
 from ganime.latent import SCHEMES
 from ganime.metrics import available_metrics, compute
+from ganime.metrics.attributes import check_faces_source
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_BYTES = 10_000_000  # ships inside the wheel
@@ -59,14 +60,11 @@ def faces_data(path: str, resolution: int) -> str:
     """What the card says of the data: the built-in faces set, or the same faces rendered at `resolution`."""
     if path == DATA:
         return "ganime's built-in faces set (src/ganime/assets/dicebear-faces-64.npz, 13,997 faces)"
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            rendered = "attribute_names" in z and "attributes" in z
-    except (OSError, ValueError):
-        rendered = False
-    if not rendered:
+    try:  # the attribute classifier's own test of a faces set: its labels, and 64 px or more
+        check_faces_source(Path(path), resolution)
+    except GanimeError:
         raise GanimeError(f"{path} is not the faces set; the shipped generator is trained on it (--data faces or a "
-                          "file from scripts/build_faces_dataset.py)")
+                          "file from scripts/build_faces_dataset.py)") from None
     return (f"ganime's built-in faces rendered at {resolution} px by `python scripts/build_faces_dataset.py --size "
             f"{resolution} --out {path}` (the same 13,997 faces as src/ganime/assets/dicebear-faces-64.npz)")
 
