@@ -18,6 +18,7 @@ from ganime.data.dataset import load_dataset
 from ganime.errors import ConfigError
 from ganime.models import build_discriminator, build_generator
 from ganime.models.grown import grow_state, trunk_config
+from ganime.training.grow import grow_source
 from ganime.training.loop import train
 from ganime.training.trainer import Trainer
 
@@ -57,7 +58,7 @@ def test_grow_a_run_then_train_and_resume_exactly(tmp_path):
     grown_cfg = _grown_cfg(data, cache, grow_from=str(low.run_dir), precision="fp32", channels_last="off")
     # the grown run starts from the low run's G, D and G_ema (their trunks), with the top blocks at gain 0
     trainer = Trainer(grown_cfg, load_dataset(str(data), 32, 3, cache_dir=str(cache)), torch.device("cpu"), tmp_path / "t")
-    trainer.grow(grown_cfg.grow_from)
+    trainer.grow(grow_source(grown_cfg.grow_from, grown_cfg.model))
     saved = ckpt_io.read_tensors(low.checkpoint / ckpt_io.MODEL_FILE)
     for name, net in (("G", trainer.G), ("D", trainer.D), ("G_ema", trainer.G_ema)):
         state = net.state_dict()
@@ -85,6 +86,7 @@ def test_growing_a_run_that_does_not_fit_is_one_clear_line(tmp_path):
     low = train(tiny_config(data, cache, "tutorial", max_steps=1), tmp_path / "low", progress=False)  # BN D, not SN
     with pytest.raises(ConfigError, match="spectral_norm"):
         train(_grown_cfg(data, cache, grow_from=str(low.run_dir), max_steps=1), tmp_path / "g", progress=False)
+    assert not [p.name for p in (tmp_path / "g").glob("*")]  # refused before the run wrote a file
     proc = subprocess.run(
         [sys.executable, "-m", "ganime", "train", "--preset", "modern", "--grow-from", str(low.run_dir),
          "--data", str(data), "--steps", "1", "--out", str(tmp_path / "x")],

@@ -27,6 +27,7 @@ from ganime.data.dataset import ImageDataset, load_dataset
 from ganime.device import configure_backends, set_threads
 from ganime.errors import ConfigError
 from ganime.training import autotune, distributed
+from ganime.training.grow import grow_source
 from ganime.training.guard import Guard, step_check
 from ganime.training.periodic_eval import TrainingEval
 from ganime.training.progress import Progress
@@ -69,6 +70,9 @@ def _train(
     run_dir = Path(out)
     cfg, resume_from, saved_state = _start_or_resume(cfg, run_dir, resume, dist_env)
     cfg = validate(cfg)
+    # only a new run grows, and it checks the run it grows from before writing anything; a resumed one needs
+    # nothing of that run
+    grow_ckpt = grow_source(cfg.grow_from, cfg.model) if cfg.grow_from and resume_from is None else None
     device = dist_env.device  # resolve_device(cfg.device), one GPU per process under torchrun
     configure_backends(device)
     threads = set_threads(dist_env.threads(cfg.threads)) if device.type == "cpu" else torch.get_num_threads()
@@ -85,8 +89,8 @@ def _train(
         trainer.restore(resume_from)
         metrics.truncate_after(trainer.step)
         log.info("resumed %s at step %d (epoch %d)", resume_from, trainer.step, trainer.epoch + 1)
-    elif cfg.grow_from:  # only a new run grows: a resumed one needs nothing of the run it grew from
-        trainer.grow(cfg.grow_from)
+    elif grow_ckpt is not None:
+        trainer.grow(grow_ckpt)
     # a run whose saves all fail (on-save-error=continue) ends on the checkpoint it resumed from
     guard = Guard(trainer, cfg.max_rollbacks, cfg.on_save_error, last_checkpoint=resume_from)
     # --eval-every: own seeded draws, never the training RNG streams (training/periodic_eval.py)

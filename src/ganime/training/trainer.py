@@ -322,10 +322,10 @@ class Trainer:
             self.cfg.keep_ckpts,
         )
 
-    def grow(self, source: str) -> None:
-        """Start G, D and G_ema from `source`, a run at half the resolution (training/grow.py): a new run's
-        alternative to `restore`."""
-        grow_from(source, self.cfg.model, {"G": self.G, "D": self.D, "G_ema": self.G_ema})
+    def grow(self, ckpt: Path) -> None:
+        """Start G, D and G_ema from `ckpt`, a checkpoint at half the resolution (training/grow.py `grow_source`):
+        a new run's alternative to `restore`."""
+        grow_from(ckpt, {"G": self.G, "D": self.D, "G_ema": self.G_ema})
 
     def restore(self, ckpt: Path) -> None:
         """Load every piece of state saved by `save`, so the run continues bit for bit."""
