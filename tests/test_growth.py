@@ -146,3 +146,21 @@ def test_augmenting_with_probability_p_changes_about_p_of_the_images():
     a = diff_augment(x, "color,cutout", torch.Generator().manual_seed(2))
     b = diff_augment(x, "color,cutout", torch.Generator().manual_seed(2), p=1.0)
     assert torch.equal(a, b)
+
+
+def test_a_grown_generator_saves_loads_and_exports_like_any_other(tmp_path):
+    from ganime.export import export_onnx
+    from ganime.generate import load_generator, save_generator
+    from ganime.onnx_runtime import OnnxGenerator
+
+    cfg = grow_config(tmp_path, **{"growth.kimg": (0.004, 0.008)})
+    ganime.train(override(cfg, max_steps=4), tmp_path / "run", progress=False)
+    gen = load_generator(tmp_path / "run")
+    assert (gen.resolution, gen.model.levels) == (32, 2)
+    path = save_generator(gen, tmp_path / "g.safetensors")
+    again = load_generator(path)  # the file's sidecar (a model card's home) rebuilds the nested network
+    assert again.model == gen.model
+    assert (again.from_seeds([1, 2]) == gen.from_seeds([1, 2])).all()
+    onnx = export_onnx(gen, tmp_path / "g.onnx")
+    diff = OnnxGenerator(onnx).images(gen.latents([1, 2]).numpy()).astype(int) - gen.from_seeds([1, 2]).astype(int)
+    assert abs(diff).max() <= 1
