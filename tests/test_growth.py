@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 import ganime
-from conftest import tiny_config, write_images
+from conftest import tiny_config, tiny_grow_config, write_images
 from ganime.augment import AdaptiveP, diff_augment
 from ganime.checkpoint import list_checkpoints, read_state
 from ganime.config import TrainConfig, override, preset, resize, validate
@@ -20,12 +20,8 @@ from ganime.training import growth
 
 
 def grow_config(tmp_path, **changes) -> TrainConfig:
-    """The default `grow` recipe shrunk: 8 -> 16 -> 32 px, width 4 at the top."""
     write_images(tmp_path / "imgs", 10, size=32)
-    cfg = tiny_config(tmp_path / "imgs", tmp_path / "cache", name="grow", **{"model.resolution": 64})
-    cfg = resize(override(cfg, **{"growth.start": 8, "model.levels": 3}), 32)
-    fixed = {"precision": "fp32", "channels_last": "off"}  # no timing of precisions in a test
-    return validate(override(cfg, **{"model.g_width": 4, "model.d_width": 4, **fixed, **changes}))
+    return tiny_grow_config(tmp_path / "imgs", tmp_path / "cache", **changes)
 
 
 def checkpoint(run, step, name):
