@@ -44,6 +44,7 @@ ROWS: dict[str, dict] = {
     "grow32": {"preset": "grow", "growth.start": 32, "model.levels": 1},  # 32 -> 64 px
     "grow16-ada": {"preset": "grow", "loss.ada_target": 0.6},  # adaptive p instead of DiffAugment at p = 1
     "grow16-mbstd": {"preset": "grow", "model.mbstd": 4},
+    "grow16-gain10": {"preset": "grow", "model.gain_scale": 10.0},  # the blocks' gains learn 10x faster
     "tutorial-small": {"preset": "tutorial-small"},  # 32 px DCGAN, the old first command
 }
 

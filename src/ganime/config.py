@@ -37,6 +37,7 @@ class ModelConfig:
     num_classes: int = 0  # > 0: class-conditional G and D
     mbstd: int = 0  # > 0: minibatch standard deviation over groups of this size before D's head (ProGAN)
     levels: int = 1  # grown model: 2x blocks on top of a dcgan trunk at resolution / 2^levels (models/grown.py)
+    gain_scale: float = 1.0  # grown model: each block's skip gain is this x its parameter (its lr multiplier)
     latents: str = PORTABLE  # seed -> z mapping (ganime.latent): PORTABLE = the same face in torch, ONNX, browser
 
     # A saved config without these keys predates them: it takes these values, not the defaults of new runs

@@ -9,7 +9,9 @@ StyleGAN2's skip generator and ProGAN's fade-in do (Karras et al. 2020, sec. 4.1
 - D: features = LeakyReLU(trunk's first conv(avgpool2(image))) + gain * top(image); the top is two stride-2
   convs (to d_width, then to the trunk's first width).
 
-Both gains are learnable scalars starting at 0 (the "ReZero" init, Bachlechner et al. 2021): at step 0 the
+Both gains are learnable scalars starting at 0 (the "ReZero" init, Bachlechner et al. 2021), each the parameter
+times `gain_scale`: Adam moves a parameter by about its learning rate per step, so at scale 1 a gain needs
+thousands of steps to reach 0.5; a scale > 1 multiplies its learning rate (ProGAN's equalised learning rate). At step 0 the
 grown G draws exactly its trunk's image upsampled 2x and D judges the image downsampled 2x, so a network grown
 from a trained half-resolution run (`grow_state`) starts where that run stopped and only learns the detail.
 Trained from scratch the same network is the 128 px `modern` recipe: its cost per image is ~1.4x the 64 px
@@ -95,6 +97,7 @@ class GrownGenerator(nn.Module):
         )
         init_dcgan_weights(self.top)
         self.gain = nn.Parameter(torch.zeros(()))
+        self.gain_scale = cfg.gain_scale  # the gain is gain_scale x the parameter (a learning-rate multiplier)
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         return self.synthesis(self.stem(z, labels))
@@ -112,7 +115,7 @@ class GrownGenerator(nn.Module):
         feats, low = _generator_parts(self.trunk, h)  # (2w) x R/4 x R/4; RGB logits at R/2
         up = F.interpolate(low, scale_factor=2.0, mode="bilinear", align_corners=False)
         hidden = self.top[:3](feats)
-        return hidden, up + self.gain * self.top[3](hidden)
+        return hidden, up + self.gain_scale * self.gain * self.top[3](hidden)
 
 
 def _generator_parts(g: nn.Module, h: Tensor) -> tuple[Tensor, Tensor]:
@@ -144,6 +147,7 @@ class GrownDiscriminator(nn.Module):
         self.top = nn.Sequential(*layers)
         init_dcgan_weights(self.top)
         self.gain = nn.Parameter(torch.zeros(()))
+        self.gain_scale = cfg.gain_scale  # the gain is gain_scale x the parameter (a learning-rate multiplier)
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         return self.rest(self.entry(x), x, labels)
@@ -155,7 +159,7 @@ class GrownDiscriminator(nn.Module):
     def rest(self, first: Tensor, x: Tensor, labels: Tensor | None = None) -> Tensor:
         """The first features (from `entry`, plus what an outer block adds) and the image -> logits."""
         low = F.avg_pool2d(x, 2)
-        return _judge(self.trunk, _entry(self.trunk, low) + self.gain * self.top[2:](first), low, labels)
+        return _judge(self.trunk, _entry(self.trunk, low) + self.gain_scale * self.gain * self.top[2:](first), low, labels)
 
 
 def _entry(d: nn.Module, x: Tensor) -> Tensor:
