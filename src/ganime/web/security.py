@@ -1,13 +1,19 @@
 """What stands between the app and a network: allowed hosts, write tokens, CSRF, rate limits, headers, logs.
 
 `Guard` is one ASGI middleware that does, in order: the access log line (common log format), security
-headers on every answer, the Host check (DNS rebinding), HEAD/OPTIONS and a correct `Allow`, the
-per-client rate limit, and for state-changing requests the read-only switch, the Origin check and the
-admin token. `ServePolicy` is the frozen value it is built from; `ganime serve` fills it from its flags.
+headers on every answer, the Host check (DNS rebinding; one Host header only), the per-client rate limit,
+HEAD/OPTIONS and a correct `Allow`, and for state-changing requests the read-only switch, the Origin check,
+the local-only rule for open writes and the admin token (a wrong one is charged with back-off). Answers
+are charged by their size too (`BYTES_PER_UNIT`), static files included. `ServePolicy` is the frozen value
+it is built from; `ganime serve` fills it from its flags.
+
+One `RateLimiter` holds every client's budget: requests, rendering (an estimate first, then the measured
+work: `Visit.settle`), bytes and failed logins all spend it.
 """
 
 from __future__ import annotations
 
+import contextvars
 import hmac
 import ipaddress
 import json
@@ -42,6 +48,10 @@ SECURITY_HEADERS = [
 ]
 _OURS = {name for name, _ in SECURITY_HEADERS}
 BROWSER_PREFIX = "/browser/"  # web/site.py's page sets its own CSP (WebAssembly); see Guard
+MIN_TOKEN_LEN = 24  # a user's --token: new_token() makes 32 characters
+BYTES_PER_UNIT = 256 * 1024  # an answer costs 1 unit per 256 KiB (the 14.8 MB WebAssembly file: 57 units)
+WORK_SECONDS_PER_UNIT = 0.01  # measured rendering (generator + encoding) costs 1 unit per 10 ms
+AUTH_FAILURE_COST = 5.0  # a wrong token costs 5 units, doubling with each failure in a row (up to the burst)
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,9 @@ class ServePolicy:
         burst: cost units a client may spend at once before the rate applies.
         max_items: gallery quota: saves beyond it are refused (0 = none).
         max_clients: clients remembered by the rate limiter (the least recent are forgotten first).
+        local_hosts: Host names and client addresses besides loopback ones that mean "this machine": without
+            a token, writes are accepted only from these (a proxy forwarding the internet is not this machine).
+        renders_per_client: renders one client may have in flight; more wait their turn (0 = no cap).
     """
 
     token: str | None = None
@@ -65,6 +78,8 @@ class ServePolicy:
     burst: float = 200.0
     max_items: int = 10_000
     max_clients: int = 10_000
+    local_hosts: tuple[str, ...] = LOOPBACK_HOSTS
+    renders_per_client: int = 2
 
     @property
     def writes(self) -> str:
@@ -111,6 +126,26 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+def check_token(token: str) -> str:
+    """A user's admin token, or ConfigError: at least MIN_TOKEN_LEN printable characters, no spaces."""
+    from ganime.errors import ConfigError
+
+    if len(token) < MIN_TOKEN_LEN or not token.isprintable() or " " in token:
+        raise ConfigError(
+            f"--token must be at least {MIN_TOKEN_LEN} printable characters without spaces (got {len(token)}); "
+            "leave it out and a random one is made"
+        )
+    if len(set(token)) < 8:
+        raise ConfigError("--token repeats a few characters: leave it out and a random one is made")
+    return token
+
+
+def exposed(host: str, allowed_hosts: list[str] | tuple[str, ...]) -> bool:
+    """True when requests may come from other machines: a non-loopback bind, or a Host name besides
+    loopback ones that a proxy may forward ('*' included)."""
+    return not is_loopback(host) or any(h == "*" or not is_loopback(h) for h in allowed_hosts)
+
+
 def host_of(value: str) -> str:
     """'Example.com:8000' -> 'example.com'; '[::1]:80' -> '::1'."""
     value = value.strip().lower()
@@ -129,28 +164,83 @@ class RateLimited(Exception):
 
 
 class RateLimiter:
-    """A token bucket per client: `rate` units per second, at most `burst` saved up."""
+    """A token bucket per client: `rate` units per second, at most `burst` saved up.
+
+    Work measured after the fact (rendering, failed logins) is charged as debt: the bucket may go down to
+    -burst, and the client's next requests wait until it has refilled."""
 
     def __init__(self, rate: float, burst: float, max_clients: int = 10_000) -> None:
         self.rate, self.burst, self.max_clients = rate, max(burst, 1.0), max_clients
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (units, when)
+        # client -> (units, when, failed logins in a row)
+        self._buckets: OrderedDict[str, tuple[float, float, int]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def charge(self, client: str, cost: float, now: float | None = None) -> None:
-        """Spend `cost` units of `client`'s bucket, or raise RateLimited (spending nothing)."""
+    def charge(self, client: str, cost: float, now: float | None = None, debt: bool = False) -> None:
+        """Spend `cost` units of `client`'s bucket, or raise RateLimited (spending nothing); with `debt`,
+        always spend (the bucket goes negative, down to -burst)."""
+        self._spend(client, cost, now, debt)
+
+    def auth_failed(self, client: str, now: float | None = None) -> float:
+        """Charge a wrong token as debt: AUTH_FAILURE_COST, doubled for each failure in a row (back-off)."""
+        return self._spend(client, None, now, True)
+
+    def auth_succeeded(self, client: str) -> None:
+        with self._lock:
+            if client in self._buckets:
+                units, last, _ = self._buckets[client]
+                self._buckets[client] = (units, last, 0)
+
+    def _spend(self, client: str, cost: float | None, now: float | None, debt: bool) -> float:
         if self.rate <= 0:
-            return
+            return 0.0
         now = time.monotonic() if now is None else now
         with self._lock:
-            units, last = self._buckets.pop(client, (self.burst, now))
+            units, last, fails = self._buckets.pop(client, (self.burst, now, 0))
             units = min(self.burst, units + (now - last) * self.rate)
-            if cost > units:
-                self._buckets[client] = (units, now)
+            if cost is None:  # a failed login
+                cost = min(self.burst, AUTH_FAILURE_COST * 2 ** min(fails, 30))
+                fails += 1
+            if cost > units and not debt:
+                self._buckets[client] = (units, now, fails)
                 # more than a full bucket can never be paid at once: the per-request cap refuses those
                 raise RateLimited((min(cost, self.burst) - units) / self.rate)
-            self._buckets[client] = (units - cost, now)
+            self._buckets[client] = (max(-self.burst, units - cost), now, fails)
             while len(self._buckets) > self.max_clients:
                 self._buckets.popitem(last=False)  # the least recently seen client
+            return cost
+
+
+class Visit:
+    """One request's client and what it has been charged for rendering; `Guard` sets it for the request
+    (`current_visit`), so code deep in the app (the batcher's measured work) charges the right client."""
+
+    def __init__(self, client: str, limiter: RateLimiter) -> None:
+        self.client, self.limiter, self.render_units = client, limiter, 0.0
+
+    def charge(self, units: float) -> None:
+        """Spend rendering units before the work (RateLimited if the budget is spent)."""
+        self.limiter.charge(self.client, units)
+        self.render_units += units
+
+    def settle(self, seconds: float) -> None:
+        """The work took `seconds`: charge what it cost beyond what was paid upfront (as debt)."""
+        measured = seconds / WORK_SECONDS_PER_UNIT
+        if measured > self.render_units:
+            self.limiter.charge(self.client, measured - self.render_units, debt=True)
+            self.render_units = measured
+
+
+_VISIT: contextvars.ContextVar[Visit | None] = contextvars.ContextVar("ganime_visit", default=None)
+
+
+def current_visit() -> Visit | None:
+    """The request being served in this task (None outside `Guard`)."""
+    return _VISIT.get()
+
+
+def current_client() -> str:
+    visit = _VISIT.get()
+    return visit.client if visit is not None else "-"
 
 
 def client_of(scope: dict) -> str:
@@ -158,20 +248,49 @@ def client_of(scope: dict) -> str:
     return client[0] if client else "-"
 
 
-def _json(status: int, message: str, headers: dict[str, str] | None = None) -> tuple[int, list, bytes]:
-    body = json.dumps({"error": message}).encode()
+def error_answer(
+    status: int, message: str, headers: dict[str, str] | None = None, limits: dict | None = None
+) -> tuple[int, list, bytes]:
+    """(status, headers, body) of a JSON error: {"error": ...} plus the input `limits` on a 4xx."""
+    payload: dict[str, Any] = {"error": message}
+    if limits is not None and 400 <= status < 500:
+        payload["limits"] = limits
+    body = json.dumps(payload).encode()
     hs = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     hs += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     return status, hs, body
 
 
-class Guard:
-    """The ASGI middleware described in the module docstring; `routes` gives the Allow header of a path."""
+def bearer_token(header: str) -> str | None:
+    """The credentials of an `Authorization: Bearer X` header; the scheme is case-insensitive (RFC 9110 11.1)."""
+    scheme, _, credentials = header.strip().partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
 
-    def __init__(self, app: Any, policy: ServePolicy, limiter: RateLimiter, routes: Any) -> None:
-        self.app, self.policy, self.limiter, self.routes = app, policy, limiter, routes
+
+def log_line(client: str, request: str, status: int, size: int, started: float) -> None:
+    """One access-log line in NCSA common log format: host ident authuser [date] "request" status bytes."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    when = datetime.fromtimestamp(started, timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000")
+    # one line per request whatever the client sent: quotes, backslashes and control bytes escaped
+    request = "".join(c if " " <= c < "\x7f" and c not in '"\\' else f"\\x{ord(c):02x}" for c in request)
+    access_log.info('%s - - [%s] "%s" %d %s', client, when, request, status, size or "-")
+
+
+class Guard:
+    """The ASGI middleware described in the module docstring; `routes` gives the Allow header of a path,
+    `limits` the input limits every 4xx carries."""
+
+    def __init__(
+        self, app: Any, policy: ServePolicy, limiter: RateLimiter, routes: Any, limits: dict | None = None
+    ) -> None:
+        self.app, self.policy, self.limiter, self.routes, self.limits = app, policy, limiter, routes, limits
         self.any_host = "*" in policy.allowed_hosts
         self.hosts = {h.strip("[]").lower() for h in policy.allowed_hosts}
+        self.local = {h.strip("[]").lower() for h in policy.local_hosts}
+
+    def error(self, status: int, message: str, headers: dict[str, str] | None = None) -> tuple[int, list, bytes]:
+        return error_answer(status, message, headers, self.limits)
 
     def allowed_methods(self, path: str) -> list[str]:
         """The methods some route answers at `path`, found by asking the router (included routers too)."""
@@ -195,32 +314,54 @@ class Guard:
             methods.add("HEAD")
         return sorted(methods | {"OPTIONS"}) if methods else []
 
-    def refuse(self, scope: dict, method: str, path: str, headers: dict[str, str]) -> tuple[int, list, bytes] | None:
-        """Why this request is not served (status, headers, body), or None."""
+    def from_this_machine(self, scope: dict, host: str | None) -> bool:
+        """A loopback (or policy.local_hosts) Host and client; the client is the one a trusted proxy names."""
+        client = client_of(scope).lower()
+        name = host_of(host or "")
+        return (is_loopback(name) or name in self.local) and (is_loopback(client) or client in self.local)
+
+    def refuse_host(self, scope: dict, headers: dict[str, str]) -> tuple[int, list, bytes] | None:
+        """400 for a foreign Host, or for more than one Host header (which one would a proxy have checked?)."""
+        if sum(1 for k, _ in scope.get("headers") or [] if k.lower() == b"host") > 1:
+            return self.error(400, "more than one Host header")
         host = headers.get("host")
         if not self.any_host and (host is None or host_of(host) not in self.hosts):
-            return _json(
+            return self.error(
                 400, "this server does not answer to that Host name; add it with `ganime serve --allowed-host`"
             )
-        if method in WRITE_METHODS:
-            if self.policy.read_only:
-                return _json(403, "this server is read-only (ganime serve --read-only)")
-            origin = headers.get("origin")
-            if origin is not None and origin != "null":
-                # same origin only: a proxy in front must pass the Host the browser used (nginx: $host)
-                if urlsplit(origin).netloc.lower() != (host or "").lower():
-                    return _json(403, "cross-origin request refused")
-            elif origin == "null" or headers.get("sec-fetch-site") == "cross-site":
-                return _json(403, "cross-origin request refused")
-            if self.policy.token is not None:
-                given = headers.get("authorization", "")
-                expected = f"Bearer {self.policy.token}"
-                if not hmac.compare_digest(given.encode(), expected.encode()):
-                    return _json(
-                        401,
-                        "saving and deleting need the admin token (Authorization: Bearer TOKEN)",
-                        {"WWW-Authenticate": 'Bearer realm="ganime"'},
-                    )
+        return None
+
+    def refuse_write(self, scope: dict, headers: dict[str, str]) -> tuple[int, list, bytes] | None:
+        """Why this state-changing request is refused, or None."""
+        host = headers.get("host")
+        if self.policy.read_only:
+            return self.error(403, "this server is read-only (ganime serve --read-only)")
+        origin = headers.get("origin")
+        if origin is not None and origin != "null":
+            # same origin only: a proxy in front must pass the Host the browser used (nginx: $host)
+            if urlsplit(origin).netloc.lower() != (host or "").lower():
+                return self.error(403, "cross-origin request refused")
+        elif origin == "null" or headers.get("sec-fetch-site") == "cross-site":
+            return self.error(403, "cross-origin request refused")
+        if self.policy.token is None:
+            if not self.from_this_machine(scope, host):
+                # writes open is for this machine only: a proxy may forward anyone under a public name
+                return self.error(
+                    403,
+                    "saving and deleting from another machine need an admin token; start the server with "
+                    f"--token or ${TOKEN_ENV} (or --read-only)",
+                )
+            return None
+        given = bearer_token(headers.get("authorization", "")) or ""
+        if not hmac.compare_digest(given.encode(), self.policy.token.encode()):
+            client = client_of(scope)
+            self.limiter.auth_failed(client)  # back-off: each wrong token in a row costs twice the last
+            return self.error(
+                401,
+                "saving and deleting need the admin token (Authorization: Bearer TOKEN)",
+                {"WWW-Authenticate": 'Bearer realm="ganime"'},
+            )
+        self.limiter.auth_succeeded(client_of(scope))
         return None
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -231,9 +372,22 @@ class Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
         status_sent, sent = [0], [0]
         head = method == "HEAD"
+        client = client_of(scope)
+        swallowed = [False]  # the app's answer was replaced (its size was over the client's budget)
 
         async def guarded_send(message: dict) -> None:
             if message["type"] == "http.response.start":
+                length = dict(message.get("headers", [])).get(b"content-length", b"0")
+                if not head and length.isdigit() and int(length) > 0:
+                    try:  # bytes cost too (static files included): refused before they are sent
+                        self.limiter.charge(client, min(int(length) / BYTES_PER_UNIT, self.limiter.burst))
+                    except RateLimited as e:
+                        swallowed[0] = True
+                        status, hs, body = self.error(429, str(e), {"Retry-After": e.header})
+                        await guarded_send({"type": "http.response.start", "status": status, "headers": hs})
+                        await send({"type": "http.response.body", "body": body})
+                        sent[0] += len(body)
+                        return
                 status_sent[0] = message["status"]
                 hs = [(k, v) for k, v in message.get("headers", []) if k not in _OURS]
                 hs += SECURITY_HEADERS
@@ -247,6 +401,8 @@ class Guard:
                     hs.append((b"allow", ", ".join(self.allowed_methods(path)).encode()))
                 message = {**message, "headers": hs}
             elif message["type"] == "http.response.body":
+                if swallowed[0]:
+                    return
                 if head:  # HEAD: the GET's headers (Content-Length included), no body
                     message = {**message, "body": b""}
                 sent[0] += len(message.get("body", b""))
@@ -256,16 +412,19 @@ class Guard:
             await guarded_send({"type": "http.response.start", "status": status, "headers": hs})
             await guarded_send({"type": "http.response.body", "body": body})
 
+        visit = _VISIT.set(Visit(client, self.limiter))
         try:
-            refused = self.refuse(scope, method, path, headers)
+            refused = self.refuse_host(scope, headers)
+            if refused is None:
+                try:  # charged before any other check: a refused login costs too
+                    self.limiter.charge(client, 1.0)
+                except RateLimited as e:
+                    refused = self.error(429, str(e), {"Retry-After": e.header})
             if refused is None and method == "OPTIONS":
                 allow = self.allowed_methods(path)
-                refused = (204, [(b"allow", ", ".join(allow).encode())], b"") if allow else _json(404, "not found")
-            if refused is None:
-                try:
-                    self.limiter.charge(client_of(scope), 1.0)
-                except RateLimited as e:
-                    refused = _json(429, str(e), {"Retry-After": e.header})
+                refused = (204, [(b"allow", ", ".join(allow).encode())], b"") if allow else self.error(404, "not found")
+            if refused is None and method in WRITE_METHODS:
+                refused = self.refuse_write(scope, headers)
             if refused is not None:
                 await answer(*refused)
             else:
@@ -275,20 +434,15 @@ class Guard:
             # logged once, here; the client sees a short JSON error, never a traceback
             logging.getLogger("ganime.web").exception("unhandled error on %s %s", method, path)
             if not status_sent[0]:
-                await answer(*_json(500, "internal error"))
+                await answer(*error_answer(500, "internal error"))
         finally:
+            _VISIT.reset(visit)
             self.log(scope, method, status_sent[0] or 500, sent[0], started)
 
     @staticmethod
     def log(scope: dict, method: str, status: int, size: int, started: float) -> None:
-        # NCSA common log format: host ident authuser [date] "request" status bytes
-        if not access_log.isEnabledFor(logging.INFO):
-            return
-        when = datetime.fromtimestamp(started, timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000")
         target = scope.get("raw_path") or scope["path"].encode()
         if scope.get("query_string"):
             target += b"?" + scope["query_string"]
         request = f"{method} {target.decode('latin-1')} HTTP/{scope.get('http_version', '1.1')}"
-        # one line per request whatever the client sent: quotes, backslashes and control bytes escaped
-        request = "".join(c if " " <= c < "\x7f" and c not in '"\\' else f"\\x{ord(c):02x}" for c in request)
-        access_log.info('%s - - [%s] "%s" %d %s', client_of(scope), when, request, status, size or "-")
+        log_line(client_of(scope), request, status, size, started)
