@@ -255,12 +255,19 @@ def test_gallery_answers_location_normalised_tags_and_revalidated_images(client)
 
 @pytest.fixture
 def no_server(monkeypatch):
-    """Stand-in for uvicorn.run: records what `ganime serve` would have served."""
-    import uvicorn
+    """Stand-in for listen.serve: records what `ganime serve` would have served (the socket is bound, on a
+    free port, then closed)."""
+    from ganime.web import listen
 
     calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
-    monkeypatch.setattr("ganime.cli.serve._check_port_free", lambda host, port: None)
+
+    def record(app, sock, limits, **kw):
+        calls.append((app, {"host": sock.getsockname()[0], "limits": limits, **kw}))
+        sock.close()
+
+    monkeypatch.setattr(listen, "serve", record)
+    real_bind = listen.bind
+    monkeypatch.setattr(listen, "bind", lambda host, port: real_bind(host, 0))
     return calls
 
 
@@ -272,7 +279,7 @@ def test_serve_on_a_public_address_warns_prints_urls_and_a_token_once(generator_
     policy = app.state.served.policy
     assert policy.token and out.count(policy.token) == 2  # the token, and the admin link that carries it
     assert f"#token={policy.token}" in out and "http://0.0.0.0" not in out
-    assert kw["host"] == "0.0.0.0" and kw["proxy_headers"] is True
+    assert kw["host"] == "0.0.0.0" and kw["forwarded_allow_ips"] == "127.0.0.1"
     assert "*" not in policy.allowed_hosts and "localhost" in policy.allowed_hosts
 
 
@@ -290,7 +297,9 @@ def test_serve_token_from_flag_or_environment_and_loopback_defaults(
     policy = no_server[-1][0].state.served.policy
     assert policy.read_only and "faces.example.org" in policy.allowed_hosts
     for bad, says in [
-        (["--token", "short"], "at least 16"),
+        (["--token", "short"], "at least 24"),
+        (["--token", "x" * 23], "at least 24"),
+        (["--token", "ab" * 20], "repeats"),
         (["--allowed-host", "http://x/"], "without scheme"),
         (["--rate-limit", "-1"], "--rate-limit"),
     ]:

@@ -109,17 +109,25 @@ def local_names(bound: str) -> list[str]:
         names += [info[4][0] for info in infos]
     except OSError:
         pass
-    try:  # the address of the interface with the default route; a UDP "connect" sends nothing
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed anywhere real
-            names.append(s.getsockname()[0])
-    except OSError:
-        pass
+    # the addresses of the interfaces with the default routes (IPv6 too when bound to '::')
+    probes = [(socket.AF_INET, "192.0.2.1")] + ([(socket.AF_INET6, "2001:db8::1")] if host == "::" else [])
+    names += [a for family, probe in probes if (a := route_address(family, probe))]
     out: list[str] = []
     for n in names:
         if n and not is_loopback(n) and n not in out and n not in ("0.0.0.0", "::"):
             out.append(n)
     return out
+
+
+def route_address(family: int, probe: str) -> str | None:
+    """This machine's address on the route towards `probe` (a documentation address: a UDP "connect" sends
+    nothing), or None without such a route."""
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect((probe, 9))
+            return s.getsockname()[0]
+    except OSError:
+        return None
 
 
 def new_token() -> str:

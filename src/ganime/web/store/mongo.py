@@ -51,7 +51,7 @@ class MongoStore(GalleryStore):
             if self._meta.find_one({"_id": "items"}) is None:
                 try:
                     self._meta.insert_one({"_id": "items", "n": self._col.count_documents({})})
-                except Exception as e:  # noqa: BLE001 - another process made it first: keep theirs
+                except Exception as e:  # another process made it first: keep theirs
                     if not _is(e, "DuplicateKeyError"):
                         raise
         except Exception as e:  # noqa: BLE001 - pymongo raises many connection error types
