@@ -386,11 +386,11 @@ class Guard:
         async def guarded_send(message: dict) -> None:
             if message["type"] == "http.response.start":
                 length = dict(message.get("headers", [])).get(b"content-length", b"0")
-                if not head and length.isdigit() and int(length) > 0:
+                if not head and not swallowed[0] and message["status"] < 300 and length.isdigit():
                     try:  # bytes cost too (static files included): refused before they are sent
                         self.limiter.charge(client, min(int(length) / BYTES_PER_UNIT, self.limiter.burst))
                     except RateLimited as e:
-                        swallowed[0] = True
+                        swallowed[0] = True  # the app's body is dropped; this answer is not charged again
                         status, hs, body = self.error(429, str(e), {"Retry-After": e.header})
                         await guarded_send({"type": "http.response.start", "status": status, "headers": hs})
                         await send({"type": "http.response.body", "body": body})
