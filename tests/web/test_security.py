@@ -410,13 +410,12 @@ def test_answer_bytes_cost_static_files_included(make_app, monkeypatch):
 
     monkeypatch.setattr(security, "BYTES_PER_UNIT", 1024)  # app.js (~12 KB) costs ~12 units
     with TestClient(make_app(policy={"rate": 0.1, "burst": 40.0})) as c:
-        size = len(c.get("/static/app.js").content)
-        assert size > 8 * 1024
-        codes = [c.get("/static/app.js").status_code for _ in range(4)]
-        assert codes[0] == 200 and codes[-1] == 429, codes
+        codes = [c.get("/static/app.js").status_code for _ in range(5)]
+        # 1 unit a request would let 40 through; its bytes overdraw the budget after 3 or 4
+        assert codes[0] == 200 and codes[-1] == 429 and codes.count(200) <= 4, codes
         refused = c.get("/static/app.js")
         assert refused.status_code == 429 and len(refused.content) < 1000  # refused before the bytes
-        assert int(refused.headers["retry-after"]) >= 1 and refused.headers["x-frame-options"] == "DENY"
+        assert int(refused.headers["retry-after"]) >= 60 and refused.headers["x-frame-options"] == "DENY"
 
 
 def test_every_4xx_carries_the_limits(client, make_app):

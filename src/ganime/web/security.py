@@ -381,21 +381,14 @@ class Guard:
         status_sent, sent = [0], [0]
         head = method == "HEAD"
         client = client_of(scope)
-        swallowed = [False]  # the app's answer was replaced (its size was over the client's budget)
 
         async def guarded_send(message: dict) -> None:
             if message["type"] == "http.response.start":
                 length = dict(message.get("headers", [])).get(b"content-length", b"0")
-                if not head and not swallowed[0] and message["status"] < 300 and length.isdigit():
-                    try:  # bytes cost too (static files included): refused before they are sent
-                        self.limiter.charge(client, min(int(length) / BYTES_PER_UNIT, self.limiter.burst))
-                    except RateLimited as e:
-                        swallowed[0] = True  # the app's body is dropped; this answer is not charged again
-                        status, hs, body = self.error(429, str(e), {"Retry-After": e.header})
-                        await guarded_send({"type": "http.response.start", "status": status, "headers": hs})
-                        await send({"type": "http.response.body", "body": body})
-                        sent[0] += len(body)
-                        return
+                if not head and length.isdigit():
+                    # bytes cost too, static files included; as debt: a client that pulled a large file
+                    # waits before its next request instead of losing an answer it already paid to render
+                    self.limiter.charge(client, int(length) / BYTES_PER_UNIT, debt=True)
                 status_sent[0] = message["status"]
                 hs = [(k, v) for k, v in message.get("headers", []) if k not in _OURS]
                 hs += SECURITY_HEADERS
@@ -409,8 +402,6 @@ class Guard:
                     hs.append((b"allow", ", ".join(self.allowed_methods(path)).encode()))
                 message = {**message, "headers": hs}
             elif message["type"] == "http.response.body":
-                if swallowed[0]:
-                    return
                 if head:  # HEAD: the GET's headers (Content-Length included), no body
                     message = {**message, "body": b""}
                 sent[0] += len(message.get("body", b""))
