@@ -11,9 +11,10 @@ Fairness (what `ganime serve` turns on): with `fast_lane`, single faces have the
 thread, so they never wait behind a 120-frame walk; grids and walks share the bulk lane, which takes the
 job of the client served least recently first (round robin between clients, FIFO within one). With
 `per_client`, one client (named by the `client` callable, e.g. its address) has at most that many jobs
-submitted; its others wait their turn, and past `max_waiting` it gets ClientBusyError. Each job's work is
-measured (its share of the generator call plus its own encoding, in worker seconds) and handed to
-`on_work` in the submitting request's task, so the caller can charge what it really cost.
+submitted; its others wait their turn, and past `max_waiting` it gets ClientBusyError. On Linux the bulk
+lane's threads run at a lower CPU priority (nice +10) than the rest of the server. Each job's work is
+measured (its share of the generator call plus its own encoding, in CPU seconds of the worker thread) and
+handed to `on_work` in the submitting request's task, so the caller can charge what it really cost.
 
 Batching does not change pixels: a sample's output does not depend on what else is in the batch (eval
 mode; checked byte for byte in tests/web/test_api.py).
@@ -22,6 +23,8 @@ mode; checked byte for byte in tests/web/test_api.py).
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 import time
 from collections import deque
@@ -95,6 +98,20 @@ class _Lane:
         return best
 
 
+BULK_NICE = 10
+
+
+def _lower_priority() -> None:
+    """On Linux, run this (bulk-lane) thread at a lower CPU priority than the event loop and the fast lane,
+    so on a busy machine the kernel gives a core to a single face before a walk's next frames."""
+    if sys.platform.startswith("linux"):
+        try:
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + BULK_NICE)
+        except OSError:  # not allowed here: same priority as the others
+            pass
+
+
 class MicroBatcher:
     """Coalesces concurrent generator requests; `submit` is awaited from the event loop."""
 
@@ -147,7 +164,11 @@ class MicroBatcher:
             lane.wakeup = asyncio.Event()
             lane.slots = asyncio.Semaphore(lane.workers)
             if lane.executor is None:
-                lane.executor = ThreadPoolExecutor(lane.workers, thread_name_prefix=f"ganime-{lane.name}")
+                lane.executor = ThreadPoolExecutor(
+                    lane.workers,
+                    thread_name_prefix=f"ganime-{lane.name}",
+                    initializer=_lower_priority if lane.fair else None,  # the bulk lane beside a fast one
+                )
             lane.scheduler = loop.create_task(self._schedule(lane), name=f"ganime-batcher-{lane.name}")
 
     async def submit(
@@ -260,9 +281,11 @@ class MicroBatcher:
             labels = torch.cat([j.labels for j in batch])
         # float64: psi reaches the generator exactly as the request gave it (0.7, not 0.699999988)
         psi = torch.cat([torch.full((len(j.z),), j.truncation, dtype=torch.float64) for j in batch])
-        t0 = time.perf_counter()
+        # CPU time of this worker thread (torch runs its 1-thread ops here): what the work cost, not how long
+        # it waited for a core on a busy machine (which would charge a client for another's load)
+        t0 = time.thread_time()
         images = self.generate(z, labels, psi)
-        per_latent = (time.perf_counter() - t0) / len(z)
+        per_latent = (time.thread_time() - t0) / len(z)
         with self._stats_lock:
             self.stats.calls += 1
             self.stats.requests += len(batch)
@@ -273,12 +296,12 @@ class MicroBatcher:
         for job in batch:
             own = images[start : start + len(job.z)]
             start += len(job.z)
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             try:
                 out.append((True, job.finish(own) if job.finish else own))
             except Exception as e:  # noqa: BLE001 - one request's bad finish must not fail the others
                 out.append((False, e))
-            job.seconds = per_latent * len(job.z) + time.perf_counter() - t0  # read after the future is set
+            job.seconds = per_latent * len(job.z) + time.thread_time() - t0  # read after the future is set
         return out
 
     async def aclose(self) -> None:
