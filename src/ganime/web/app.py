@@ -29,8 +29,9 @@ from ganime.errors import GanimeError
 from ganime.generate import LoadedGenerator, load_generator
 from ganime.web import gallery, images, info, page
 from ganime.web.batcher import BusyError, ClientBusyError, MicroBatcher
+from ganime.web.limiter import RateLimited, RateLimiter, current_client
 from ganime.web.meta import STATIC, model_id, page_text, render_page, resolve_generator
-from ganime.web.security import Guard, RateLimited, RateLimiter, ServePolicy, current_client
+from ganime.web.security import Guard, ServePolicy
 from ganime.web.served import LIMITS, MAX_BODY, MAX_SEED, Served, limits_error, settle
 from ganime.web.site import BrowserSite
 from ganime.web.store import GalleryFullError, GalleryStore, StoreBusyError, open_store

@@ -12,8 +12,9 @@ from fastapi.responses import JSONResponse
 from ganime.generate import LoadedGenerator
 from ganime.web.batcher import MicroBatcher
 from ganime.web.encode import encode_png
+from ganime.web.limiter import RateLimiter, current_visit
 from ganime.web.meta import MAX_SEED
-from ganime.web.security import RateLimiter, ServePolicy, client_of, current_visit
+from ganime.web.security import ServePolicy, client_of
 from ganime.web.store import MAX_TAG_LEN, MAX_TAGS, GalleryStore
 
 MAX_SIZE = 1024
