@@ -208,8 +208,8 @@ def main() -> None:
     p.add_argument("--modes", default="batched,unbatched")
     p.add_argument("--time-limit", type=float, default=300, help="seconds per mode, then stop")
     args = p.parse_args()
-    if not 1 <= args.requests <= 100_000 or not 1 <= args.concurrency <= 256:
-        p.error("--requests must be 1..100000 and --concurrency 1..256")
+    if not 1 <= args.requests <= 100_000 or not 1 <= args.concurrency <= 250:
+        p.error("--requests must be 1..100000 and --concurrency 1..250")
 
     import torch
 
