@@ -140,6 +140,16 @@ def test_rate_limiter_refills_and_forgets_old_clients():
     limiter.charge("a", 10.0, now=6.0)  # so "a" starts again with a full bucket (bounded memory)
 
 
+def test_rate_limiter_debt_and_login_back_off():
+    limiter = RateLimiter(rate=1.0, burst=10.0)
+    limiter.charge("a", 30.0, now=0.0, debt=True)  # measured afterwards: always paid, down to -burst
+    with pytest.raises(Exception, match="retry in 11 s"):  # from -10 back to 1 unit at 1 unit/s
+        limiter.charge("a", 1.0, now=0.0)
+    assert [limiter.auth_failed("b", now=0.0) for _ in range(4)] == [5.0, 10.0, 10.0, 10.0]  # capped at the burst
+    limiter.auth_succeeded("b")
+    assert limiter.auth_failed("b", now=100.0) == 5.0  # the right token reset the count
+
+
 def test_one_request_cannot_cost_more_than_the_cap(client):
     r = client.get("/api/interpolate.gif", params={"a": 1, "b": 2, "frames": 120, "size": 256})
     assert r.status_code == 422 and str(LIMITS["pixels_per_request"]) in r.json()["error"]
