@@ -7,11 +7,15 @@ a cap on header bytes and on open connections, one Host header per request and n
 naming another host. What it refuses is answered as JSON with the security headers and logged in the
 access log, like the app's own errors (uvicorn itself answers plain text and logs nothing). Idle
 keep-alive connections are closed by uvicorn's `timeout_keep_alive`.
+
+uvicorn's own `limit_concurrency` is not used: it answers a plain-text 503 without the security headers or
+a log line, per request, and keeps the connection; the cap here is on connections and answers like the app.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from dataclasses import dataclass
@@ -46,7 +50,8 @@ def bind(host: str, port: int) -> socket.socket:
     except socket.gaierror as e:
         raise ConfigError(f"cannot resolve --host {host!r}: {e}") from None
     except OSError as e:
-        raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
+        why = os.strerror(e.errno) if e.errno else str(e)  # create_server's text adds the address again
+        raise ConfigError(f"cannot listen on {host}:{port} ({why}); pick another --port") from None
 
 
 def dual_stack(sock: socket.socket) -> bool:
