@@ -196,3 +196,12 @@ def test_ipv6_wildcard_prints_urls_that_answer(generator_file, tmp_path, capsys,
     v6 = route_address(socket.AF_INET6, "2001:db8::1")
     if v6 and not v6.startswith("fe80"):
         assert v6 in policy_hosts  # the machine's own IPv6 address is a name it answers to
+
+
+def test_on_ipv6_wildcard_the_machines_ipv6_address_is_a_name_it_answers_to(monkeypatch):
+    from ganime.web import security
+
+    routes = {socket.AF_INET: "192.0.2.10", socket.AF_INET6: "2001:db8::5"}
+    monkeypatch.setattr(security, "route_address", lambda family, probe: routes[family])
+    assert {"192.0.2.10", "2001:db8::5"} <= set(security.local_names("::"))
+    assert "2001:db8::5" not in security.local_names("0.0.0.0")  # an IPv4 bind answers on IPv4 only
