@@ -2,6 +2,8 @@
 
 Requests, rendering (an estimate before, the measured work after), answer bytes and failed logins all spend
 the same budget; `security.Guard` charges most of it, `served.Served.charge` and `served.settle` the rest.
+A rate-limiting library (e.g. `limits`) counts requests in time windows; what this needs beyond that is
+debt for work measured after it was done and a back-off for failed logins, so the bucket stays ours.
 """
 
 from __future__ import annotations
