@@ -360,6 +360,8 @@ def test_open_writes_are_for_this_machine_only_whatever_the_proxy_forwards(make_
     # a trusted proxy's X-Forwarded-For made the client a public address (uvicorn rewrites scope["client"])
     public = asyncio.run(_as(app, "203.0.113.9", "localhost", "DELETE", "/api/gallery/0123456789abcdef"))
     assert public.status_code == 403
+    mapped = asyncio.run(_as(app, "::ffff:203.0.113.9", "localhost", "DELETE", "/api/gallery/0123456789abcdef"))
+    assert mapped.status_code == 403  # an IPv4 client of a dual-stack socket
     assert asyncio.run(_as(app, "127.0.0.1", "localhost", "POST", "/api/gallery", **body)).status_code == 201
     star = make_app(policy=local_default_policy(allowed_hosts=("*",)))
     assert asyncio.run(_as(star, "127.0.0.1", "anything.example", "POST", "/api/gallery", **body)).status_code == 403

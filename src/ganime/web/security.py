@@ -92,13 +92,16 @@ class ServePolicy:
 
 
 def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1, ::ffff:127.0.0.1)."""
     if host.strip("[]").lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
+    # an IPv4 client of a dual-stack ('::') socket shows as ::ffff:127.0.0.1
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def local_names(bound: str) -> list[str]:
