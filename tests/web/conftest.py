@@ -72,14 +72,16 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     torch.set_num_threads(threads)
 
 
-# TestClient's and httpx's default host names join the loopback ones; no rate limit unless a test sets one
+# TestClient's and httpx's default host names join the loopback ones (TestClient's client address,
+# "testclient", counts as this machine); no rate limit or per-client render cap unless a test sets one
 TEST_HOSTS = ("testserver", "test", "t", "localhost", "127.0.0.1", "::1")
 
 
 def make_policy(**kwargs):
     from ganime.web.security import ServePolicy
 
-    return ServePolicy(**{"allowed_hosts": TEST_HOSTS, "rate": 0.0, **kwargs})
+    defaults = {"allowed_hosts": TEST_HOSTS, "local_hosts": (*TEST_HOSTS, "testclient"), "rate": 0.0}
+    return ServePolicy(**{**defaults, "renders_per_client": 0, **kwargs})
 
 
 @pytest.fixture

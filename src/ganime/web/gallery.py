@@ -52,11 +52,13 @@ async def gallery_add(body: Annotated[SaveRequest, Body()], s: Annotated[Served,
     """Save a face (regenerated here from seed and truncation) with tags."""
     tags = normalize_tags(body.tags)  # before generating: bad tags cost no generator time
     quota = s.policy.max_items
-    if quota and await run_in_threadpool(s.store.count) >= quota:
+    if quota and await run_in_threadpool(s.store.count) >= quota:  # early: a full gallery costs no rendering
         raise HTTPException(507, f"the gallery is full ({quota} faces); delete some first")
     png = await s.face_png(body.seed, body.truncation, None)
-    item = await run_in_threadpool(
-        lambda: s.store.add(model_id=s.model_id, seed=body.seed, truncation=body.truncation, png=png, tags=tags)
+    item = await run_in_threadpool(  # the store counts and inserts in one write (GalleryFullError: 507)
+        lambda: s.store.add(
+            model_id=s.model_id, seed=body.seed, truncation=body.truncation, png=png, tags=tags, max_items=quota
+        )
     )
     return JSONResponse(item_json(item), status_code=201, headers={"Location": f"/api/gallery/{item.id}"})
 
