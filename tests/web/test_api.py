@@ -186,7 +186,7 @@ def test_gallery_save_list_filter_get_delete(client):
     assert a.status_code == 201, a.text
     item = a.json()
     assert (
-        item["tags"] == ["smile", "red-hair"] and item["seed"] == 42 and item["permalink"] == "/?seed=42&truncation=0.8"
+        item["tags"] == ["smile", "red-hair"] and item["seed"] == 42 and item["permalink"] == "/#seed=42&t=0.8"
     )
     b = client.post("/api/gallery", json={"seed": 7, "tags": ["smile"]}).json()
     c = client.post("/api/gallery", json={"seed": 8}).json()

@@ -27,12 +27,19 @@ from pathlib import Path
 
 from ganime.errors import ConfigError, GanimeError, MissingDependencyError
 from ganime.io import atomic_path
-from ganime.onnx_runtime import file_sha256
+from ganime.onnx_runtime import file_sha256, read_sidecar
 
 log = logging.getLogger(__name__)
 
-PAGE = Path(__file__).parent / "browser"  # index.html, browser.js, browser.css, latent.js
-PAGE_FILES = ("index.html", "browser.js", "browser.css", "latent.js")
+PAGE = Path(__file__).parent / "static"  # the one page: served (/), in the browser (here) and published
+PAGE_FILES = ("index.html", "app.js", "renderers.js", "latent.js", "style.css")
+# A static host sends no headers of ours: the published site's policy travels in the page (frame-ancestors
+# needs a header, so it cannot)
+FILES_POLICY = (
+    '<meta http-equiv="Content-Security-Policy" content="default-src \'self\'; img-src \'self\' data:; '
+    "style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'none'\">\n  <meta name=\"referrer\" content=\"no-referrer\">"
+)
 ORT_PACKAGE, ORT_VERSION = "onnxruntime-web", "1.31.1"
 # The files a build needs from the package's dist/, with their SHA-256 (of onnxruntime-web 1.31.1 from npm).
 ORT_BUILDS = {
@@ -58,6 +65,21 @@ HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Embedder-Policy": "require-corp",
 }
+
+
+def fill_page(html: str, backend: str, assets: str = "") -> str:
+    """The page template (title and subtitle already in, web/meta.render_page) for one back end: "server" (the
+    API; assets under /static/), "onnx" (onnxruntime-web in the visitor's browser) or "files" (ganime publish)."""
+    policy = FILES_POLICY if backend == "files" else ""
+    return html.replace("{{backend}}", backend).replace("{{assets}}", assets).replace("{{policy}}", policy)
+
+
+def page_for(gen, backend: str, assets: str = "") -> str:
+    """The whole page for a generator and a back end."""
+    from ganime.web.meta import page_text, render_page
+
+    title, subtitle = page_text(gen)
+    return fill_page(render_page((PAGE / "index.html").read_text(encoding="utf-8"), title, subtitle), backend, assets)
 
 
 def ort_cache_dir() -> Path:
@@ -172,11 +194,7 @@ def write_site(
     written = [model, model.with_suffix(".json")]
     for name in PAGE_FILES:
         if name == "index.html":  # the title from the model card, or naming the run's data (web/meta.page_text)
-            from ganime.web.meta import page_text, render_page
-
-            title, subtitle = page_text(gen)
-            html = render_page((PAGE / name).read_text(encoding="utf-8"), title, subtitle)
-            (out / name).write_text(html, encoding="utf-8")
+            (out / name).write_text(page_for(gen, "onnx"), encoding="utf-8")
             written.append(out / name)
         else:
             written.append(Path(shutil.copyfile(PAGE / name, out / name)))
@@ -189,6 +207,12 @@ def write_site(
         "ort_version": ORT_VERSION,
         "providers": ["webgpu", "wasm"] if webgpu else ["wasm"],
     }
+    if "directions" not in read_sidecar(model):  # until the export carries them: the page adds them to z itself
+        from ganime.web.edit_space import load_directions
+
+        directions = load_directions(gen)
+        if directions is not None:
+            site["directions"] = directions.to_json()
     (out / SITE_FILE).write_text(json.dumps(site, indent=1) + "\n")
     written.append(out / SITE_FILE)
     return written

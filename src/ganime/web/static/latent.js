@@ -47,3 +47,52 @@ export function slerp(a, b, t) {
   for (let i = 0; i < a.length; i++) out[i] = wa * a[i] + wb * b[i];
   return out;
 }
+
+// --- what the page's permalinks and edits need (the same arithmetic as ganime/web/edit_space.py) ----------
+
+/** The largest seed every back end takes: 2**53 - 1, the largest integer a JavaScript number holds exactly. */
+export const PAGE_MAX_SEED = 2 ** 53 - 1;
+
+/** A uniform seed in first .. first + count - 1 (count <= 2**53): 53 random bits, rejection for uniformity. */
+export function randomSeed(first = 0, count = 2 ** 53) {
+  const limit = 2 ** 53 - (2 ** 53 % count); // below it, r % count is uniform
+  for (;;) {
+    const a = crypto.getRandomValues(new Uint32Array(2));
+    const r = (a[0] & 0x1fffff) * 2 ** 32 + a[1]; // 21 + 32 bits: exact in a double (the old bug added 64)
+    if (r < limit) return first + (r % count);
+  }
+}
+
+/** z plus each amount times its direction, one direction at a time in float32 (edit_space.Directions.apply). */
+export function applyEdits(z, edits, directions) {
+  const out = Float32Array.from(z);
+  for (const [name, amount] of edits) {
+    const row = directions.rows[name];
+    const a = Math.fround(amount);
+    for (let i = 0; i < out.length; i++) out[i] = Math.fround(out[i] + Math.fround(a * row[i]));
+  }
+  return out;
+}
+
+/** A latent as base64url (no padding) of its little-endian float32 values (edit_space.encode_latent). */
+export function encodeLatent(z) {
+  const bytes = new Uint8Array(Float32Array.from(z).buffer);
+  let text = "";
+  for (const b of bytes) text += String.fromCharCode(b);
+  return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** The inverse of encodeLatent, or null when the text is not zDim finite float32 values. */
+export function decodeLatent(text, zDim) {
+  if (!/^[A-Za-z0-9_-]+$/.test(text || "")) return null;
+  let raw;
+  try {
+    raw = atob(text.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (text.length % 4)) % 4));
+  } catch (e) {
+    return null;
+  }
+  if (raw.length !== 4 * zDim) return null;
+  const bytes = Uint8Array.from(raw, (c) => c.charCodeAt(0));
+  const z = new Float32Array(bytes.buffer);
+  return z.every((v) => Number.isFinite(v) && Math.abs(v) <= 64) ? z : null;
+}
