@@ -155,3 +155,49 @@ def serving(app):
     finally:
         server.should_exit = True
         thread.join(20)
+
+
+DIRECTIONS = [  # name, label, group: one per group and a second colour, as the page groups them
+    ("hair-red", "Red hair", "colours"),
+    ("sefa-0", "Direction 1", "shape"),
+    ("sefa-1", "Direction 2", "details"),
+    ("eyes-blue", "Blue eyes", "colours"),
+]
+
+
+@pytest.fixture(scope="session")
+def edit_generator_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny generator with four unit directions beside it (tiny.directions.{safetensors,json}), in the
+    format `ganime directions` writes."""
+    import numpy as np
+
+    from ganime.web.edit_space import save_directions
+
+    path = save_generator(tiny_generator(), tmp_path_factory.mktemp("edit-gen") / "tiny")
+    rng = np.random.default_rng(7)
+    matrix = rng.standard_normal((len(DIRECTIONS), 16)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    entries = [{"name": n, "label": label, "kind": "sefa", "group": g, "step": 0.5, "range": 3.0}
+               for n, label, g in DIRECTIONS]
+    save_directions(path.with_name("tiny.directions"), entries, matrix)
+    return path
+
+
+@contextlib.contextmanager
+def serving_folder(folder: Path):
+    """A folder from Python's own static file server (no ganime code serving): yields its URL."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        thread.join(10)
