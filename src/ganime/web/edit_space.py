@@ -33,6 +33,7 @@ MAX_EDITS = 16  # directions one face may carry
 MAX_AMOUNT = 10.0  # |amount| in units of a direction (unit vectors in z: typical faces stay within 3)
 MAX_Z = 64.0  # |z_i| a latent may hold (a standard normal never comes near)
 GROUPS = ("colours", "details", "shape")
+_BASE64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
 
 
@@ -161,6 +162,8 @@ def encode_latent(z: np.ndarray) -> str:
 def decode_latent(text: str, z_dim: int) -> np.ndarray:
     """The inverse of `encode_latent`, checked: z_dim finite values within +-MAX_Z."""
     try:
+        if not _BASE64URL.match(text):
+            raise ValueError(text)
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (ValueError, TypeError):
         raise EditError("z is not base64url text") from None
