@@ -201,3 +201,37 @@ def serving_folder(folder: Path):
     finally:
         server.shutdown()
         thread.join(10)
+
+
+# --- the one page (web/static) in Chromium, whatever its back end -------------------------------------------
+
+
+def wait_face(page, key: str | None = None) -> None:
+    """Wait until #face has loaded the face of permalink `key` ("#seed=3&t=0.7"; None: any face)."""
+    page.wait_for_function(
+        "k => { const f = document.getElementById('face'); return (k === null || f.dataset.key === k) &&"
+        " document.body.dataset.state === 'drawn' && f.complete && f.naturalWidth > 0; }",
+        arg=key,
+    )
+
+
+def face_pixels(page):
+    """The face the page shows, uint8 HWC RGB at the image's own size (drawn 1:1 on a canvas to read it)."""
+    import numpy as np
+
+    size, data = page.evaluate(
+        "() => { const f = document.getElementById('face'); const c = document.createElement('canvas');"
+        " c.width = f.naturalWidth; c.height = f.naturalHeight; const x = c.getContext('2d'); x.drawImage(f, 0, 0);"
+        " return [c.width, Array.from(x.getImageData(0, 0, c.width, c.height).data)]; }"
+    )
+    return np.array(data, np.uint8).reshape(size, size, 4)[..., :3]
+
+
+def face_picture(tmp_path: Path, image, name: str = "picture.png", scale: int = 8) -> Path:
+    """A picture to search with: a face, scaled up smoothly (as a photo would be larger than the model)."""
+    from PIL import Image
+
+    im = Image.fromarray(image)
+    path = tmp_path / name
+    im.resize((im.width * scale, im.height * scale), Image.BICUBIC).save(path)
+    return path
