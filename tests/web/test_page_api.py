@@ -90,7 +90,7 @@ def test_a_latent_draws_its_face_and_is_checked(edit_client, edit_gen):
 
 
 def test_invert_finds_a_face_near_the_picture(edit_client, edit_gen, monkeypatch):
-    import ganime.web.edits as edits
+    from ganime.web import edits
 
     monkeypatch.setattr(edits, "INVERT_SECONDS", 1.0)
     target = edit_gen.from_seeds([123])[0]
@@ -102,7 +102,7 @@ def test_invert_finds_a_face_near_the_picture(edit_client, edit_gen, monkeypatch
     # nearer than the best of the seeds it started from, and much nearer than a random face
     start = edit_gen.from_seeds([body["start_seed"]])[0].astype(float)
     other = edit_gen.from_seeds([5])[0].astype(float)
-    err = lambda a: float(((a - target) ** 2).mean())  # noqa: E731
+    err = lambda a: float(((a - target) ** 2).mean())
     assert err(face) <= err(start) and err(face) < 0.5 * err(other)
     assert abs(body["loss"] - err(face) / 255**2) < 0.01
     # the found face keeps editing like any other

@@ -21,9 +21,9 @@ pytest.importorskip("playwright.sync_api", reason="needs playwright: pip install
 if not CHROMIUM.exists():
     pytest.skip(f"needs Chromium at {CHROMIUM}: apt-get install -y chromium", allow_module_level=True)
 
-from playwright.sync_api import expect  # noqa: E402
+from playwright.sync_api import expect
 
-from ganime.web.site import find_ort, write_site  # noqa: E402
+from ganime.web.site import find_ort, write_site
 
 try:
     ORT = find_ort("wasm", fetch=False)
@@ -100,7 +100,7 @@ def test_in_the_browser_rounds_and_search_by_picture(page, onnx_url, edit_genera
     page.wait_for_selector("body[data-inverted='1']", timeout=60_000)
     wait_face(page)
     found = face_pixels(page).astype(float)
-    err = lambda a: float(((a - target) ** 2).mean())  # noqa: E731
+    err = lambda a: float(((a - target) ** 2).mean())
     assert err(found) < 0.5 * err(gen.from_seeds([3])[0].astype(float))
     assert "#z=" in page.url
     assert page.problems == []

@@ -34,7 +34,7 @@ MAX_AMOUNT = 10.0  # |amount| in units of a direction (unit vectors in z: typica
 MAX_Z = 64.0  # |z_i| a latent may hold (a standard normal never comes near)
 GROUPS = ("colours", "details", "shape")
 _BASE64URL = re.compile(r"^[A-Za-z0-9_-]*$")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
+_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")  # as ganime.directions.NAME_RE
 
 
 class EditError(ConfigError):
@@ -58,13 +58,13 @@ class Directions:
                 "matrix": self.matrix.astype(np.float32).tolist()}
 
     def apply(self, z: np.ndarray, edits: dict[str, float]) -> np.ndarray:
-        """z (..., z_dim) plus each amount times its direction, in float32 one direction at a time (the order
-        the browser adds them in, so both round alike)."""
-        out = np.array(z, np.float32, copy=True)
+        """z (..., z_dim) plus the edits' offset: sum of amount * direction in the edits' order, in float32,
+        then one add (ganime.latent.edit_offset's arithmetic; the browser's applyEdits rounds alike)."""
         index = {n: i for i, n in enumerate(self.names)}
+        offset = np.zeros(self.matrix.shape[1], np.float32)
         for name, amount in edits.items():
-            out = out + np.float32(amount) * self.matrix[index[name]]
-        return out.astype(np.float32)
+            offset = offset + np.float32(amount) * self.matrix[index[name]]
+        return (np.asarray(z, np.float32) + offset).astype(np.float32)
 
 
 def directions_paths(gen: LoadedGenerator) -> tuple[Path, Path] | None:

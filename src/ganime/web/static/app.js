@@ -87,7 +87,7 @@ async function draw(push = false) {
     const dl = $("download");
     dl.href = drawnFace.download;
     dl.download = state.face.zText ? "ganime-face.png" : `ganime-seed${state.face.seed}.png`;
-    if (R.kind === "onnx") $("timing").textContent = `${drawnFace.ms.toFixed(1)} ms, ${R.backend}`;
+    if (R.kind === "onnx") $("timing").textContent = `· drawn in ${drawnFace.ms.toFixed(1)} ms (${R.backend})`;
     img.classList.remove("loading");
     document.body.dataset.state = "drawn";
     return true;
@@ -229,6 +229,7 @@ function sliderRow(d) {
       });
       strip.append(b);
     }
+    row.classList.add("strips");
     row.append(label, strip);
     return row;
   }
@@ -712,7 +713,7 @@ function setupServer() {
 // ------------------------------------------------------------------------------------------------ onnx only
 function setupOnnx() {
   $("walk-control").hidden = false;
-  $("model").textContent = `· ${info.resolution} px, ${R.meta.arch}`;
+  $("model").textContent = `· ${info.resolution} px`;
   $("walk").addEventListener("click", async () => {
     if (state.face.zText) return status("The walk starts from a seed.", "error");
     const frames = Math.min(Math.max(Number($("frames").value) || 48, 2), 240);
@@ -822,6 +823,7 @@ async function init() {
   });
   const reopen = () => {
     if (location.hash === fragment()) return;
+    status(""); // a message about the last face does not belong under the next one
     readLocation();
     draw(false);
   };

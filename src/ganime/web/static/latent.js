@@ -63,14 +63,17 @@ export function randomSeed(first = 0, count = 2 ** 53) {
   }
 }
 
-/** z plus each amount times its direction, one direction at a time in float32 (edit_space.Directions.apply). */
+/** z plus the edits' offset, sum of amount * direction over the edits in their order, all in float32: one
+ * multiply and one add per edit, then one add to z (ganime.latent.edit_offset, as torch and onnxruntime do). */
 export function applyEdits(z, edits, directions) {
-  const out = Float32Array.from(z);
+  const offset = new Float32Array(z.length);
   for (const [name, amount] of edits) {
     const row = directions.rows[name];
     const a = Math.fround(amount);
-    for (let i = 0; i < out.length; i++) out[i] = Math.fround(out[i] + Math.fround(a * row[i]));
+    for (let i = 0; i < offset.length; i++) offset[i] = Math.fround(offset[i] + Math.fround(a * row[i]));
   }
+  const out = new Float32Array(z.length);
+  for (let i = 0; i < out.length; i++) out[i] = Math.fround(z[i] + offset[i]);
   return out;
 }
 

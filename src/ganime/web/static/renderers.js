@@ -12,7 +12,12 @@ export const editsText = (edits) => [...edits].map(([n, a]) => `${n}:${a}`).join
 function directionsFrom(entries, matrix) {
   const list = (entries || []).map((d) => ({ step: 0.5, range: 3, group: "details", ...d, label: d.label || d.name }));
   const rows = {};
-  if (matrix) list.forEach((d, i) => (rows[d.name] = Float32Array.from(matrix[i])));
+  // the ONNX sidecar carries each unit vector as the entry's "vector"; site.json as rows of "matrix"
+  list.forEach((d, i) => {
+    const v = d.vector || (matrix && matrix[i]);
+    if (v) rows[d.name] = Float32Array.from(v);
+    delete d.vector;
+  });
   return { list, rows, byName: Object.fromEntries(list.map((d) => [d.name, d])) };
 }
 
