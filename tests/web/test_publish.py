@@ -54,7 +54,7 @@ def test_published_faces_are_the_ones_ganime_generate_draws(site, generator_file
                 pixels(ref / f"seed{seed:06d}.png"),
                 err_msg=f"{psi} {seed}",
             )
-    for name in ("index.html", "app.js", "renderers.js", "latent.js", "style.css"):  # the one page
+    for name in ("index.html", "app.js", "renderers.js", "latent.js", "gallery.js", "style.css"):  # the one page
         assert (site / name).is_file()
     page = (site / "index.html").read_text()
     assert "{{" not in page and 'data-backend="files"' in page and "Content-Security-Policy" in page

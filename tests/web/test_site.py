@@ -47,7 +47,7 @@ def test_the_site_holds_the_page_the_model_and_onnxruntime_web(generator_file, t
     assert main(["export", str(generator_file), "--web", str(out), "--ort-dir", str(ort)]) == 0
     assert f"wrote the browser page to {out}" in capsys.readouterr().out
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(["index.html", "app.js", "renderers.js", "latent.js", "style.css", "generator.onnx",
+    assert names == sorted(["index.html", "app.js", "renderers.js", "latent.js", "gallery.js", "style.css", "generator.onnx",
                             "generator.json", "site.json", *ORT_BUILDS["wasm"]])
     meta = read_sidecar(out / "generator.onnx")
     assert meta["latents"]["scheme"] == PORTABLE and meta["weights"] == "fp16"

@@ -54,7 +54,7 @@ def psi_label(psi: float) -> str:
 
 
 def face_path(psi: str, seed: int, fmt: str) -> str:
-    """The site-relative URL of one face; site.js builds the same string."""
+    """The site-relative URL of one face; web/static/renderers.js (FilesRenderer) builds the same string."""
     return f"faces/psi-{psi}/{seed:06d}.{fmt}"
 
 

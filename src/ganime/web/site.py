@@ -1,6 +1,11 @@
-"""The browser page as a static site: faces drawn in the visitor's browser by onnxruntime-web, no server code.
+"""The one page (web/static) for each back end, and the in-browser site: faces drawn in the visitor's browser
+by onnxruntime-web, no server code.
 
-    ganime export RUN --web site/      # index.html, browser.js, latent.js, generator.onnx + .json, onnxruntime-web
+    ganime export RUN --web site/      # the page (index.html, *.js, style.css), generator.onnx + .json, onnxruntime-web
+
+`ganime serve` (page.py), `ganime publish` (publish.py) and this site ship the same page; `fill_page` tells it
+its back end: the server's API, onnxruntime-web, or pre-rendered files. The generator's directions reach the
+browser in the ONNX sidecar (or, where the export has none, in site.json), so sliders move the face live.
 
 The generator is exported with `export_onnx(weights="auto")` (fp16 weights where its images stay within 1/255
 of torch's). Seeds become latents with `latent.js`, the JavaScript twin of ganime.latent.portable_latents, so
@@ -32,7 +37,7 @@ from ganime.onnx_runtime import file_sha256, read_sidecar
 log = logging.getLogger(__name__)
 
 PAGE = Path(__file__).parent / "static"  # the one page: served (/), in the browser (here) and published
-PAGE_FILES = ("index.html", "app.js", "renderers.js", "latent.js", "style.css")
+PAGE_FILES = ("index.html", "app.js", "renderers.js", "latent.js", "gallery.js", "style.css")
 # A static host sends no headers of ours: the published site's policy travels in the page (frame-ancestors
 # needs a header, so it cannot)
 FILES_POLICY = (
