@@ -532,6 +532,7 @@ async function init() {
   }
   status("");
   $("backend-note").textContent = `(${info.note})`;
+  setupPicture(); // before the server's setup, which hides it from visitors who may not POST
   if (kind === "server") {
     setupServer({ R, info, status, faceName, validSeed, current: () => ({ face: state.face, t: state.t, edits: state.edits }) });
   }
@@ -539,7 +540,6 @@ async function init() {
   if (kind === "files") setupFiles();
   buildDirections();
   buildRoundGroups();
-  setupPicture();
   readLocation();
   $("new-face").addEventListener("click", newFace);
   $("start-round").addEventListener("click", startRound);
