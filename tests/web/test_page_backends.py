@@ -167,3 +167,28 @@ def test_one_permalink_is_one_face_on_all_three_back_ends(page, onnx_url, files_
     plain = np.asarray(Image.open(io.BytesIO((files_site / "faces/psi-0.7/000002.webp").read_bytes())).convert("RGB"))
     assert not np.array_equal(plain, faces["files"])  # the edit is in all three
     assert page.problems == []
+
+
+def test_in_browser_page_defects_from_issue_30_stay_fixed(page, onnx_url, edit_generator_file, tmp_path):
+    """The old in-browser page snapped a permalink's truncation to its 0.05 steps (0.333 -> 0.35, up to 93/255
+    off), replaced broken permalinks without a word, and took seeds up to 2^63 where the server stops at 2^53."""
+    from web.test_browser_page import cli_image
+
+    page.goto(f"{onnx_url}/#seed=123&t=0.333")
+    wait_face(page, "#seed=123&t=0.333")
+    expect(page.locator("#truncation-value")).to_have_text("0.333")
+    assert float(page.locator("#truncation").input_value()) == pytest.approx(0.333)
+    want = cli_image(edit_generator_file, 123, tmp_path, 0.333).astype(int)
+    assert np.abs(face_pixels(page).astype(int) - want).max() <= TOLERANCE
+    page.goto(f"{onnx_url}/#seed=abc&t=0.5")
+    expect(page.locator("#status")).to_contain_text("This link is broken: “abc” is not a seed (0 to 2^53 − 1)")
+    wait_face(page)
+    for seed in ("9007199254740992", "9223372036854775807"):  # 2^53 and 2^63 - 1: past the one seed range
+        page.goto(f"{onnx_url}/#seed={seed}")
+        expect(page.locator("#status")).to_contain_text(f"“{seed}” is not a seed")
+    page.fill("#seed", "9223372036854775807")  # 19 digits: the field itself refuses it (pattern)
+    assert page.locator("#seed").evaluate("e => e.validity.patternMismatch") is True
+    page.fill("#seed", "9007199254740992")
+    page.get_by_role("button", name="Draw").click()
+    expect(page.locator("#status")).to_contain_text("A seed is a whole number from 0 to 2^53 − 1")
+    assert page.problems == []
