@@ -117,7 +117,9 @@ def test_the_static_site_shows_directions_as_pre_rendered_strips(page, files_sit
         wait_face(page, "#seed=2&t=0.7&e=hair-red:1.5")
         page.wait_for_function("() => [...document.querySelectorAll('#sliders img')].every(i => i.complete && i.naturalWidth)")
         page.screenshot(path=str(artifacts / "page-files.png"), full_page=True, animations="disabled")
-        # a round: the pick's pre-rendered variations; Back
+        # a round at truncation 1: the pick's pre-rendered variations (made at 0.7, so shown at 0.7); Back
+        page.goto(f"{url}/#seed=2")
+        wait_face(page, "#seed=2")
         page.get_by_role("button", name="Pick one of 16").click()
         page.wait_for_selector("#round-grid[data-round='1'][data-ready='1']")
         keys = [b.get_attribute("data-key") for b in page.locator("#round-grid button").all()]
@@ -125,8 +127,15 @@ def test_the_static_site_shows_directions_as_pre_rendered_strips(page, files_sit
         page.locator("#round-grid button").nth(0).click()
         page.wait_for_selector("#round-grid[data-round='2'][data-ready='1']")
         expect(page.locator("#round-grid button")).to_have_count(16)  # 4 directions x 4 amounts
+        assert page.evaluate("[...document.querySelectorAll('#round-grid img')].every(i => i.naturalWidth === 16)")
+        variation = page.locator("#round-grid button").nth(5).get_attribute("data-key")
+        assert variation.startswith(keys[0] + "&t=0.7&e=")
+        page.locator("#round-grid button").nth(5).click()
+        wait_face(page, variation)
         page.get_by_role("button", name="Back").click()
-        wait_face(page, "#seed=2&t=0.7&e=hair-red:1.5")
+        wait_face(page, keys[0])
+        page.get_by_role("button", name="Back").click()
+        wait_face(page, "#seed=2")
         # what was not rendered is explained, and the nearest face that was is shown
         page.goto(f"{url}/#seed=2&t=0.7&e=hair-red:0.5")
         expect(page.locator("#status")).to_contain_text("Red hair is pre-rendered at -2, -1, 1, 1.5, not 0.5")

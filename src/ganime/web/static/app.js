@@ -157,11 +157,13 @@ function readLocation() {
     if (!validSeed(seed)) problems.push(`“${seed.slice(0, 40)}” is not a seed (0 to 2^53 − 1)`);
     else face = { seed: String(Number(seed)) };
   }
-  let t = info.truncations ? info.defaultT : 1;
+  // no t is truncation 1 on every back end; a site's own default only where the link names no face at all
+  const sited = (v) => !info.truncations || info.truncations.some((p) => Number(p) === v);
+  let t = seed === null && zText === null && info.truncations ? info.defaultT : sited(1) ? 1 : info.defaultT;
   if (tRaw !== null) {
     const v = Number(tRaw);
     if (!(tRaw.trim() !== "" && v > 0 && v <= 1)) problems.push(`truncation “${tRaw.slice(0, 40)}” is not in (0, 1]`);
-    else if (info.truncations && !info.truncations.some((p) => Number(p) === v)) {
+    else if (!sited(v)) {
       problems.push(`truncation “${tRaw.slice(0, 20)}” is not one of ${info.truncations.join(", ")}`);
     } else t = v; // kept exactly: never snapped to a slider step
   }
@@ -305,7 +307,8 @@ function variations(pick, group) {
   const dirs = info.directions.list.filter((d) => group === "all" || d.group === group);
   if (info.truncations) { // pre-rendered: this seed along each direction, at each amount the site has
     const items = [];
-    for (const d of dirs) for (const a of d.amounts) items.push({ face: pick.face, edits: new Map([[d.name, Number(a)]]) });
+    // edits exist at one truncation only: the variations carry it
+    for (const d of dirs) for (const a of d.amounts) items.push({ face: pick.face, t: Number(info.editT), edits: new Map([[d.name, Number(a)]]) });
     return items.slice(0, 16).map((it) => ({ ...it, label: describe(it.edits, new Map()) }));
   }
   if (!dirs.length) return [];
@@ -355,7 +358,7 @@ async function showRound() {
     const b = document.createElement("button");
     b.type = "button";
     b.dataset.index = String(i);
-    b.dataset.key = fragment(item.face, state.t, item.edits);
+    b.dataset.key = fragment(item.face, item.t ?? state.t, item.edits);
     b.setAttribute("aria-label", `pick ${item.label}`);
     const img = document.createElement("img");
     img.alt = "";
@@ -368,7 +371,7 @@ async function showRound() {
   grid.replaceChildren(...buttons);
   await Promise.all(top.items.map(async (item, i) => {
     try {
-      const drawnFace = await R.face(item.face, state.t, item.edits);
+      const drawnFace = await R.face(item.face, item.t ?? state.t, item.edits);
       buttons[i].querySelector("img").src = drawnFace.url;
       await buttons[i].querySelector("img").decode();
     } catch (e) {
@@ -379,13 +382,14 @@ async function showRound() {
 }
 
 function startRound() {
-  state.rounds = [{ kind: "seeds", items: seedsRound(), group: "all", before: { face: state.face, edits: state.edits } }];
+  state.rounds = [{ kind: "seeds", items: seedsRound(), group: "all", before: { face: state.face, t: state.t, edits: state.edits } }];
   showRound();
   $("rounds").scrollIntoView({ block: "nearest" });
 }
 
 function pick(item) {
-  const before = { face: state.face, edits: state.edits };
+  const before = { face: state.face, t: state.t, edits: state.edits };
+  if (item.t !== undefined) state.t = item.t;
   setFace(item.face, new Map(item.edits));
   draw(true);
   const group = state.rounds.length > 1 ? state.rounds[state.rounds.length - 1].group : "all";
@@ -396,6 +400,7 @@ function pick(item) {
 function back() {
   const top = state.rounds.pop();
   if (top) {
+    state.t = top.before.t;
     setFace(top.before.face, new Map(top.before.edits));
     draw(false);
   }
