@@ -83,7 +83,14 @@ def directions_paths(gen: LoadedGenerator) -> tuple[Path, Path] | None:
 
 
 def load_directions(gen: LoadedGenerator) -> Directions | None:
-    """The generator's directions, or None where it has none (a ConfigError if the files are unreadable)."""
+    """The generator's directions, or None where it has none (a ConfigError if the files are unreadable).
+    Where LoadedGenerator reads them itself (`gen.directions`, the issue-30 backend), its reading is used."""
+    backend = getattr(gen, "directions", None)
+    if backend is not None:
+        if not len(backend):
+            return None
+        entries = tuple(d.to_dict() for d in backend.entries)
+        return Directions(entries, backend.matrix.detach().cpu().numpy().astype(np.float32))
     paths = directions_paths(gen)
     if paths is None:
         return None
@@ -197,6 +204,24 @@ def to_model_size(picture: np.ndarray, gen: LoadedGenerator) -> torch.Tensor:
     return torch.from_numpy(arr / 127.5 - 1).permute(2, 0, 1)[None]
 
 
+def pixel_error(image: np.ndarray, picture: np.ndarray, gen: LoadedGenerator) -> float:
+    """Mean squared error in [0, 1] units between a face and a picture brought to the model's size."""
+    face = torch.from_numpy(np.asarray(image, np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
+    return float(((face - to_model_size(picture, gen)) ** 2).mean()) / 4
+
+
+def search(gen: LoadedGenerator, picture: np.ndarray, time_budget_s: float, candidates: int) -> Inverted:
+    """Search by picture with the backend's `ganime.invert` (pixel + feature loss) where it is installed,
+    else with `invert` below; the error is the pixel error either way."""
+    try:
+        from ganime.invert import invert as backend_invert
+    except ImportError:
+        return invert(gen, picture, time_budget_s, candidates)
+    found = backend_invert(gen, picture, seeds=candidates, time_budget_s=time_budget_s)
+    z = found.z.detach().cpu().numpy().astype(np.float32).reshape(-1)
+    return Inverted(z, found.image, pixel_error(found.image, picture, gen), int(found.seed))
+
+
 def invert(gen: LoadedGenerator, picture: np.ndarray, time_budget_s: float = 5.0, candidates: int = 64,
            steps: int = 60, seed: int = 0) -> Inverted:
     """The latent whose face is nearest a picture: the best of `candidates` seeds by pixel error, then Adam
@@ -227,5 +252,4 @@ def invert(gen: LoadedGenerator, picture: np.ndarray, time_budget_s: float = 5.0
                 z.clamp_(-MAX_Z / 2, MAX_Z / 2)
     final = z.detach().cpu().float()
     image = gen.images(final, torch.zeros(1, dtype=torch.long) if nc else None)[0]
-    err = float(((torch.from_numpy(image).float().permute(2, 0, 1)[None] / 127.5 - 1 - target.cpu()) ** 2).mean())
-    return Inverted(final[0].numpy().astype(np.float32), image, err / 4, seeds[best])
+    return Inverted(final[0].numpy().astype(np.float32), image, pixel_error(image, picture, gen), seeds[best])

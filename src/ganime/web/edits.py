@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from PIL import Image, UnidentifiedImageError
 
-from ganime.web.edit_space import Directions, encode_latent, invert, load_directions
+from ganime.web.edit_space import Directions, encode_latent, load_directions, search
 from ganime.web.encode import encode_png
 from ganime.web.images import cost_check
 from ganime.web.served import Served, limits_error, served
@@ -61,7 +61,7 @@ async def api_invert(request: Request, s: Annotated[Served, Depends(served)]) ->
     # charged as the faces it draws: the candidates, then about as many optimiser steps
     if refused := cost_check(s, request, 2 * INVERT_CANDIDATES * side * side, "searching by picture"):
         return refused
-    found = await run_in_threadpool(invert, s.gen, picture, INVERT_SECONDS, INVERT_CANDIDATES)
+    found = await run_in_threadpool(search, s.gen, picture, INVERT_SECONDS, INVERT_CANDIDATES)
     z = encode_latent(found.z)
     return {
         "z": z,
