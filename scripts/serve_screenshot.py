@@ -32,7 +32,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "images" / "serve.png")
     p.add_argument("--seed", default="2026", help="the face shown")
     p.add_argument("--saved", default="11:smile,23:smile red,42:cat,7:smile", help="seed:tags saved to the gallery")
-    p.add_argument("--edits", default="hair-pink:1.5,long-hair:1", help="the face's edits (name:amount,...)")
+    p.add_argument("--edits", default="hair-blonde:2.5,long-hair:1.5", help="the face's edits (name:amount,...)")
     p.add_argument("--width", type=int, default=1000)
     args = p.parse_args()
 

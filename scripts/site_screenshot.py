@@ -38,7 +38,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=32)
     p.add_argument("--seed", default="11", help="the face shown")
     p.add_argument("--browser", action="store_true", help="the export --web page (faces drawn in the browser)")
-    p.add_argument("--edits", default="hair-pink:1.5,long-hair:1", help="--browser: the face's edits")
+    p.add_argument("--edits", default="hair-blonde:2.5,long-hair:1.5", help="--browser: the face's edits")
     p.add_argument("--height", type=int, default=760)
     args = p.parse_args()
     if args.browser and args.out.name == "site.png":
