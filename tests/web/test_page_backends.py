@@ -44,7 +44,7 @@ def files_site(tmp_path_factory, edit_generator_file):
     from ganime.web.publish import publish
 
     out = tmp_path_factory.mktemp("files-site")
-    publish(load_generator(edit_generator_file), out, 8, [0.7, 1.0], edit_amounts=(-2.0, -1.0, 1.0, 1.5))
+    publish(load_generator(edit_generator_file), out, 20, [0.7, 1.0], edit_amounts=(-2.0, -1.0, 1.0, 1.5), edit_seeds=8)
     return out
 
 
@@ -123,7 +123,7 @@ def test_the_static_site_shows_directions_as_pre_rendered_strips(page, files_sit
         page.get_by_role("button", name="Pick one of 16").click()
         page.wait_for_selector("#round-grid[data-round='1'][data-ready='1']")
         keys = [b.get_attribute("data-key") for b in page.locator("#round-grid button").all()]
-        assert len(keys) == 16 and all(0 <= int(k.split("=")[1].split("&")[0]) < 8 for k in keys)
+        assert len(keys) == 16 and all(0 <= int(k.split("=")[1].split("&")[0]) < 8 for k in keys)  # seeds with strips
         page.locator("#round-grid button").nth(0).click()
         page.wait_for_selector("#round-grid[data-round='2'][data-ready='1']")
         expect(page.locator("#round-grid button")).to_have_count(16)  # 4 directions x 4 amounts
@@ -140,6 +140,13 @@ def test_the_static_site_shows_directions_as_pre_rendered_strips(page, files_sit
         page.goto(f"{url}/#seed=2&t=0.7&e=hair-red:0.5")
         expect(page.locator("#status")).to_contain_text("Red hair is pre-rendered at -2, -1, 1, 1.5, not 0.5")
         wait_face(page, "#seed=2&t=0.7")
+        # seeds past the first 8 have no strips: none shown, a link to one explained
+        page.goto(f"{url}/#seed=12&t=0.7")
+        wait_face(page, "#seed=12&t=0.7")
+        expect(page.locator("#directions")).to_be_hidden()
+        page.goto(f"{url}/#seed=12&t=0.7&e=hair-red:1")
+        expect(page.locator("#status")).to_contain_text("seed 12 has no pre-rendered edits (seeds 0 to 7 have them)")
+        wait_face(page, "#seed=12&t=0.7")
         assert page.problems == []
 
 

@@ -67,14 +67,17 @@ def test_publish_renders_each_direction_as_a_strip(edit_generator_file, tmp_path
     from ganime.web.publish import publish
 
     gen = load_generator(edit_generator_file)
-    report = publish(gen, tmp_path / "site", 3, [0.7, 1.0], edit_amounts=(-2.0, 1.5))
-    assert report.rendered == 3 * 2 + 3 * 4 * 2  # seeds x truncations + seeds x directions x amounts
+    report = publish(gen, tmp_path / "site", 5, [0.7, 1.0], edit_amounts=(-2.0, 1.5), edit_seeds=3)
+    assert report.rendered == 5 * 2 + 3 * 4 * 2  # seeds x truncations + edited seeds x directions x amounts
     manifest = json.loads((tmp_path / "site" / "manifest.json").read_text())
     edits = manifest["edits"]
     assert edits["truncation"] == "0.7" and [d["amounts"] for d in edits["directions"]] == [["-2", "1.5"]] * 4
     assert [d["group"] for d in edits["directions"]] == ["colours", "shape", "details", "colours"]
     urls = list(site_urls(manifest))
-    assert len(urls) == 6 + 24 and "faces/psi-0.7/e-hair-red/1.5/000002.webp" in urls
+    assert len(urls) == 10 + 24 and "faces/psi-0.7/e-hair-red/1.5/000002.webp" in urls
+    assert (edits["first_seed"], edits["seeds"]) == (0, 3) and not any("e-" in u and u.endswith("000003.webp") for u in urls)
+    again = publish(gen, tmp_path / "site", 5, [0.7, 1.0], edit_amounts=(-2.0, 1.5), edit_seeds=3)
+    assert (again.rendered, again.present) == (0, 34)  # resumes: nothing is missing
     # the file is the seed moved along the direction, as the server draws it
     d = load_directions(gen)
     z = d.apply(gen.latents([2]).numpy(), {"hair-red": 1.5})

@@ -7,8 +7,9 @@ The layout is the site's public URL scheme, stable across runs and ganime versio
     site/faces/psi-0.7/e-hair-red/2/000123.webp   (a direction's edit: the seed moved 2 along hair-red)
 
 The page is the one page of `ganime serve` and `ganime export --web` (web/static) with pre-rendered files as
-its back end: where the generator has directions (web/edit_space.py), each seed is also rendered along each
-direction at a few amounts, at the default truncation, and the sliders become strips of those faces.
+its back end: where the generator has directions (web/edit_space.py), the first EDIT_SEEDS seeds are also
+rendered along each direction at a few amounts, at the default truncation, and the sliders become strips of
+those faces (hidden on other seeds).
 
 Any static host serves it (an object store plus a CDN, nginx, `python -m http.server`): the page reads
 manifest.json and picks a face in the browser. Re-running renders only the files that are missing; each
@@ -43,6 +44,9 @@ FORMATS: dict[str, Callable[[np.ndarray, int | None], bytes]] = {"webp": encode_
 MANIFEST = "manifest.json"
 MAX_SITE_SEEDS = 10_000_000
 EDIT_AMOUNTS = (-2.0, -1.0, 1.0, 2.0)  # where a site shows each direction (a strip: -2 -1 0 1 2)
+# Seeds that get strips: each costs directions x amounts images (22 x 4 = 88 for the shipped generator), so a
+# 1000-seed site would hold 30 times the faces; the page offers rounds and strips on these seeds
+EDIT_SEEDS = 100
 
 
 def psi_label(psi: float) -> str:
@@ -100,6 +104,7 @@ def publish(
     encoders: int | None = None,
     progress: Callable[[int, int], Any] | None = None,
     edit_amounts: tuple[float, ...] = EDIT_AMOUNTS,
+    edit_seeds: int = EDIT_SEEDS,
 ) -> PublishReport:
     """Render seeds first_seed .. first_seed + seeds - 1 at each truncation into a static site at `out`.
 
@@ -108,6 +113,7 @@ def publish(
         batch: faces per generator call; encoders: encoding threads (None = one per CPU).
         progress: called as progress(written, to_render): once before rendering, then after each write.
         edit_amounts: where each direction of the generator is rendered (at the default truncation); () = none.
+        edit_seeds: how many seeds, from first_seed on, get those strips.
     """
     out = Path(out)
     if fmt not in FORMATS:
@@ -143,7 +149,9 @@ def publish(
             for a in edit_amounts:
                 folder = out / "faces" / f"psi-{default}" / f"e-{d['name']}" / f"{a:g}"
                 jobs.append((folder, float(default), {d["name"]: a}))
-        todo = [(folder, psi, edits, _missing(folder, first_seed, seeds, fmt)) for folder, psi, edits in jobs]
+        edited = min(seeds, edit_seeds)
+        todo = [(folder, psi, edits, _missing(folder, first_seed, edited if edits else seeds, fmt))
+                for folder, psi, edits in jobs]
         if progress is not None:
             progress(0, sum(len(v[3]) for v in todo))
         rendered = _render(gen, todo, directions, fmt, size, batch, encoders, progress)
@@ -172,6 +180,8 @@ def publish(
                 "edits": {
                     "truncation": default,
                     "path": "faces/psi-{truncation}/e-{name}/{amount}/{seed}." + fmt,
+                    "first_seed": first_seed,
+                    "seeds": edited,  # the first seeds only (EDIT_SEEDS)
                     "directions": edit_entries,
                 },
             },
@@ -179,20 +189,22 @@ def publish(
     except OSError as e:
         raise ConfigError(f"cannot write the site in {out}: {e.strerror or e}") from None
     total = sum(len(v[3]) for v in todo)
-    return PublishReport(out, rendered, len(todo) * seeds - total, time.perf_counter() - started)
+    promised = len(truncations) * seeds + (len(todo) - len(truncations)) * edited
+    return PublishReport(out, rendered, promised - total, time.perf_counter() - started)
 
 
 def site_urls(manifest: dict[str, Any]) -> Iterator[str]:
-    """Every face URL a manifest promises (a site of N seeds, T truncations, D directions at A amounts has
-    N x (T + D x A))."""
+    """Every face URL a manifest promises (a site of N seeds, T truncations, D directions at A amounts on its
+    first E seeds has N x T + E x D x A)."""
     seeds = range(manifest["first_seed"], manifest["first_seed"] + manifest["seeds"])
     for psi in manifest["truncations"]:
         for seed in seeds:
             yield face_path(psi, seed, manifest["format"])
     edits = manifest.get("edits") or {"directions": []}
+    edited = range(edits.get("first_seed", 0), edits.get("first_seed", 0) + edits.get("seeds", 0))
     for d in edits["directions"]:
         for amount in d["amounts"]:
-            for seed in seeds:
+            for seed in edited:
                 yield (edits["path"].replace("{truncation}", edits["truncation"]).replace("{name}", d["name"])
                        .replace("{amount}", amount).replace("{seed}", f"{seed:06d}"))
 

@@ -286,6 +286,7 @@ function showEdits() {
 // pre-rendered strips show this seed at each amount / truncation
 function refreshStrips() {
   if (!info.truncations || state.face.zText) return;
+  $("directions").hidden = !info.directions.list.length || !R.hasEdits(state.face); // none for this seed
   for (const b of $("psi-strip").children) b.querySelector("img").src = R.url(state.face, Number(b.dataset.psi), new Map());
   for (const row of $("sliders").querySelectorAll(".direction")) {
     for (const b of row.querySelectorAll("button")) {
@@ -329,7 +330,8 @@ function variations(pick, group) {
 }
 
 function seedsRound() {
-  const { first, count } = info.seeds;
+  // a site pre-renders variations for its first seeds only: its rounds pick among those
+  const { first, count } = info.truncations && info.directions.list.length ? info.editSeeds : info.seeds;
   return Array.from({ length: 16 }, () => {
     const face = { seed: String(randomSeed(first, count)) };
     return { face, edits: new Map(), label: `seed ${face.seed}` };

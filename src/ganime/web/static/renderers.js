@@ -283,10 +283,17 @@ export class FilesRenderer {
     this.info = {
       resolution: m.resolution, zDim: null, seeds: { first: m.first_seed, count: m.seeds },
       truncations: m.truncations, defaultT: Number(m.default_truncation), editT: edits.truncation,
+      // strips exist for the first seeds only (ganime publish's edit_seeds)
+      editSeeds: { first: edits.first_seed ?? m.first_seed, count: edits.seeds ?? m.seeds },
       directions: d, canInvert: false, canSave: false, live: false,
       note: `pre-rendered: ${m.seeds} seeds, model ${m.model_id}`,
     };
     return this.info;
+  }
+
+  hasEdits(face) {
+    const { first, count } = this.info.editSeeds;
+    return !face.zText && Number(face.seed) >= first && Number(face.seed) < first + count;
   }
 
   psi(t) {
@@ -300,6 +307,10 @@ export class FilesRenderer {
     if (!(Number(face.seed) >= m.first_seed && Number(face.seed) <= last)) return `seed “${face.seed}” is not on this site (${m.first_seed} to ${last})`;
     if (this.psi(t) === undefined) return `truncation “${t}” is not one of ${m.truncations.join(", ")}`;
     if (edits.size > 1) return "only one direction at a time is pre-rendered here";
+    if (edits.size && !this.hasEdits(face)) {
+      const { first, count } = this.info.editSeeds;
+      return `seed ${face.seed} has no pre-rendered edits (seeds ${first} to ${first + count - 1} have them)`;
+    }
     for (const [name, amount] of edits) {
       const d = this.info.directions.byName[name];
       if (!d) return `no direction “${name}” on this site`;
