@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException
 from ganime import __version__
 from ganime.errors import GanimeError
 from ganime.generate import LoadedGenerator, load_generator
-from ganime.web import gallery, images, info, page
+from ganime.web import edits, gallery, images, info, page
 from ganime.web.batcher import BusyError, ClientBusyError, MicroBatcher
 from ganime.web.limiter import RateLimited, RateLimiter, current_client
 from ganime.web.meta import STATIC, model_id, page_text, render_page, resolve_generator
@@ -269,7 +269,7 @@ def create_app(
 
     for kind, handler in ERROR_HANDLERS.items():
         app.add_exception_handler(kind, handler)
-    for router in (page.router, images.router, gallery.router, info.router):
+    for router in (page.router, images.router, gallery.router, info.router, edits.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
