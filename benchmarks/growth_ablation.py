@@ -109,7 +109,7 @@ def main() -> None:
                        capability=torch.backends.cpu.get_cpu_capability())
             for r in ("64", "32") if "tutorial-small" in rows else ("64",):
                 if r not in res.setdefault("floors", {}):
-                    res["floors"][r] = ra.floor(data, args.n, int(r))
+                    res["floors"][r] = ra.floor(data, args.n, int(r)) | {"method": "other-reals"}
             (dest / "results.json").write_text(json.dumps(res, indent=2))
             done = {r["name"] for r in res["runs"]}
             jobs += [(name, data, minutes, dest) for name in rows if name not in done]
@@ -130,6 +130,10 @@ def write_doc(doc: Path, roots: list[Path]) -> None:
     parts = []
     for root in sorted(roots):
         res = ra.read_results(root)
+        for size, fl in res["floors"].items():  # the swd metric's own floor (other reals), where made before it
+            if fl.get("method") != "other-reals":
+                res["floors"][size] = ra.floor(res["data"], res["n"], int(size)) | {"method": "other-reals"}
+                (root / "results.json").write_text(json.dumps(res, indent=2))
         sheet = ra.grids_sheet(root, res, doc.parent / "images" / f"growth-{root.name}.png")
         parts += [
             "", f"### {res['data']}: {res['budget']['cpu_minutes']:g} CPU-minutes per recipe", "",

@@ -9,6 +9,7 @@ import re
 import sqlite3
 
 import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -469,3 +470,20 @@ def test_a_failed_browser_page_is_retried_and_shows_no_paths(make_app, monkeypat
         site.failed_at -= site.retry_s  # as if the retry time had passed
         again = c.get("/browser/")
         assert again.status_code == 200 and again.text == "in-browser page" and len(built) == 2
+
+
+def test_search_by_picture_is_compute_not_a_write(make_app):
+    """POST /api/invert changes nothing: a visitor without the token (and a read-only server) may search, but
+    still not from another site; saving still needs the token."""
+    from fastapi.testclient import TestClient
+
+    from ganime.io import png_bytes
+
+    picture = png_bytes(np.full((16, 16, 3), 200, np.uint8))
+    for policy in ({"token": "a-long-admin-token-0123456789abc"}, {"read_only": True}):
+        with TestClient(make_app(policy=policy)) as c:
+            r = c.post("/api/invert", content=picture, headers={"Content-Type": "image/png"})
+            assert r.status_code == 200, (policy, r.text)
+            r = c.post("/api/invert", content=picture, headers={"Content-Type": "image/png", "Origin": "https://evil.example"})
+            assert r.status_code == 403
+            assert c.post("/api/gallery", json={"seed": 1, "tags": []}).status_code in (401, 403)

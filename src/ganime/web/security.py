@@ -39,6 +39,9 @@ access_log = logging.getLogger("ganime.access")
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# POSTs that change nothing (a body in, an answer out): no token, and allowed on a read-only server; they are
+# charged like any rendering and keep the same-origin rule
+COMPUTE_POSTS = frozenset({"/api/invert"})
 TOKEN_ENV = "GANIME_TOKEN"
 # The page loads only its own files: no inline script, no third-party origin, never inside a frame.
 CSP = (
@@ -258,9 +261,10 @@ class Guard:
         return None
 
     def refuse_write(self, scope: dict, headers: dict[str, str]) -> tuple[int, list, bytes] | None:
-        """Why this state-changing request is refused, or None."""
+        """Why this state-changing request is refused, or None (a COMPUTE_POSTS request: only if cross-origin)."""
         host = headers.get("host")
-        if self.policy.read_only:
+        compute = scope["method"] == "POST" and scope["path"] in COMPUTE_POSTS
+        if self.policy.read_only and not compute:
             return self.error(403, "this server is read-only (ganime serve --read-only)")
         origin = headers.get("origin")
         if origin is not None and origin != "null":
@@ -269,6 +273,8 @@ class Guard:
                 return self.error(403, "cross-origin request refused")
         elif origin == "null" or headers.get("sec-fetch-site") == "cross-site":
             return self.error(403, "cross-origin request refused")
+        if compute:
+            return None
         if self.policy.token is None:
             if not self.from_this_machine(scope, host):
                 # writes open is for this machine only: a proxy may forward anyone under a public name

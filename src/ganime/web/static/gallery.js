@@ -32,12 +32,10 @@ function showWrites() {
   if (state.writes === "unknown") return;
   const note = $("writes-note");
   $("save-form").hidden = !canWrite();
-  // a POST: the server lets only writers search by picture (its write rules cover every POST)
-  $("picture-form").hidden = !canWrite();
   note.hidden = canWrite();
   note.textContent = state.writes === "off"
-    ? "This gallery is read-only (and so is search by picture)."
-    : "Saving, deleting and searching by picture need the admin link that ganime serve printed.";
+    ? "This gallery is read-only."
+    : "Saving and deleting need the admin link that ganime serve printed.";
   document.querySelectorAll("#gallery button.delete").forEach((b) => (b.hidden = !canWrite()));
 }
 
