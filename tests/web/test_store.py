@@ -111,6 +111,29 @@ def test_bad_ids_and_list_arguments(store):
         store.list(tag="no spaces")
 
 
+def test_edits_and_latent_are_kept_with_the_face(store):
+    z = "AAAgPwAAwL8_-w"  # base64url, as the page writes a face found by picture
+    edited = store.add(model_id="m1", seed=7, truncation=0.7, png=PNG, tags=["Red"], edits="hair-red:1.5,sefa-0:-2.0")
+    found = store.add(model_id="m1", seed=3, truncation=1.0, png=PNG, z=z, edits="eyes-blue:1e-05")
+    plain = add(store, 9, [])
+    assert (edited.edits, edited.z, found.edits, found.z) == ("hair-red:1.5,sefa-0:-2.0", "", "eyes-blue:1e-05", z)
+    assert plain.edits == "" and plain.z == "" and plain.to_dict()["edits"] == ""
+    assert store.get(edited.id) == edited and store.get(found.id) == found and store.get(plain.id) == plain
+    assert store.list() == [plain, found, edited] and store.list("red") == [edited]
+
+
+@pytest.mark.parametrize(
+    ("edits", "z"),
+    [("hair-red:1&t=0.1", ""), ("hair-red:1#seed=1", ""), ("Hair:1", ""), ("a:1 ", ""), ("a:1," * 600, ""),
+     ("", "AAAA+/=="), ("", "AAAA\n"), ("", "A" * 8193), (3, ""), ("", ["A"])],
+)
+def test_edits_and_latent_outside_the_permalink_form_are_refused(store, edits, z):
+    # they go into permalinks as they are: nothing that could end or extend the fragment
+    with pytest.raises(GalleryError, match="invalid (edits|z)"):
+        store.add(model_id="m1", seed=1, truncation=1.0, png=PNG, edits=edits, z=z)
+    assert store.count() == 0
+
+
 def test_normalize_tags_keeps_order_and_drops_duplicates():
     assert normalize_tags(["B", "a", "b", "c_d", "e-f"]) == ["b", "a", "c_d", "e-f"]
     assert normalize_tags(None) == []
@@ -126,6 +149,62 @@ def test_sqlite_uses_wal_and_persists(tmp_path):
         item = add(s, 5, ["keep"])
     with SQLiteStore(path) as again:
         assert again.get(item.id) == item and again.list("keep") == [item]
+
+
+# the items table as the first release made it, before a face's edits and latent were kept
+OLD_SCHEMA = """
+CREATE TABLE items (id TEXT PRIMARY KEY, created TEXT NOT NULL, model_id TEXT NOT NULL, seed INTEGER NOT NULL,
+                    truncation REAL NOT NULL, png BLOB NOT NULL);
+CREATE INDEX items_created ON items (created);
+CREATE TABLE tags (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE item_tags (item_id TEXT NOT NULL REFERENCES items (id) ON DELETE CASCADE,
+                        tag_id INTEGER NOT NULL REFERENCES tags (id) ON DELETE CASCADE,
+                        position INTEGER NOT NULL, PRIMARY KEY (item_id, tag_id));
+CREATE INDEX item_tags_tag ON item_tags (tag_id);
+INSERT INTO items VALUES ('00000000000000aa', '2025-01-01T00:00:00.000000+00:00', 'old', 42, 0.8, x'89504e47');
+INSERT INTO tags (name) VALUES ('kept');
+INSERT INTO item_tags VALUES ('00000000000000aa', 1, 0);
+"""
+
+
+def old_gallery(path: Path) -> Path:
+    with closing(sqlite3.connect(path)) as con:
+        con.executescript(OLD_SCHEMA)
+        con.execute("PRAGMA journal_mode=WAL")
+    return path
+
+
+def columns(path: Path) -> list[str]:
+    with closing(sqlite3.connect(path)) as con:
+        return [row[1] for row in con.execute("PRAGMA table_info(items)")]
+
+
+def test_sqlite_gallery_made_before_edits_opens_and_takes_edited_faces(tmp_path):
+    path = old_gallery(tmp_path / "old.sqlite")
+    assert "edits" not in columns(path)
+    with SQLiteStore(path) as s:
+        [old] = s.list()
+        assert (old.id, old.model_id, old.seed, old.truncation, old.tags) == ("00000000000000aa", "old", 42, 0.8, ["kept"])
+        assert old.edits == "" and old.z == "" and s.get(old.id) == old and s.image(old.id) == b"\x89PNG"
+        assert s.tags() == {"kept": 1}
+        new = s.add(model_id="m", seed=7, truncation=0.7, png=PNG, tags=["kept"], edits="hair-red:1.5", max_items=2)
+        found = s.add(model_id="m", seed=1, truncation=1.0, png=PNG, z="AAAgPw", max_items=3)
+        with pytest.raises(GalleryFullError):  # the quota counts the old item as before
+            s.add(model_id="m", seed=8, truncation=1.0, png=PNG, edits="hair-red:1.0", max_items=3)
+    assert columns(path) == ["id", "created", "model_id", "seed", "truncation", "png", "edits", "z"]
+    with SQLiteStore(path) as again:  # a second open finds nothing to add
+        assert again.list() == [found, new, old] and again.get(new.id).edits == "hair-red:1.5"
+        assert again.tags() == {"kept": 2} and again.count() == 3
+    with closing(sqlite3.connect(path)) as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_sqlite_old_gallery_opened_by_several_at_once_gets_its_columns_once(tmp_path):
+    path = old_gallery(tmp_path / "old.sqlite")
+    stores: list[SQLiteStore] = []
+    assert not run_in_threads(lambda k: stores.append(SQLiteStore(path)), 6)
+    assert columns(path).count("edits") == 1 and columns(path).count("z") == 1
+    assert all(s.count() == 1 for s in stores)
 
 
 def run_in_threads(work, n: int) -> list[BaseException]:
@@ -245,6 +324,25 @@ def test_a_mongodb_that_stops_answering_is_busy_not_a_crash():
     for call in (lambda: store.add(model_id="m", seed=1, truncation=1.0, png=b"x"), store.count, store.tags):
         with pytest.raises(StoreBusyError, match="does not answer"):
             call()
+
+
+def test_mongodb_documents_saved_before_edits_read_as_plain_faces():
+    mongomock = pytest.importorskip("mongomock", reason="mongomock not installed")
+    pytest.importorskip("bson", reason="bson (from pymongo) not installed")
+    client = mongomock.MongoClient()
+    client.ganime.gallery.insert_one(
+        {"_id": "00000000000000aa", "created": "2025-01-01T00:00:00.000000+00:00", "model_id": "old", "seed": 42,
+         "truncation": 0.8, "tags": ["kept"], "png": b"\x89PNG"}
+    )
+    with MongoStore("mongodb://fake/ganime", client=client) as s:
+        [old] = s.list()
+        assert (old.seed, old.tags, old.edits, old.z) == (42, ["kept"], "", "")
+        new = s.add(model_id="m", seed=7, truncation=0.7, png=PNG, edits="hair-red:1.5", z="AAAgPw", max_items=2)
+        with pytest.raises(GalleryFullError):  # the counter started from the old document
+            s.add(model_id="m", seed=8, truncation=1.0, png=PNG, edits="hair-red:1.0", max_items=2)
+        assert s.list() == [new, old]
+        doc = client.ganime.gallery.find_one({"_id": new.id})
+        assert doc["edits"] == "hair-red:1.5" and doc["z"] == "AAAgPw"
 
 
 def test_sqlite_locked_by_another_process_is_busy(tmp_path):

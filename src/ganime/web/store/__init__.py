@@ -1,4 +1,4 @@
-"""Gallery stores: saved faces (seed, truncation, PNG) with tags, in SQLite (default) or MongoDB.
+"""Gallery stores: saved faces (seed, truncation, edits, latent, PNG) with tags, in SQLite (default) or MongoDB.
 
 Both backends (store/sqlite.py, store/mongo.py) implement `GalleryStore` (store/base.py); `open_store` picks
 one from a path or a `mongodb://` URI.

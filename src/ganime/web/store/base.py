@@ -27,6 +27,11 @@ MAX_TAG_LEN = 32
 MAX_LIST = 500
 _TAG_RE = re.compile(r"^\w[\w-]*$")  # letters (any script), digits, '_' and '-' after the first
 _ID_RE = re.compile(r"^[0-9a-f]{16}$")
+# a face's edits and latent go into permalinks as they are: only the characters the page's forms use
+MAX_EDITS_LEN = 2048
+MAX_Z_LEN = 8192
+_EDITS_RE = re.compile(r"[a-z0-9_:.,-]*")  # name:amount,... (web/edit_space.py format_edits)
+_Z_RE = re.compile(r"[A-Za-z0-9_-]*")  # base64url float32, no padding
 
 
 class GalleryError(GanimeError):
@@ -46,7 +51,10 @@ class StoreBusyError(GalleryError):
 
 @dataclass(frozen=True)
 class GalleryItem:
-    """One saved face; its PNG is fetched separately (`GalleryStore.image`)."""
+    """One saved face; its PNG is fetched separately (`GalleryStore.image`).
+
+    `edits` ("name:amount,..." as a permalink's e=) and `z` (a face found by picture: its latent as base64url
+    float32, `seed` then being where the search started) are "" for a plain seed's face."""
 
     id: str
     created: str  # ISO 8601, UTC
@@ -54,11 +62,17 @@ class GalleryItem:
     seed: int
     truncation: float
     tags: list[str] = field(default_factory=list)
+    edits: str = ""
+    z: str = ""
 
     @classmethod
-    def new(cls, model_id: str, seed: int, truncation: float, tags: list[str] | None) -> GalleryItem:
-        """An item about to be saved: a fresh id, created now, its tags normalised (GalleryError if bad)."""
-        return cls(new_id(), utc_now(), model_id, int(seed), float(truncation), normalize_tags(tags))
+    def new(
+        cls, model_id: str, seed: int, truncation: float, tags: list[str] | None, edits: str = "", z: str = ""
+    ) -> GalleryItem:
+        """An item about to be saved: a fresh id, created now, its tags normalised, its edits and latent
+        checked (GalleryError if bad)."""
+        edits, z = check_face(edits, z)
+        return cls(new_id(), utc_now(), model_id, int(seed), float(truncation), normalize_tags(tags), edits, z)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,6 +101,19 @@ def normalize_tag(raw: str) -> str:
             f"invalid tag {raw[:40]!r}: use 1-{MAX_TAG_LEN} letters, digits, '_' or '-' (not first), no spaces"
         )
     return tag
+
+
+def check_face(edits: str | None, z: str | None) -> tuple[str, str]:
+    """A face's edits and latent as stored ("" for none): the permalink's characters only, within bounds.
+    Whether they fit a generator (known directions, z_dim values) is the web API's check (web/edit_space.py)."""
+    edits, z = edits or "", z or ""
+    if not isinstance(edits, str) or len(edits) > MAX_EDITS_LEN or not _EDITS_RE.fullmatch(edits):
+        raise GalleryError(
+            f"invalid edits {str(edits)[:40]!r}: expected name:amount,... (at most {MAX_EDITS_LEN} characters)"
+        )
+    if not isinstance(z, str) or len(z) > MAX_Z_LEN or not _Z_RE.fullmatch(z):
+        raise GalleryError(f"invalid z {str(z)[:40]!r}: expected base64url text (at most {MAX_Z_LEN} characters)")
+    return edits, z
 
 
 def busy_when_locked(method: Callable[..., T]) -> Callable[..., T]:
@@ -140,9 +167,11 @@ class GalleryStore(ABC):
         png: bytes,
         tags: list[str] | None = None,
         max_items: int = 0,
+        edits: str = "",
+        z: str = "",
     ) -> GalleryItem:
-        """Save one face; returns it with its new id. With `max_items`, GalleryFullError when the gallery
-        holds that many already: counted and written atomically, so concurrent saves from any number of
+        """Save one face (with its edits and latent, "" for none); returns it with its new id. With
+        `max_items`, GalleryFullError when the gallery holds that many already: counted and written atomically, so concurrent saves from any number of
         threads or processes cannot pass the quota."""
 
     @abstractmethod

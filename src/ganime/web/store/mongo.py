@@ -68,6 +68,8 @@ class MongoStore(GalleryStore):
             int(doc["seed"]),
             float(doc["truncation"]),
             list(doc.get("tags", [])),
+            doc.get("edits", ""),  # documents saved before these fields have neither
+            doc.get("z", ""),
         )
 
     @busy_when_locked
@@ -80,8 +82,10 @@ class MongoStore(GalleryStore):
         png: bytes,
         tags: list[str] | None = None,
         max_items: int = 0,
+        edits: str = "",
+        z: str = "",
     ) -> GalleryItem:
-        item = GalleryItem.new(model_id, seed, truncation, tags)
+        item = GalleryItem.new(model_id, seed, truncation, tags, edits, z)
         from bson import Binary, Int64
 
         doc = {**item.to_dict(), "seed": Int64(item.seed), "png": Binary(png)}

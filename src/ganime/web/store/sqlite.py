@@ -24,7 +24,9 @@ CREATE TABLE IF NOT EXISTS items (
     model_id TEXT NOT NULL,
     seed INTEGER NOT NULL,
     truncation REAL NOT NULL,
-    png BLOB NOT NULL
+    png BLOB NOT NULL,
+    edits TEXT NOT NULL DEFAULT '',
+    z TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS items_created ON items (created);
 CREATE TABLE IF NOT EXISTS tags (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
@@ -36,6 +38,9 @@ CREATE TABLE IF NOT EXISTS item_tags (
 );
 CREATE INDEX IF NOT EXISTS item_tags_tag ON item_tags (tag_id);
 """
+# columns added after the first release: a gallery file made before them gets them when a store opens it
+_ADDED_COLUMNS = {"edits": "TEXT NOT NULL DEFAULT ''", "z": "TEXT NOT NULL DEFAULT ''"}
+_COLS = "i.id, i.created, i.model_id, i.seed, i.truncation, i.edits, i.z"
 
 
 class SQLiteStore(GalleryStore):
@@ -50,12 +55,34 @@ class SQLiteStore(GalleryStore):
             with closing(self._connect()) as con, con:
                 con.execute("PRAGMA journal_mode=WAL")
                 con.executescript(_SCHEMA)
+            self._migrate()  # after the schema: its own connection and transaction
         except sqlite3.DatabaseError as e:
             raise GalleryError(f"cannot open gallery {self.path}: {e}") from None
         except OSError as e:
             raise GalleryError(f"cannot create gallery {self.path}: {e}") from None
         # one writer at a time inside this process; SQLite's busy timeout covers other processes
         self._write_lock = threading.Lock()
+
+    def _missing_columns(self, con: sqlite3.Connection) -> list[str]:
+        have = {row[1] for row in con.execute("PRAGMA table_info(items)")}
+        return [c for c in _ADDED_COLUMNS if c not in have]
+
+    def _migrate(self) -> None:
+        """Adds the columns an older gallery file lacks (its items keep "" there). A file that has them is
+        only read; otherwise one write transaction, so two processes opening one old file add them once."""
+        with closing(self._connect()) as con:
+            if not self._missing_columns(con):
+                return
+            con.isolation_level = None
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for column in self._missing_columns(con):  # again under the lock: another opener may have won
+                    con.execute(f"ALTER TABLE items ADD COLUMN {column} {_ADDED_COLUMNS[column]}")
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
 
     def _connect(self) -> sqlite3.Connection:
         # A short-lived connection per call: sqlite3 connections must not cross threads, and the web app
@@ -78,8 +105,10 @@ class SQLiteStore(GalleryStore):
         png: bytes,
         tags: list[str] | None = None,
         max_items: int = 0,
+        edits: str = "",
+        z: str = "",
     ) -> GalleryItem:
-        item = GalleryItem.new(model_id, seed, truncation, tags)
+        item = GalleryItem.new(model_id, seed, truncation, tags, edits, z)
         with self._write_lock, closing(self._connect()) as con:
             con.isolation_level = None  # our own transaction: BEGIN IMMEDIATE takes the write lock first
             con.execute("BEGIN IMMEDIATE")  # so the count below cannot change before the insert (any process)
@@ -87,8 +116,10 @@ class SQLiteStore(GalleryStore):
                 if max_items and con.execute("SELECT COUNT(*) FROM items").fetchone()[0] >= max_items:
                     raise GalleryFullError(max_items)
                 con.execute(
-                    "INSERT INTO items (id, created, model_id, seed, truncation, png) VALUES (?, ?, ?, ?, ?, ?)",
-                    (item.id, item.created, item.model_id, item.seed, item.truncation, sqlite3.Binary(png)),
+                    "INSERT INTO items (id, created, model_id, seed, truncation, png, edits, z) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (item.id, item.created, item.model_id, item.seed, item.truncation, sqlite3.Binary(png),
+                     item.edits, item.z),
                 )
                 for pos, tag in enumerate(item.tags):
                     con.execute("INSERT OR IGNORE INTO tags (name) VALUES (?)", (tag,))
@@ -115,15 +146,13 @@ class SQLiteStore(GalleryStore):
             ids,
         ):
             tags[item_id].append(name)
-        return [GalleryItem(r[0], r[1], r[2], r[3], r[4], tags[r[0]]) for r in rows]
+        return [GalleryItem(r[0], r[1], r[2], r[3], r[4], tags[r[0]], r[5], r[6]) for r in rows]
 
     @busy_when_locked
     def get(self, item_id: str) -> GalleryItem | None:
         check_id(item_id)
         with closing(self._connect()) as con:
-            rows = con.execute(
-                "SELECT id, created, model_id, seed, truncation FROM items WHERE id = ?", (item_id,)
-            ).fetchall()
+            rows = con.execute(f"SELECT {_COLS} FROM items i WHERE i.id = ?", (item_id,)).fetchall()
             found = self._items(con, rows)
         return found[0] if found else None
 
@@ -137,13 +166,12 @@ class SQLiteStore(GalleryStore):
     @busy_when_locked
     def list(self, tag: str | None = None, limit: int = 100, offset: int = 0) -> list[GalleryItem]:
         tag = check_list_args(tag, limit, offset)
-        cols = "i.id, i.created, i.model_id, i.seed, i.truncation"
         with closing(self._connect()) as con:
             if tag is None:
-                sql, args = f"SELECT {cols} FROM items i", ()
+                sql, args = f"SELECT {_COLS} FROM items i", ()
             else:
                 sql = (
-                    f"SELECT {cols} FROM items i JOIN item_tags it ON it.item_id = i.id "
+                    f"SELECT {_COLS} FROM items i JOIN item_tags it ON it.item_id = i.id "
                     "JOIN tags t ON t.id = it.tag_id WHERE t.name = ?"
                 )
                 args = (tag,)
