@@ -147,3 +147,66 @@ def test_an_edited_face_is_saved_as_drawn(edit_client, edit_gen):
     assert r.status_code == 201 and r.json()["permalink"] == f"/#z={z}"
     r = edit_client.post("/api/gallery", json={"seed": 1, "edits": "nope:1"})
     assert r.status_code == 422 and "no direction 'nope'" in r.json()["error"]
+
+
+def face_params(permalink: str) -> dict[str, str]:
+    """A gallery permalink (/#seed=7&t=0.7&e=... or /#z=...&t=...&e=...) as /api/face.png's query, read the way
+    the page reads it (web/static/app.js readLocation)."""
+    assert permalink.startswith("/#"), permalink
+    fragment = dict(part.split("=", 1) for part in permalink[2:].split("&"))
+    names = {"seed": "seed", "z": "z", "t": "truncation", "e": "edits"}
+    assert set(fragment) <= set(names), permalink
+    return {names[k]: v for k, v in fragment.items()}
+
+
+def test_gallery_items_keep_their_edits_and_latent_and_permalinks_redraw_them(edit_client, edit_gen):
+    z = encode_latent(edit_gen.latents([3]).numpy()[0])
+    saves = [
+        ({"seed": 9, "truncation": 0.8, "edits": "eyes-blue:-1.50, sefa-0:0,hair-red:2"},
+         "/#seed=9&t=0.8&e=eyes-blue:-1.5,hair-red:2.0"),  # stored as format_edits writes them
+        ({"seed": 3, "z": z}, f"/#z={z}"),
+        ({"seed": 3, "truncation": 0.6, "z": z, "edits": "sefa-1:1"}, f"/#z={z}&t=0.6&e=sefa-1:1.0"),
+        ({"seed": 5, "truncation": 0.7}, "/#seed=5&t=0.7"),
+    ]
+    posted = []
+    for body, link in saves:
+        r = edit_client.post("/api/gallery", json={**body, "tags": ["mine"]})
+        assert r.status_code == 201, r.text
+        assert r.json()["permalink"] == link
+        posted.append(r.json())
+    listed = edit_client.get("/api/gallery", params={"tag": "mine"}).json()["items"][::-1]  # oldest first
+    assert listed == posted
+    assert [(i["edits"], i["z"]) for i in listed] == [
+        ("eyes-blue:-1.5,hair-red:2.0", ""), ("", z), ("sefa-1:1.0", z), ("", "")
+    ]
+    for item in listed:
+        assert edit_client.get(f"/api/gallery/{item['id']}").json() == item
+        saved = edit_client.get(item["image_url"]).content
+        drawn = edit_client.get("/api/face.png", params=face_params(item["permalink"]))
+        assert drawn.status_code == 200 and drawn.content == saved, item["permalink"]
+    # the edits and the latent change the face: a link to the plain seed would show another one
+    plain = edit_client.get("/api/face.png", params={"seed": 9, "truncation": 0.8}).content
+    assert plain != edit_client.get(listed[0]["image_url"]).content
+
+
+def test_a_gallery_made_before_edits_were_kept_serves_and_saves(edit_generator_file, tmp_path):
+    import sqlite3
+    from contextlib import closing
+
+    from ganime.web.app import create_app
+    from web.conftest import make_policy
+    from web.test_store import OLD_SCHEMA
+
+    path = tmp_path / "old.sqlite"
+    with closing(sqlite3.connect(path)) as con:
+        con.executescript(OLD_SCHEMA)
+    with TestClient(create_app(edit_generator_file, store=path, policy=make_policy())) as c:
+        [old] = c.get("/api/gallery").json()["items"]
+        assert old["seed"] == 42 and old["tags"] == ["kept"] and old["permalink"] == "/#seed=42&t=0.8"
+        assert old["edits"] == "" and old["z"] == ""
+        r = c.post("/api/gallery", json={"seed": 4, "edits": "hair-red:1", "tags": ["kept"]})
+        assert r.status_code == 201, r.text
+        items = c.get("/api/gallery", params={"tag": "kept"}).json()["items"]
+        assert [i["permalink"] for i in items] == ["/#seed=4&e=hair-red:1.0", "/#seed=42&t=0.8"]
+        drawn = c.get("/api/face.png", params=face_params(items[0]["permalink"])).content
+        assert c.get(items[0]["image_url"]).content == drawn

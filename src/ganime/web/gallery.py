@@ -1,4 +1,5 @@
-"""The gallery API: save a face (regenerated from its seed), list and filter by tag, fetch, delete."""
+"""The gallery API: save a face (regenerated from its seed or latent, with its edits), list and filter by tag,
+fetch, delete. Each item carries its edits and latent, so its permalink shows the face that was saved."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
-from ganime.web.edit_space import decode_latent, format_edits, load_directions, parse_edits
+from ganime.web.edit_space import decode_latent, encode_latent, format_edits, load_directions, parse_edits
 from ganime.web.encode import encode_png
 from ganime.web.images import PNG, not_modified
 from ganime.web.served import MAX_SEED, Served, served
-from ganime.web.store import MAX_LIST, MAX_TAG_LEN, MAX_TAGS, check_id, normalize_tag, normalize_tags
+from ganime.web.store import MAX_LIST, MAX_TAG_LEN, MAX_TAGS, GalleryItem, check_id, normalize_tag, normalize_tags
 
 ItemId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{16}$", description="16 hex digits")]
 # a saved image never changes, but it can be deleted: caches keep it and ask again each time (ETag)
@@ -43,19 +44,19 @@ def json_only(request: Request) -> None:
         raise HTTPException(415, "send a JSON object with Content-Type: application/json")
 
 
-def permalink(seed: int, truncation: float, edits: str = "", z: str | None = None) -> str:
-    """The page's one permalink form (a fragment, read by web/static/app.js): #seed=7&t=0.7&e=name:1.5,..."""
-    face = f"z={z}" if z is not None else f"seed={seed}"
+def permalink(seed: int, truncation: float, edits: str = "", z: str = "") -> str:
+    """The page's one permalink form (a fragment, read and written by web/static/app.js):
+    #seed=7&t=0.7&e=name:1.5,... or, for a face found by picture, #z=<base64url>&t=...&e=..."""
+    face = f"z={z}" if z else f"seed={seed}"
     return f"/#{face}" + ("" if truncation == 1.0 else f"&t={truncation!r}") + (f"&e={edits}" if edits else "")
 
 
-def item_json(item, edits: str = "", z: str | None = None) -> dict[str, Any]:
-    # the store keeps seed, truncation and tags; a face's edits and latent live only in the saved PNG and in
-    # the answer to the save (store/ has no field for them yet)
+def item_json(item: GalleryItem) -> dict[str, Any]:
+    """An item as the API answers it: its record (edits and z "" for none), image URL and permalink."""
     return {
         **item.to_dict(),
         "image_url": f"/api/gallery/{item.id}/image.png",
-        "permalink": permalink(item.seed, item.truncation, edits, z),
+        "permalink": permalink(item.seed, item.truncation, item.edits, item.z),
     }
 
 
@@ -68,21 +69,24 @@ async def gallery_add(body: Annotated[SaveRequest, Body()], s: Annotated[Served,
         raise HTTPException(507, f"the gallery is full ({quota} faces); delete some first")
     directions = load_directions(s.gen) if body.edits else None
     edits = format_edits(parse_edits(body.edits, directions))  # checked before any work, as the tags
-    if body.z is None and not edits:
+    latent = decode_latent(body.z, s.gen.z_dim) if body.z is not None else None  # checked before any work too
+    if latent is None and not edits:
         png = await s.face_png(body.seed, body.truncation, None)
     else:
-        z = decode_latent(body.z, s.gen.z_dim)[None] if body.z is not None else s.latents([body.seed])[0].numpy()
+        z = latent[None] if latent is not None else s.latents([body.seed])[0].numpy()
         if edits:
             z = directions.apply(z, parse_edits(body.edits, directions))
         nc = s.gen.model.num_classes
         labels = (torch.zeros(1, dtype=torch.long) if body.z is not None else torch.tensor([body.seed % nc])) if nc else None
         png = await s.batcher.submit(torch.from_numpy(z), labels, lambda imgs: encode_png(imgs[0]), body.truncation)
+    z_text = encode_latent(latent) if latent is not None else ""  # as /api/invert writes it
     item = await run_in_threadpool(  # the store counts and inserts in one write (GalleryFullError: 507)
         lambda: s.store.add(
-            model_id=s.model_id, seed=body.seed, truncation=body.truncation, png=png, tags=tags, max_items=quota
+            model_id=s.model_id, seed=body.seed, truncation=body.truncation, png=png, tags=tags, max_items=quota,
+            edits=edits, z=z_text,
         )
     )
-    return JSONResponse(item_json(item, edits, body.z), status_code=201, headers={"Location": f"/api/gallery/{item.id}"})
+    return JSONResponse(item_json(item), status_code=201, headers={"Location": f"/api/gallery/{item.id}"})
 
 
 @router.get("/api/gallery")

@@ -98,16 +98,21 @@ function tagButton(tag, count) {
   return b;
 }
 
+// A saved face by name: its seed, or "a face found by picture" (its seed is then where the search started).
+function itemName(item) {
+  return (item.z ? "a face found by picture" : `seed ${item.seed}`) + (item.edits ? " with its edits" : "");
+}
+
 function renderItem(item) {
   const li = document.createElement("li");
   li.dataset.id = item.id;
   li.dataset.seed = String(item.seed);
   const a = document.createElement("a");
-  a.href = item.permalink;
-  a.title = `open seed ${item.seed}`;
+  a.href = item.permalink; // the saved face itself: its seed or latent, truncation and edits
+  a.title = `open ${itemName(item)}`;
   const img = document.createElement("img");
   img.src = item.image_url;
-  img.alt = `saved face, seed ${item.seed}`;
+  img.alt = `saved face, ${itemName(item)}`;
   img.width = 128;
   img.height = 128;
   img.loading = "lazy";
@@ -115,19 +120,20 @@ function renderItem(item) {
   const caption = document.createElement("div");
   caption.className = "caption";
   const seed = document.createElement("span");
-  seed.textContent = `#${item.seed}`;
+  seed.textContent = (item.z ? "by picture" : `#${item.seed}`) + (item.edits ? " · edited" : "");
+  if (item.edits) seed.title = item.edits;
   const del = document.createElement("button");
   del.type = "button";
   del.className = "delete";
   del.title = "delete";
-  del.setAttribute("aria-label", `delete seed ${item.seed}`);
+  del.setAttribute("aria-label", `delete ${itemName(item)}`);
   del.textContent = "×";
   del.hidden = !canWrite();
   del.addEventListener("click", async () => {
-    if (!confirm(`Delete seed ${item.seed} from the gallery? This cannot be undone.`)) return;
+    if (!confirm(`Delete ${itemName(item)} from the gallery? This cannot be undone.`)) return;
     try {
       await api(`/api/gallery/${item.id}`, { method: "DELETE" });
-      galleryStatus(`Deleted seed ${item.seed}.`);
+      galleryStatus(`Deleted ${itemName(item)}.`);
       await loadGallery(state.tag);
     } catch (e) {
       galleryStatus(`Could not delete: ${e.message}`, true);

@@ -171,8 +171,8 @@ class GalleryStore(ABC):
         z: str = "",
     ) -> GalleryItem:
         """Save one face (with its edits and latent, "" for none); returns it with its new id. With
-        `max_items`, GalleryFullError when the gallery holds that many already: counted and written atomically, so concurrent saves from any number of
-        threads or processes cannot pass the quota."""
+        `max_items`, GalleryFullError when the gallery holds that many already: counted and written
+        atomically, so concurrent saves from any number of threads or processes cannot pass the quota."""
 
     @abstractmethod
     def get(self, item_id: str) -> GalleryItem | None:

@@ -68,8 +68,8 @@ class MongoStore(GalleryStore):
             int(doc["seed"]),
             float(doc["truncation"]),
             list(doc.get("tags", [])),
-            doc.get("edits", ""),  # documents saved before these fields have neither
-            doc.get("z", ""),
+            doc.get("edits") or "",  # documents saved before these fields have neither
+            doc.get("z") or "",
         )
 
     @busy_when_locked
