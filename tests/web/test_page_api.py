@@ -163,9 +163,9 @@ def test_gallery_items_keep_their_edits_and_latent_and_permalinks_redraw_them(ed
     z = encode_latent(edit_gen.latents([3]).numpy()[0])
     saves = [
         ({"seed": 9, "truncation": 0.8, "edits": "eyes-blue:-1.50, sefa-0:0,hair-red:2"},
-         "/#seed=9&t=0.8&e=eyes-blue:-1.5,hair-red:2.0"),  # stored as format_edits writes them
+         "/#seed=9&t=0.8&e=eyes-blue:-1.5,hair-red:2"),  # numbers in the link as the page writes them
         ({"seed": 3, "z": z}, f"/#z={z}"),
-        ({"seed": 3, "truncation": 0.6, "z": z, "edits": "sefa-1:1"}, f"/#z={z}&t=0.6&e=sefa-1:1.0"),
+        ({"seed": 3, "truncation": 0.6, "z": z, "edits": "sefa-1:1"}, f"/#z={z}&t=0.6&e=sefa-1:1"),
         ({"seed": 5, "truncation": 0.7}, "/#seed=5&t=0.7"),
     ]
     posted = []
@@ -178,7 +178,7 @@ def test_gallery_items_keep_their_edits_and_latent_and_permalinks_redraw_them(ed
     assert listed == posted
     assert [(i["edits"], i["z"]) for i in listed] == [
         ("eyes-blue:-1.5,hair-red:2.0", ""), ("", z), ("sefa-1:1.0", z), ("", "")
-    ]
+    ]  # stored as format_edits writes them (the ETag's form)
     for item in listed:
         assert edit_client.get(f"/api/gallery/{item['id']}").json() == item
         saved = edit_client.get(item["image_url"]).content
@@ -207,6 +207,19 @@ def test_a_gallery_made_before_edits_were_kept_serves_and_saves(edit_generator_f
         r = c.post("/api/gallery", json={"seed": 4, "edits": "hair-red:1", "tags": ["kept"]})
         assert r.status_code == 201, r.text
         items = c.get("/api/gallery", params={"tag": "kept"}).json()["items"]
-        assert [i["permalink"] for i in items] == ["/#seed=4&e=hair-red:1.0", "/#seed=42&t=0.8"]
+        assert [i["permalink"] for i in items] == ["/#seed=4&e=hair-red:1", "/#seed=42&t=0.8"]
         drawn = c.get("/api/face.png", params=face_params(items[0]["permalink"])).content
         assert c.get(items[0]["image_url"]).content == drawn
+
+
+@pytest.mark.parametrize(
+    ("x", "js"),
+    [(3.0, "3"), (-2.0, "-2"), (1.5, "1.5"), (0.8, "0.8"), (10.0, "10"), (1e-05, "0.00001"), (1e-07, "1e-7"),
+     (0.1 + 0.2, "0.30000000000000004"), (1e21, "1e+21"), (0.0, "0")],
+)
+def test_permalink_numbers_are_written_as_the_page_writes_them(x, js):
+    # web/static/app.js builds its fragment with String(number): a gallery link is the page's own address
+    from ganime.web.gallery import js_number, permalink
+
+    assert js_number(x) == js
+    assert permalink(7, 0.5, f"hair-red:{x!r}") == f"/#seed=7&t=0.5&e=hair-red:{js}"

@@ -3,6 +3,8 @@ fetch, delete. Each item carries its edits and latent, so its permalink shows th
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
 from typing import Annotated, Any
 
 import torch
@@ -44,11 +46,43 @@ def json_only(request: Request) -> None:
         raise HTTPException(415, "send a JSON object with Content-Type: application/json")
 
 
+def js_number(x: float) -> str:
+    """`x` as JavaScript's String(x) writes it (the page's permalinks): 3.0 -> "3", 1e-05 -> "0.00001";
+    the same shortest digits as Python's repr."""
+    if x == 0 or not math.isfinite(x):
+        return "0" if x == 0 else repr(x)
+    _, digits, exp = Decimal(repr(abs(x))).normalize().as_tuple()
+    text, k = "".join(map(str, digits)), len(digits)
+    n = exp + k  # where the decimal point goes
+    if k <= n <= 21:
+        out = text + "0" * (n - k)
+    elif 0 < n <= 21:
+        out = f"{text[:n]}.{text[n:]}"
+    elif -6 < n <= 0:
+        out = "0." + "0" * -n + text
+    else:
+        out = text[0] + (f".{text[1:]}" if k > 1 else "") + f"e{'+' if n > 0 else '-'}{abs(n - 1)}"
+    return ("-" if x < 0 else "") + out
+
+
+def _js_edits(edits: str) -> str:
+    """Stored edits (format_edits: Python's repr) with their amounts as the page writes them."""
+    parts = []
+    for part in edits.split(","):
+        name, _, amount = part.partition(":")
+        try:
+            parts.append(f"{name}:{js_number(float(amount))}")
+        except ValueError:  # not written by format_edits: passed on as stored, the page says what is wrong
+            parts.append(part)
+    return ",".join(parts)
+
+
 def permalink(seed: int, truncation: float, edits: str = "", z: str = "") -> str:
-    """The page's one permalink form (a fragment, read and written by web/static/app.js):
-    #seed=7&t=0.7&e=name:1.5,... or, for a face found by picture, #z=<base64url>&t=...&e=..."""
+    """The page's one permalink form, as web/static/app.js writes it (`fragment`): #seed=7&t=0.7&e=name:1.5,...
+    or, for a face found by picture, #z=<base64url>&t=...&e=...; no t for truncation 1, numbers as JS writes them."""
     face = f"z={z}" if z else f"seed={seed}"
-    return f"/#{face}" + ("" if truncation == 1.0 else f"&t={truncation!r}") + (f"&e={edits}" if edits else "")
+    t = "" if truncation == 1.0 else f"&t={js_number(truncation)}"
+    return f"/#{face}{t}" + (f"&e={_js_edits(edits)}" if edits else "")
 
 
 def item_json(item: GalleryItem) -> dict[str, Any]:
