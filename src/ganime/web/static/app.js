@@ -315,18 +315,27 @@ function variations(pick, group) {
   if (!dirs.length) return [];
   const items = [];
   for (let i = 0; i < 16; i++) {
-    const edits = new Map(pick.edits);
-    const moves = 1 + (i % 2); // one or two directions per variation
-    for (let m = 0; m < moves; m++) {
-      const d = dirs[Math.floor(Math.random() * dirs.length)];
-      const delta = (Math.random() < 0.5 ? -1 : 1) * d.step * (1 + Math.random());
-      const v = round2(Math.max(-d.range, Math.min(d.range, (edits.get(d.name) || 0) + delta)));
-      if (v) edits.set(d.name, v);
-      else edits.delete(d.name);
+    let edits = pick.edits;
+    // one or two distinct directions per variation; drawn again where the moves land back on the pick (a step
+    // that returns an edit to 0, or one clamped at its range)
+    for (let attempt = 0; attempt < 8 && sameEdits(edits, pick.edits); attempt++) {
+      edits = new Map(pick.edits);
+      const chosen = new Set();
+      while (chosen.size < Math.min(dirs.length, 1 + (i % 2))) chosen.add(dirs[Math.floor(Math.random() * dirs.length)]);
+      for (const d of chosen) {
+        const delta = (Math.random() < 0.5 ? -1 : 1) * d.step * (1 + Math.random());
+        const v = round2(Math.max(-d.range, Math.min(d.range, (edits.get(d.name) || 0) + delta)));
+        if (v) edits.set(d.name, v);
+        else edits.delete(d.name);
+      }
     }
     items.push({ face: pick.face, edits, label: describe(edits, pick.edits) });
   }
   return items;
+}
+
+function sameEdits(a, b) {
+  return a.size === b.size && [...a].every(([k, v]) => b.get(k) === v);
 }
 
 function seedsRound() {
