@@ -45,6 +45,8 @@ ROWS: dict[str, dict] = {
     "grow16-ada": {"preset": "grow", "loss.ada_target": 0.6},  # adaptive p instead of DiffAugment at p = 1
     "grow16-mbstd": {"preset": "grow", "model.mbstd": 4},
     "grow16-gain10": {"preset": "grow", "model.gain_scale": 10.0},  # the blocks' gains learn 10x faster
+    "grow16-gain10-ada": {"preset": "grow", "model.gain_scale": 10.0, "loss.ada_target": 0.6},
+    "grow32-gain10": {"preset": "grow", "growth.start": 32, "model.levels": 1, "model.gain_scale": 10.0},
     "tutorial-small": {"preset": "tutorial-small"},  # 32 px DCGAN, the old first command
 }
 
@@ -125,6 +127,24 @@ def main() -> None:
             print(dest.name, json.dumps(row), flush=True)
 
 
+def summary(roots: list[Path]) -> list[str]:
+    """One table over the folders: SWD / its floor for each row and set (lower is better; 1 = as good as real)."""
+    results = {root: ra.read_results(root) for root in sorted(roots)}
+    names = [n for n in ROWS if any(r["name"] == n for res in results.values() for r in res["runs"])]
+    head = [f"{Path(res['data']).stem.removesuffix('-64')} ({res['budget']['cpu_minutes']:g} min)" for res in results.values()]
+    lines = ["| row | " + " | ".join(head) + " |", "|---|" + "---:|" * len(head)]
+    for name in names:
+        cells = []
+        for res in results.values():
+            run = next((r for r in res["runs"] if r["name"] == name), None)
+            fl = res["floors"][str(run.get("resolution", 64))]["swd"] if run else 0
+            cells.append(f"{run['swd']:.1f} ({run['swd'] / fl:.1f}x), {run['kimg']:.0f} kimg" if run else "")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    floors = [f"{res['floors']['64']['swd']:.1f}" for res in results.values()]
+    lines.append("| real vs real (floor) | " + " | ".join(floors) + " |")
+    return ["", "SWD x 1e3 (its ratio to the floor), images seen:", "", *lines]
+
+
 def write_doc(doc: Path, roots: list[Path]) -> None:
     """The generated part of docs/quality.md's 'Growing' section: a table and a grid sheet per folder."""
     parts = []
@@ -140,7 +160,7 @@ def write_doc(doc: Path, roots: list[Path]) -> None:
             f"Machine: {res['cpu']} ({res['capability']}), torch {res['torch']}, one thread per run; n {res['n']}.",
             "", ra.table(res), "", f"![first 16 seeds of each recipe](images/{sheet.name})",
         ]
-    body = "\n".join(parts) + "\n"
+    body = "\n".join([*summary(roots), *parts]) + "\n"
     begin, end = "<!-- growth:begin -->", "<!-- growth:end -->"
     old = doc.read_text()
     if begin in old and end in old:
