@@ -26,6 +26,8 @@ This module imports only NumPy (ganime.onnx_runtime uses it without torch).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable
 
 import numpy as np
@@ -39,6 +41,7 @@ MAX_SEED = 2**63 - 1
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio, SplitMix64's increment
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")  # RFC 4648 sec. 5
 
 
 def scheme_of(model: dict) -> str:
@@ -78,3 +81,33 @@ def portable_latents(seeds: Iterable[int], z_dim: int) -> np.ndarray:
     z = np.empty((len(seeds), 2 * pairs), np.float64)
     z[:, 0::2], z[:, 1::2] = r * np.cos(theta), r * np.sin(theta)
     return z[:, :z_dim].astype(np.float32)
+
+
+def encode_latent(z: np.ndarray) -> str:
+    """A latent as URL-safe text: base64url (no padding) of its little-endian float32 values (z_dim * 4 bytes).
+
+    The permalink form of a latent that no seed names (a picture searched by `ganime invert`, `#z=...`);
+    JavaScript reads it back with atob + a Float32Array on a little-endian DataView.
+    """
+    values = np.asarray(z, dtype="<f4").reshape(-1)
+    if not np.isfinite(values).all():
+        raise ConfigError("a latent to encode must be finite")
+    return base64.urlsafe_b64encode(values.tobytes()).decode("ascii").rstrip("=")
+
+
+def decode_latent(text: str, z_dim: int) -> np.ndarray:
+    """float32 (z_dim,) from `encode_latent`'s text; a user error when it is not z_dim finite float32 values."""
+    text = text.strip()
+    if not text or len(text) > 4 * z_dim * 2 or any(c not in _B64URL for c in text):
+        raise ConfigError(f"this latent is not base64url text of {z_dim} float32 values")
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"this latent is not base64url text of {z_dim} float32 values") from None
+    if len(raw) != 4 * z_dim:
+        raise ConfigError(f"this latent holds {len(raw) // 4} values; the generator takes {z_dim}")
+    z = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    if not np.isfinite(z).all():
+        raise ConfigError("this latent holds values that are not finite numbers")
+    return z
+
