@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -35,13 +34,16 @@ from torch import Tensor, nn
 
 from ganime.errors import CheckpointError, ConfigError
 from ganime.io import atomic_path, atomic_write_json
+from ganime.latent import MAX_EDIT, edit_offset
+from ganime.latent import check_edits as _check_edits
+from ganime.latent import parse_edits as _parse_edits
 
 log = logging.getLogger(__name__)
 
 VERSION = 1
 KINDS = ("sefa", "named", "tag")
 GROUPS = ("colours", "details", "shape")
-MAX_AMOUNT = 10.0  # |amount| accepted by parse_edits / check_edits
+MAX_AMOUNT = MAX_EDIT  # |amount| accepted by parse_edits / check_edits
 PREVIEW_AMOUNTS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
 NAME_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
 SUFFIX = ".directions"  # G.safetensors -> G.directions.safetensors (+ .json)
@@ -135,12 +137,9 @@ class Directions:
             raise DirectionsError(f"unknown direction {name!r}; this generator has: {known}") from None
 
     def offset(self, edits: dict[str, float]) -> Tensor:
-        """sum_i amount_i * d_i, float32 (z_dim,): what an edit adds to every latent."""
-        edits = check_edits(edits, self)
-        out = torch.zeros(self.z_dim, dtype=torch.float32)
-        for name, amount in edits.items():  # in the caller's order: float32 sums as ONNX's and the browser's
-            out = out + torch.tensor(amount, dtype=torch.float32) * self.matrix[self._index(name)]
-        return out
+        """sum_i amount_i * d_i, float32 (z_dim,): what an edit adds to every latent (ganime.latent.edit_offset,
+        the torch-free runner's arithmetic too)."""
+        return torch.from_numpy(edit_offset(edits, self.names, self.matrix.numpy()))
 
     def apply(self, z: Tensor, edits: dict[str, float]) -> Tensor:
         """z (N, z_dim) or (z_dim,) moved by the edits: z + sum_i amount_i * d_i (before any truncation)."""
@@ -190,35 +189,14 @@ def check_entry(d: Direction) -> None:
 
 
 def parse_edits(items: Sequence[str], directions: Directions | None = None) -> dict[str, float]:
-    """["hair-red=1.5", "smile=-1"] -> {"hair-red": 1.5, "smile": -1.0}; checked against `directions` when given.
-
-    A name given twice adds up (hair-red=1 hair-red=0.5 is hair-red=1.5)."""
-    edits: dict[str, float] = {}
-    for item in items:
-        name, sep, amount = str(item).partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise DirectionsError(f"edit {item!r} must be NAME=AMOUNT, e.g. hair-red=1.5")
-        try:
-            value = float(amount)
-        except ValueError:
-            raise DirectionsError(f"edit {item!r}: {amount.strip()!r} is not a number") from None
-        edits[name] = edits.get(name, 0.0) + value
-    return check_edits(edits, directions)
+    """["hair-red=1.5", "sefa-0=-1"] -> {"hair-red": 1.5, "sefa-0": -1.0}, checked against `directions` when
+    given (a ConfigError for a malformed item, an unknown name or |amount| > MAX_AMOUNT). A name given twice adds up."""
+    return _parse_edits(items, None if directions is None else directions.names)
 
 
 def check_edits(edits: dict[str, float], directions: Directions | None = None) -> dict[str, float]:
-    """Edits with known names and finite amounts within +-MAX_AMOUNT (a DirectionsError otherwise)."""
-    out = {}
-    for name, amount in edits.items():
-        amount = float(amount)
-        if not math.isfinite(amount) or abs(amount) > MAX_AMOUNT:
-            raise DirectionsError(f"edit {name}={amount:g}: the amount must be between -{MAX_AMOUNT:g} and {MAX_AMOUNT:g}")
-        if directions is not None and name not in directions.names:
-            known = ", ".join(directions.names) or "none"
-            raise DirectionsError(f"unknown direction {name!r}; this generator has: {known}")
-        out[str(name)] = amount
-    return out
+    """Edits with known names and finite amounts within +-MAX_AMOUNT (a ConfigError otherwise)."""
+    return _check_edits(edits, None if directions is None else directions.names)
 
 
 # --- files -------------------------------------------------------------------------------------------------
@@ -540,21 +518,22 @@ def preview_sheet(gen: Sampler, directions: Directions, seed: int = 7, amounts: 
                   truncation: float = 1.0, label_width: int = 150,
                   images: Callable[[Tensor], np.ndarray] | None = None) -> np.ndarray:
     """uint8 HWC sheet: a row per direction (its label on the left), one face per amount (-3..+3 by default)."""
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
+    font, small = ImageFont.load_default(size=14), ImageFont.load_default(size=11)
     base = gen.latents([seed])[0]
     n, r, pad = len(amounts), gen.resolution, 2
     top = 18
     sheet = Image.new("RGB", (label_width + n * (r + pad) + pad, top + max(1, len(directions)) * (r + pad) + pad), "white")
     draw = ImageDraw.Draw(sheet)
     for k, a in enumerate(amounts):
-        draw.text((label_width + pad + k * (r + pad) + r // 2 - 8, 3), f"{a:+g}", fill=(60, 60, 60))
+        draw.text((label_width + pad + k * (r + pad) + r // 2 - 8, 2), f"{a:+g}", fill=(60, 60, 60), font=font)
     for row, d in enumerate(directions.entries):
         z = torch.stack([directions.apply(base, {d.name: float(a)}) for a in amounts])
         faces = gen.images(z, truncation=truncation) if images is None else images(z)
         y = top + pad + row * (r + pad)
-        draw.text((4, y + r // 2 - 12), d.label[:22], fill=(0, 0, 0))
-        draw.text((4, y + r // 2 + 2), d.name[:22], fill=(120, 120, 120))
+        draw.text((4, y + r // 2 - 16), d.label[:20], fill=(0, 0, 0), font=font)
+        draw.text((4, y + r // 2 + 2), d.name[:24], fill=(110, 110, 110), font=small)
         for k, face in enumerate(faces):
             sheet.paste(Image.fromarray(face), (label_width + pad + k * (r + pad), y))
     return np.asarray(sheet)

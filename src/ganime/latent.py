@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -38,6 +39,7 @@ PORTABLE = "splitmix64-box-muller"  # what new runs record (ModelConfig.latents)
 TORCH = "torch-randn"  # generators saved before latent schemes were recorded
 SCHEMES = (PORTABLE, TORCH)
 MAX_SEED = 2**63 - 1
+MAX_EDIT = 10.0  # largest |amount| of an edit along a direction (ganime.directions)
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio, SplitMix64's increment
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
@@ -111,3 +113,49 @@ def decode_latent(text: str, z_dim: int) -> np.ndarray:
         raise ConfigError("this latent holds values that are not finite numbers")
     return z
 
+
+
+def check_edits(edits: dict[str, float], names: Sequence[str] | None = None) -> dict[str, float]:
+    """Edits {direction name: amount} with known names (when `names` is given) and finite amounts within
+    +-MAX_EDIT (a ConfigError otherwise). See ganime.directions."""
+    out = {}
+    for name, amount in edits.items():
+        try:
+            amount = float(amount)
+        except (TypeError, ValueError):
+            raise ConfigError(f"edit {name}: {amount!r} is not a number") from None
+        if not math.isfinite(amount) or abs(amount) > MAX_EDIT:
+            raise ConfigError(f"edit {name}={amount:g}: the amount must be between -{MAX_EDIT:g} and {MAX_EDIT:g}")
+        if names is not None and name not in names:
+            known = ", ".join(names) or "none (make them with `ganime directions`)"
+            raise ConfigError(f"unknown direction {name!r}; this generator has: {known}")
+        out[str(name)] = amount
+    return out
+
+
+def parse_edits(items: Sequence[str], names: Sequence[str] | None = None) -> dict[str, float]:
+    """["hair-red=1.5", "sefa-0=-1"] -> {"hair-red": 1.5, "sefa-0": -1.0}, checked by `check_edits`.
+    A name given twice adds up."""
+    edits: dict[str, float] = {}
+    for item in items:
+        name, sep, amount = str(item).partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ConfigError(f"edit {item!r} must be NAME=AMOUNT, e.g. hair-red=1.5")
+        try:
+            value = float(amount)
+        except ValueError:
+            raise ConfigError(f"edit {item!r}: {amount.strip()!r} is not a number") from None
+        edits[name] = edits.get(name, 0.0) + value
+    return check_edits(edits, names)
+
+
+def edit_offset(edits: dict[str, float], names: Sequence[str], matrix: np.ndarray) -> np.ndarray:
+    """float32 (z_dim,): sum of amount * direction over the edits, in their order, in float32 (one multiply and
+    one add per edit, as the torch path and the browser do, so all three add the same latent)."""
+    edits = check_edits(edits, names)
+    matrix = np.asarray(matrix, dtype=np.float32)
+    out = np.zeros(matrix.shape[1], np.float32)
+    for name, amount in edits.items():
+        out = out + np.float32(amount) * matrix[list(names).index(name)]
+    return out
