@@ -106,6 +106,8 @@ def decode_latent(text: str, z_dim: int) -> np.ndarray:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise ConfigError(f"this latent is not base64url text of {z_dim} float32 values") from None
+    if len(raw) % 4:
+        raise ConfigError(f"this latent is {len(raw)} bytes, not {4 * z_dim} ({z_dim} float32 values): cut short?")
     if len(raw) != 4 * z_dim:
         raise ConfigError(f"this latent holds {len(raw) // 4} values; the generator takes {z_dim}")
     z = np.frombuffer(raw, dtype="<f4").astype(np.float32)
