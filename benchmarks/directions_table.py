@@ -33,7 +33,7 @@ MAIN = ("hairColor", "skinColor", "hair", "glasses")  # what "kept" watches
 
 
 def cpu_model() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    out = subprocess.run(["lscpu"], check=False, capture_output=True, text=True).stdout
     return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
 
 

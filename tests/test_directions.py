@@ -226,3 +226,24 @@ def test_shipped_generator_has_its_directions():
     assert "directions" in gen.meta.get("card", {})  # named in the model card
     names = set(d.names)
     assert {"hair-red", "skin-dark"} <= names and all(isinstance(x, Directions) for x in [d])
+
+
+def test_cli_directions_from_gallery_tags(tmp_path, gen_file, capsys):
+    from ganime.io import png_bytes
+    from ganime.web.store import open_store
+
+    gen = load_generator(gen_file)
+    truth = unit(np.random.default_rng(5).standard_normal(16))
+    z = gen.latents(list(range(160))).numpy()
+    png = png_bytes(np.zeros((4, 4, 3), np.uint8))
+    with open_store(tmp_path / "gallery.sqlite") as store:
+        for s in range(160):
+            store.add(model_id="m", seed=s, truncation=1.0, png=png, tags=["happy"] if z[s] @ truth > 0 else ["calm"])
+    assert main(["directions", str(gen_file), "--sefa", "0", "--no-attributes", "--gallery", str(tmp_path / "gallery.sqlite"),
+                 "--out", str(tmp_path / "tags.safetensors")]) == 0
+    found = load_directions(tmp_path / "tags.safetensors")
+    assert found.names == ["tag-calm", "tag-happy"] and {e.kind for e in found.entries} == {"tag"}
+    assert float(found.vector("tag-happy") @ torch.from_numpy(truth).float()) > 0.8
+    capsys.readouterr()
+    assert main(["directions", str(gen_file), "--sefa", "0", "--no-attributes", "--gallery", str(tmp_path / "none.sqlite")]) == 2
+    assert "no gallery at" in capsys.readouterr().err

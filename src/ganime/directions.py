@@ -49,6 +49,7 @@ NAME_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
 SUFFIX = ".directions"  # G.safetensors -> G.directions.safetensors (+ .json)
 RUN_FILE = "directions"  # RUN/directions.safetensors (+ .json)
 MIN_EXAMPLES = 30  # positives (and negatives) a label needs before a direction is fitted to it
+SAME_ABOVE = 0.7  # |cos| above which two labels' directions count as one attribute when conditioning
 
 
 class DirectionsError(ConfigError):
@@ -368,13 +369,17 @@ def fit_boundary(z: Tensor, positive: np.ndarray | Tensor, l2: float = 1e-3, ste
     return w / w.norm()
 
 
-def conditional(matrix: Tensor, attributes: Sequence[str]) -> Tensor:
+def conditional(matrix: Tensor, attributes: Sequence[str], same_above: float = SAME_ABOVE) -> Tensor:
     """Each row minus its projection on the span of the rows of OTHER attributes, renormalised (InterFaceGAN's
-    conditional manipulation): moving along it leaves the other attributes' boundaries where they were."""
+    conditional manipulation): moving along it leaves the other attributes' boundaries where they were.
+
+    Rows nearly parallel or opposite to it (|cos| > same_above, e.g. the tags "happy" and "calm" of a gallery,
+    where one is the other's absence) count as the same attribute: removing them would remove the direction."""
     out = []
     for i, attr in enumerate(attributes):
-        others = matrix[[j for j, a in enumerate(attributes) if a != attr]]
         d = matrix[i].double()
+        cos = (matrix.double() @ d) / (matrix.double().norm(dim=1) * d.norm()).clamp(min=1e-12)
+        others = matrix[[j for j, a in enumerate(attributes) if a != attr and abs(float(cos[j])) <= same_above]]
         if len(others):
             q, _ = torch.linalg.qr(others.double().T)  # orthonormal basis of their span (z_dim, m)
             d = d - q @ (q.T @ d)
