@@ -10,6 +10,9 @@ over seeds 0..N-1 (not the seeds the directions were fitted on, which start at 1
 - kept: how often all the OTHER main attributes stay what they were at amount 0 (hair colour, skin colour, long
   vs short hair, glasses; the direction's own attribute left out).
 
+`--random K` adds a reference row: `kept` along K random unit directions (seeded), what any move of that size
+costs the other attributes (their labels flip near the classifier's boundaries).
+
 `--raw` also fits the directions without the conditional step (on the same 10,000 fitting faces) and reports
 their `kept` at +2, to show what the conditioning buys. Prints a markdown table (docs/directions.md).
 """
@@ -76,6 +79,27 @@ def measure(gen, clf, directions: Directions, seeds: int, amounts: list[float]) 
     return out
 
 
+def random_kept(gen, clf, seeds: int, amounts: list[float], k: int) -> dict[float, float]:
+    """Mean fraction of faces whose four main attributes all stay, moving along k random unit directions."""
+    z0 = gen.latents(list(range(seeds)))
+    rng = np.random.default_rng(0)
+
+    def labels(z: torch.Tensor) -> dict[str, np.ndarray]:
+        pred = np.concatenate([predict(clf, gen.images(z[i : i + 500]))[1] for i in range(0, len(z), 500)])
+        return main_labels(clf, pred)
+
+    base = labels(z0)
+    out = {}
+    for a in amounts:
+        kept = []
+        for _ in range(k):
+            d = torch.from_numpy(rng.standard_normal(gen.z_dim).astype(np.float32))
+            now = labels(z0 + a * d / d.norm())
+            kept.append(np.all([now[key] == base[key] for key in MAIN], axis=0).mean())
+        out[a] = float(np.mean(kept))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("source", nargs="?", default="pretrained")
@@ -83,6 +107,8 @@ def main() -> int:
     ap.add_argument("--amounts", default="1,2,3")
     ap.add_argument("--raw", action="store_true", help="also measure unconditioned directions at +2")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--random", type=int, default=0, help="K random unit directions as a reference row for `kept`")
+    ap.add_argument("--only-random", action="store_true", help="measure only the --random reference row")
     ap.add_argument("--json", help="write the numbers here too")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -91,7 +117,7 @@ def main() -> int:
     clf = load_classifier()
     amounts = [float(a) for a in args.amounts.split(",")]
     directions = gen.directions
-    result = measure(gen, clf, directions, args.seeds, amounts)
+    result = {} if args.only_random else measure(gen, clf, directions, args.seeds, amounts)
     raw = {}
     if args.raw:
         fitted = attribute_directions(gen, directions.info.get("named", {}).get("samples", 10_000), condition=False)
@@ -105,6 +131,11 @@ def main() -> int:
         cells += [f"{row[a]['kept']:.0%}" for a in amounts]
         if raw:
             cells.append(f"{raw[name][2.0]['kept']:.0%}" if name in raw else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    if args.random:
+        kept = random_kept(gen, clf, args.seeds, amounts, args.random)
+        cells = [f"random unit direction (mean of {args.random})", "", *[""] * len(amounts)]
+        cells += [f"{kept[a]:.0%}" for a in amounts] + ([""] if raw else [])
         lines.append("| " + " | ".join(cells) + " |")
     print("\n".join(lines))
     took = time.perf_counter() - t0

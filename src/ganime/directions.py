@@ -49,7 +49,7 @@ NAME_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
 SUFFIX = ".directions"  # G.safetensors -> G.directions.safetensors (+ .json)
 RUN_FILE = "directions"  # RUN/directions.safetensors (+ .json)
 MIN_EXAMPLES = 30  # positives (and negatives) a label needs before a direction is fitted to it
-SAME_ABOVE = 0.7  # |cos| above which two labels' directions count as one attribute when conditioning
+SAME_ABOVE = 0.7  # |cos| above which two gallery tags' directions count as one attribute when conditioning
 
 
 class DirectionsError(ConfigError):
@@ -369,17 +369,20 @@ def fit_boundary(z: Tensor, positive: np.ndarray | Tensor, l2: float = 1e-3, ste
     return w / w.norm()
 
 
-def conditional(matrix: Tensor, attributes: Sequence[str], same_above: float = SAME_ABOVE) -> Tensor:
+def conditional(matrix: Tensor, attributes: Sequence[str], same_above: float | None = None) -> Tensor:
     """Each row minus its projection on the span of the rows of OTHER attributes, renormalised (InterFaceGAN's
     conditional manipulation): moving along it leaves the other attributes' boundaries where they were.
 
-    Rows nearly parallel or opposite to it (|cos| > same_above, e.g. the tags "happy" and "calm" of a gallery,
-    where one is the other's absence) count as the same attribute: removing them would remove the direction."""
+    With `same_above`, rows nearly parallel or opposite to it (|cos| > same_above) count as the same attribute:
+    gallery tags such as "happy" and "calm", where one is the other's absence, would otherwise remove each other.
+    (Not for the classifier's attributes: there a large |cos| between, say, dark skin and glasses is a confound
+    in the samples, exactly what conditioning is for.)"""
     out = []
     for i, attr in enumerate(attributes):
         d = matrix[i].double()
         cos = (matrix.double() @ d) / (matrix.double().norm(dim=1) * d.norm()).clamp(min=1e-12)
-        others = matrix[[j for j, a in enumerate(attributes) if a != attr and abs(float(cos[j])) <= same_above]]
+        near = [same_above is not None and abs(float(c)) > same_above for c in cos]
+        others = matrix[[j for j, a in enumerate(attributes) if a != attr and not near[j]]]
         if len(others):
             q, _ = torch.linalg.qr(others.double().T)  # orthonormal basis of their span (z_dim, m)
             d = d - q @ (q.T @ d)
@@ -389,7 +392,7 @@ def conditional(matrix: Tensor, attributes: Sequence[str], same_above: float = S
 
 
 def labelled_directions(z: Tensor, labels: Sequence[Labelled], condition: bool = True,
-                        min_examples: int = MIN_EXAMPLES) -> Directions:
+                        min_examples: int = MIN_EXAMPLES, same_above: float | None = None) -> Directions:
     """One direction per label set with at least `min_examples` positives and negatives, fitted on the latents z
     (N, z_dim); conditional on the other attributes when `condition`."""
     kept, rows, skipped = [], [], []
@@ -406,7 +409,7 @@ def labelled_directions(z: Tensor, labels: Sequence[Labelled], condition: bool =
         return Directions((), torch.zeros(0, z.shape[1]))
     matrix = torch.stack(rows)
     if condition:
-        matrix = conditional(matrix, [lab.attribute for lab in kept])
+        matrix = conditional(matrix, [lab.attribute for lab in kept], same_above)
     return Directions(tuple(lab.direction for lab in kept), matrix)
 
 
@@ -497,7 +500,7 @@ def tag_directions(gen: Sampler, items: Iterable[tuple[int, Sequence[str]]], min
         slug = re.sub(r"[^a-z0-9_-]+", "-", tag.lower()).strip("-")[:60] or "tag"
         positive = np.array([tag in tags for _, tags in items])
         labels.append(Labelled(Direction(f"tag-{slug}", f"Tag: {tag}", "tag", "details", 1.0, 3.0), f"tag:{tag}", positive))
-    found = labelled_directions(z, labels, condition, min_examples)
+    found = labelled_directions(z, labels, condition, min_examples, same_above=SAME_ABOVE)
     return replace(found, info={"tags": {"items": len(items), "min_examples": min_examples}})
 
 
