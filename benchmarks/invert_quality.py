@@ -18,12 +18,14 @@ Reported, each against two baselines (the best seed alone, before refining; a ra
   skin colour, long/short hair and glasses (all four at once), and each of its 9 attributes on average;
 - SWD (x 1e3) between the inputs and the faces (the project's Laplacian-pyramid patch SWD; with 50 images it is
   noisy, so compare the columns with each other, not with docs/pretrained.md's 5,000-image values);
-- seconds per picture (wall time on this machine at --threads), median and slowest.
+- seconds per picture (wall time on this machine at --threads), median and slowest, and the process's CPU time
+  (user + system over its threads: on a machine shared with other jobs the wall time grows, this much less).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -74,12 +76,13 @@ def main() -> int:
         images = data["images"]
     idx = np.random.default_rng(0).permutation(len(images))[: args.faces]
     inputs = np.stack([fit_picture(images[i], gen.resolution) for i in idx])
-    results, seconds = [], []
+    results, seconds, cpu = [], [], []
     invert(gen, inputs[0], steps=2, seeds=8)  # warm-up (first-call allocations), not timed
     for face in inputs:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         results.append(invert(gen, face, steps=args.steps, seeds=args.seeds))
         seconds.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     recon = np.stack([r.image for r in results])
     start = gen.from_seeds([r.seed for r in results])
     rand = gen.from_seeds(list(range(10_000, 10_000 + args.faces)))
@@ -99,7 +102,8 @@ def main() -> int:
     losses = np.array([[r.start_loss, r.loss] for r in results])
     print(f"\nloss (pixel + feature + shell) mean {losses[:, 0].mean():.3f} at the best seed -> {losses[:, 1].mean():.3f}; "
           f"refined better than its start on {int((losses[:, 1] < losses[:, 0]).sum())} of {len(results)}")
-    print(f"seconds per picture: median {np.median(seconds):.1f}, slowest {max(seconds):.1f} "
+    print(f"seconds per picture: median {np.median(seconds):.1f}, slowest {max(seconds):.1f}; CPU seconds (all "
+          f"threads) median {np.median(cpu):.1f}; load average {os.getloadavg()[0]:.1f} at the end "
           f"({args.seeds} seeds, {args.steps} steps; {cpu_model()}, {args.threads} threads, torch {torch.__version__})")
     if args.grid:
         k = min(8, len(inputs))
