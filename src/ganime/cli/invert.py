@@ -17,6 +17,9 @@ def invert(
     steps: int = typer.Option(150, help="Adam steps refining the best seeds' latents."),
     seeds: int = typer.Option(512, help="Seeds 0..N-1 whose faces are searched for a start."),
     time_budget: float = typer.Option(None, help="Stop refining after this many seconds."),
+    threads: int = typer.Option(
+        0, help="CPU threads for torch (0 = torch's default). On a machine busy with other jobs 1 is fastest."
+    ),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N, mps or auto."),
 ) -> None:
     """Find the latent whose face is nearest to PICTURE; write the face, the latent and a permalink fragment."""
@@ -30,8 +33,12 @@ def invert(
     from ganime.io import atomic_path, atomic_write_text, save_png
     from ganime.latent import encode_latent
 
-    if steps < 0 or seeds < 1:
-        raise ConfigError("--steps must be >= 0 and --seeds >= 1")
+    if steps < 0 or seeds < 1 or threads < 0:
+        raise ConfigError("--steps and --threads must be >= 0 and --seeds >= 1")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     image = load_picture(picture)  # before loading the generator: a mistyped path fails at once
     gen = load_generator(source, device=resolve_device(device))
     result = search(gen, image, steps=steps, seeds=seeds, time_budget_s=time_budget)
