@@ -1,7 +1,9 @@
 """Load test of `ganime serve`: faces/s, p50/p99 latency and peak RSS, with and without micro-batching.
 
 Starts `python -m ganime serve` on 127.0.0.1 (a free port) for each mode, sends a bounded number of
-GET /api/face.png requests (unique seeds) from N concurrent keep-alive connections, then stops it.
+GET /api/face.png requests (unique seeds) from N concurrent keep-alive connections, then stops it. Each
+connection comes from its own loopback address (127.0.0.2, 127.0.0.3, ...): N clients, as the server's
+per-client limits see them (the rate limit is off: --rate-limit 0; the render cap per client is on).
 Loopback only; every loop is bounded in requests and in time.
 
     python benchmarks/serve_load.py                       # 64 px DCGAN (z 128, ngf 64), untrained weights
@@ -84,8 +86,9 @@ async def fetch_many(port: int, seeds: list[int], concurrency: int, size: int | 
     todo = iter(seeds)
     extra = f"&size={size}" if size else ""
 
-    async def client() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async def client(k: int) -> None:
+        # its own source address: one client per connection for the server's per-client limits
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(f"127.0.0.{2 + k}", 0))
         try:
             for seed in todo:
                 if time.monotonic() > deadline:
@@ -106,7 +109,7 @@ async def fetch_many(port: int, seeds: list[int], concurrency: int, size: int | 
         finally:
             writer.close()
 
-    await asyncio.gather(*(client() for _ in range(concurrency)))
+    await asyncio.gather(*(client(k) for k in range(concurrency)))
     return latencies
 
 
@@ -205,8 +208,8 @@ def main() -> None:
     p.add_argument("--modes", default="batched,unbatched")
     p.add_argument("--time-limit", type=float, default=300, help="seconds per mode, then stop")
     args = p.parse_args()
-    if not 1 <= args.requests <= 100_000 or not 1 <= args.concurrency <= 256:
-        p.error("--requests must be 1..100000 and --concurrency 1..256")
+    if not 1 <= args.requests <= 100_000 or not 1 <= args.concurrency <= 250:
+        p.error("--requests must be 1..100000 and --concurrency 1..250")
 
     import torch
 

@@ -3,6 +3,7 @@
     (cd scripts/faces && npm ci)          # @dicebear/core, @dicebear/collection 9.4.3, @resvg/resvg-js 2.6.2
     python scripts/build_faces_dataset.py                                  # the shipped 64 px set
     python scripts/build_faces_dataset.py --size 128 --out data/faces-128.npz   # the same faces at 128 px
+    python scripts/build_faces_dataset.py --style lorelei --count 5000 --out data/lorelei-64.npz   # another style
 
 Style "adventurer" by Lisa Wischofsky, CC BY 4.0 (src/ganime/assets/LICENSE-dicebear-adventurer.txt).
 Face i is drawn from options picked by a counter-based generator keyed by i, so a given --count and --size
@@ -33,10 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=DEFAULT_COUNT, help="faces to render (before duplicates go)")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--style", default=dicebear.STYLE, help="any DiceBear style (lorelei, notionists, shapes...); only adventurer has labels"
+    )
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     try:
-        faces = dicebear.render(args.count, args.size, RENDERER)
+        faces = dicebear.render(args.count, args.size, RENDERER, style=args.style)
         path = dicebear.save(faces, args.out)
     except GanimeError as e:
         print(f"error: {e}", file=sys.stderr)

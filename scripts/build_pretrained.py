@@ -40,14 +40,13 @@ import numpy as np
 import torch
 
 from ganime.checkpoint import read_state, resolve_checkpoint
-from ganime.data.dataset import load_dataset
 from ganime.directions import compute_directions, directions_path, preview_sheet, save_directions
 from ganime.errors import GanimeError
-from ganime.eval_report import evaluate, real_subset
+from ganime.eval_report import evaluate
 from ganime.generate import load_generator, pretrained_path, save_generator
 from ganime.io import atomic_write_json, make_grid, save_png
 from ganime.latent import SCHEMES
-from ganime.metrics import available_metrics, compute
+from ganime.metrics import available_metrics
 from ganime.metrics.attributes import check_faces_source
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,7 +153,6 @@ def build(
     meta = json.loads(path.with_suffix(".json").read_text())
     meta["card"]["quality"] = {
         **{k: round(float(v), 4) for k, v in report.metrics.items() if not isinstance(v, str)},
-        **swd_floor(n, data, resolution),
         "n_real": report.n_real,
         "n_fake": report.n_fake,
         "seed": report.seed,
@@ -200,17 +198,6 @@ def save_palette_png(image: np.ndarray, path: Path) -> None:
 
     sheet = Image.fromarray(image).quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
     sheet.save(path, optimize=True)
-
-
-def swd_floor(n: int, data: str, resolution: int) -> dict:
-    """SWD between the n real images `ganime eval` compares with (seed 0) and n other real images: the value
-    a perfect generator would get at this n (the metric's noise floor)."""
-    images = load_dataset(data, resolution).images
-    used = real_subset(np.arange(len(images))[:, None, None, None], n, seed=0)[:, 0, 0, 0]
-    rest = np.setdiff1d(np.arange(len(images)), used)
-    other = np.random.default_rng(1).choice(rest, min(n, len(rest)), replace=False)
-    values = compute("swd", np.asarray(images[np.sort(used)]), np.asarray(images[np.sort(other)]), seed=0)
-    return {"swd_real": round(float(values["swd"]), 4), "swd_real_n": len(other)}
 
 
 def card_markdown(meta: dict, path: Path) -> str:

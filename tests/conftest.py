@@ -47,6 +47,16 @@ def tiny_config(data: Path, cache: Path, name: str = "tutorial", **changes) -> T
     return override(preset(name), **{**base, **changes})
 
 
+def tiny_grow_config(data: Path, cache: Path, **changes) -> TrainConfig:
+    """The default `grow` recipe shrunk: 8 -> 16 -> 32 px, width 4 at the top, fp32 (no timing of precisions)."""
+    from ganime.config import resize, validate
+
+    cfg = tiny_config(data, cache, name="grow", **{"model.resolution": 64})
+    cfg = resize(override(cfg, **{"growth.start": 8, "model.levels": 3}), 32)
+    fixed = {"model.g_width": 4, "model.d_width": 4, "precision": "fp32", "channels_last": "off"}
+    return validate(override(cfg, **{**fixed, **changes}))
+
+
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     write_images(tmp_path / "imgs" / "nested", 12)

@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 import ganime
-from conftest import tiny_config, write_images
+from conftest import tiny_grow_config, write_images
 from ganime.cli import _register, app
 from ganime.cli import main as cli_main
 
@@ -118,7 +118,8 @@ def test_readme_run_directory_is_what_a_run_writes(tmp_path, monkeypatch):
     # and `ganime eval`, which also write into the run directory
     monkeypatch.chdir(tmp_path)
     write_images(tmp_path / "data", 12)
-    cfg = tiny_config(tmp_path / "data", tmp_path / "cache", epochs=2, eval_every=1, eval_n=16)
+    # the default recipe, which grows (plan.json), in miniature
+    cfg = tiny_grow_config(tmp_path / "data", tmp_path / "cache", epochs=2, eval_every=1, eval_n=16)
     run = ganime.train(cfg, out=tmp_path / "run", progress=False).run_dir
     assert cli_main(["video", str(run)]) == 0
     assert cli_main(["eval", str(run), "--n", "16", "--metrics", "swd,nn"]) == 0

@@ -90,3 +90,13 @@ def test_make_grid_places_images_row_by_row_with_padding():
     assert make_grid(images).shape == (2 * 4 + 2, 3 * 5 + 2, 1)  # default: ceil(sqrt(5)) = 3 per row
     assert make_grid(images, padding=0).shape == (4, 9, 1)
 
+
+
+def test_grids_of_small_images_are_enlarged_to_a_visible_tile_pixel_for_pixel():
+    from ganime.io import make_grid
+
+    images = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    grid = make_grid(images, nrow=2, padding=0, min_tile=40)  # 16 px -> x3 = 48 px tiles
+    assert grid.shape == (96, 96, 3)
+    assert np.array_equal(grid[:48:3, :48:3], images[0]) and np.array_equal(grid[1:48:3, 2:48:3], images[0])
+    assert make_grid(images, nrow=2, padding=0).shape == (32, 32, 3)  # no minimum: as drawn

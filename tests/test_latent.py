@@ -18,7 +18,7 @@ from ganime.generate import LoadedGenerator, default_generator_path, load_genera
 from ganime.latent import MAX_SEED, PORTABLE, TORCH, portable_latents
 from ganime.models import build_generator
 
-LATENT_JS = Path(__file__).resolve().parents[1] / "src" / "ganime" / "web" / "browser" / "latent.js"
+LATENT_JS = Path(__file__).resolve().parents[1] / "src" / "ganime" / "web" / "static" / "latent.js"
 # 16 seeds: small, sequential, around 2**32 and 2**53 (where JavaScript numbers stop being exact) and the top
 SEEDS = [0, 1, 2, 3, 42, 123, 1000, 65535, 2**31 - 1, 2**32 - 1, 2**32, 2**53 - 1, 2**53, 2**53 + 1, 2**62 + 12345, MAX_SEED]
 Z_DIM = 129  # odd: the last Box-Muller pair keeps only its cosine

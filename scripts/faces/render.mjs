@@ -1,18 +1,39 @@
 // Render DiceBear "adventurer" faces (Lisa Wischofsky, CC BY 4.0) to raw RGBA pixels, with the options of each.
-//   node render.mjs COUNT SIZE OUT_PREFIX [FIRST]
+//   node render.mjs COUNT SIZE OUT_PREFIX [FIRST] [STYLE]
 // writes OUT_PREFIX.rgba (COUNT x SIZE x SIZE x 4 bytes, face FIRST first) and OUT_PREFIX.json (the options).
 // Each face's options are drawn here from a counter-based generator keyed by its index (not by DiceBear's own
 // seed hashing), so the labels are exactly what was drawn and face i is the same whatever COUNT is.
+// STYLE (default adventurer) may name any style of @dicebear/collection in camelCase or kebab-case (lorelei,
+// notionists, shapes...): those are drawn by DiceBear's own options from the seed "ganime-INDEX", without labels.
 import { writeFileSync } from "node:fs";
 import { createAvatar } from "@dicebear/core";
-import { adventurer } from "@dicebear/collection";
+import * as collection from "@dicebear/collection";
 import { Resvg } from "@resvg/resvg-js";
 
-const [count, size, prefix, first = "0"] = process.argv.slice(2);
+const { adventurer } = collection;
+const [count, size, prefix, first = "0", styleName = "adventurer"] = process.argv.slice(2);
 const N = Number.parseInt(count, 10), S = Number.parseInt(size, 10), F = Number.parseInt(first, 10);
 if (!(N > 0) || !(S >= 16) || !prefix || !(F >= 0)) {
-  console.error("usage: node render.mjs COUNT SIZE OUT_PREFIX [FIRST]");
+  console.error("usage: node render.mjs COUNT SIZE OUT_PREFIX [FIRST] [STYLE]");
   process.exit(2);
+}
+const camel = styleName.replace(/-([a-z])/g, (_, c) => c.toUpperCase());
+if (camel !== "adventurer") {
+  const style = collection[camel];
+  if (!style || !style.schema) {
+    console.error(`unknown DiceBear style ${styleName}; the collection has: ${Object.keys(collection).join(", ")}`);
+    process.exit(2);
+  }
+  const rgba = Buffer.alloc(N * S * S * 4);
+  for (let k = 0; k < N; k++) {
+    const svg = createAvatar(style, { seed: `ganime-${F + k}`, size: S }).toString();
+    const img = new Resvg(svg, { fitTo: { mode: "width", value: S } }).render();
+    if (img.width !== S || img.height !== S) throw new Error(`image ${F + k}: rendered ${img.width}x${img.height}`);
+    img.pixels.copy(rgba, k * S * S * 4);
+  }
+  writeFileSync(`${prefix}.rgba`, rgba);
+  writeFileSync(`${prefix}.json`, JSON.stringify({ style: styleName, first: F, size: S, attributes: [], labels: [] }));
+  process.exit(0);
 }
 
 // splitmix64 over BigInt: stream i gives the same numbers on every platform

@@ -17,7 +17,7 @@ from ganime.latent import PORTABLE, SCHEMES, TORCH
 
 SUPPORTED_RESOLUTIONS = (16, 32, 64, 128, 256)
 # The experiment: a resumed run keeps these as saved (resume_config); its budgets, intervals and runtime may change.
-FROZEN_SECTIONS = ("model", "optim", "loss", "data", "batch_size", "seed", "grow_from")
+FROZEN_SECTIONS = ("model", "optim", "loss", "data", "batch_size", "seed", "grow_from", "growth")
 BUDGET_FIELDS = ("epochs", "kimg", "minutes", "max_steps")
 
 
@@ -36,6 +36,8 @@ class ModelConfig:
     spectral_norm: bool = False  # spectral norm on D's convs instead of BatchNorm (Miyato et al. 2018)
     num_classes: int = 0  # > 0: class-conditional G and D
     mbstd: int = 0  # > 0: minibatch standard deviation over groups of this size before D's head (ProGAN)
+    levels: int = 1  # grown model: 2x blocks on top of a dcgan trunk at resolution / 2^levels (models/grown.py)
+    gain_scale: float = 1.0  # grown model: each block's skip gain is this x its parameter (its lr multiplier)
     latents: str = PORTABLE  # seed -> z mapping (ganime.latent): PORTABLE = the same face in torch, ONNX, browser
 
     # A saved config without these keys predates them: it takes these values, not the defaults of new runs
@@ -64,6 +66,11 @@ class LossConfig:
     diffaugment: str = ""  # comma list of DiffAugment policies: color,translation,cutout
     ema_beta: float = 0.0  # EMA of G's weights (Karras et al. 2018); 0 = no EMA
     ema_rampup: float = 0.0  # > 0: EMA half-life = this fraction of the steps so far, capped by ema_beta
+    # adaptive augmentation (StyleGAN2-ADA, Karras et al. 2020): > 0 = apply each DiffAugment op to an image with
+    # probability p, raised while D's sign(real logits) averages above this target (D over-fits), else lowered
+    ada_target: float = 0.0
+    ada_kimg: float = 100.0  # p can move from 0 to 1 in this many thousand images
+    ada_interval: int = 4  # steps between updates of p
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,19 @@ class DataConfig:
     cache_dir: str = ""  # "" = ~/.cache/ganime/datasets
     hflip: bool = False  # random horizontal flips of real images
     max_archive_mb: int = 16384  # stop reading a .zip/.tar after this much uncompressed data (zip bombs)
+
+
+@dataclass(frozen=True)
+class GrowthConfig:
+    """A growth schedule (training/growth.py): the grown model's innermost network trains first, at `start` px,
+    then each 2x block joins in turn (progressive growing, Karras et al. 2018), at points planned from the budget."""
+
+    start: int = 0  # resolution of the first stage; 0 = no schedule (the whole network trains from step 0)
+    final_share: float = 0.5  # the plan: share of the budget's time for the last (full-resolution) stage;
+    # the earlier stages share the rest equally
+    kimg: tuple[float, ...] = ()  # grow after this many thousand images, one point per block; () = plan at start
+
+    VARIABLE: ClassVar[tuple[str, ...]] = ("kimg",)  # tuples of any length
 
 
 @dataclass(frozen=True)
@@ -97,6 +117,7 @@ class TrainConfig:
     grid_size: int = 64  # fixed latents for sample grids
     sample_every: int = 0  # extra grid every N steps (0 = only at epoch ends)
     ckpt_every: int = 0  # checkpoint every N steps (0 = only at epoch ends and on exit)
+    ckpt_minutes: float = 10.0  # also checkpoint after this many minutes since the last one (0 = off)
     keep_ckpts: int = 3
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "fp32"  # fp32 | bf16 | fp16 | auto
@@ -112,6 +133,7 @@ class TrainConfig:
     # a run (or checkpoint) at half the resolution whose G, D and G_ema start the trunks of a new `grown` model
     # (models/grown.py; progressive growing): "" = start from random weights
     grow_from: str = ""
+    growth: GrowthConfig = field(default_factory=GrowthConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict."""
@@ -139,6 +161,10 @@ def _from_dict(cls: type, d: dict[str, Any]) -> Any:
         default = getattr(cls(), name)
         if dataclasses.is_dataclass(default):
             kwargs[name] = _from_dict(type(default), value)
+        elif name in getattr(cls, "VARIABLE", ()):
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{cls.__name__}.{name} must be a list, got {value!r}"[:300])
+            kwargs[name] = tuple(_checked(cls, name, 0.0, v) for v in value)
         elif isinstance(default, tuple):
             if not isinstance(value, (list, tuple)) or len(value) != len(default):
                 raise ConfigError(f"{cls.__name__}.{name} must be a list of {len(default)} values, got {value!r}")
@@ -200,6 +226,19 @@ _MODERN = TrainConfig(
     channels_last="auto",
 )
 
+# The default (`ganime train` with no --preset): modern's losses, R1, DiffAugment, EMA and rates in a network that
+# grows (progressive growing, Karras et al. 2018; training/growth.py). It is the 64 px `modern` network with an
+# RGB skip at each size (models/grown.py, 2 levels): a 16 px DCGAN trains first, then the 32 px and 64 px blocks
+# join, at points planned from the budget and the measured speed of each stage, so a short run spends its first
+# minutes where images are cheap. docs/quality.md "Growing" holds the ablation that chose it on sets it was not
+# tuned on.
+_GROW = dataclasses.replace(
+    _MODERN,
+    preset="grow",
+    model=ModelConfig(arch="grown", levels=2, g_width=32, d_width=32, spectral_norm=True),
+    growth=GrowthConfig(start=16, final_share=0.5),
+)
+
 PRESETS: dict[str, TrainConfig] = {
     # pytorch/examples dcgan + the PyTorch DCGAN tutorial, exactly: latent 128 (nz), ngf = ndf = 64,
     # BCE on logits (numerically the tutorial's Sigmoid + BCELoss), Adam 2e-4 / (0.5, 0.999), batch 128,
@@ -223,6 +262,7 @@ PRESETS: dict[str, TrainConfig] = {
         batch_size=64,
     ),
     "modern": _MODERN,
+    "grow": _GROW,
     # 128 px on a CPU: the 64 px `modern` network grown by one 2x block on each side (models/grown.py), with
     # 16 channels at 64 x 64 in G and D: ~1.4x the 64 px network's convolution work per image (a DCGAN doubled
     # in width per stage costs 5x, FastGAN 50x; docs/benchmarks.md "128 px on a CPU"). The same losses, R1,
@@ -272,6 +312,29 @@ def preset(name: str) -> TrainConfig:
         raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}") from None
 
 
+def resize(cfg: TrainConfig, resolution: int) -> TrainConfig:
+    """`cfg` drawing `resolution` px. A growing recipe keeps its first stage and its widths at 4 x 4: the number of
+    2x blocks follows the size, and the widths of the last block scale inversely with it (so --resolution 128
+    gives the 128 px `modern-128` channels, 16 at 64 x 64)."""
+    if not cfg.growth.start or resolution == cfg.model.resolution:
+        return override(cfg, **{"model.resolution": resolution})
+    start = cfg.growth.start
+    if resolution not in SUPPORTED_RESOLUTIONS:
+        raise ConfigError(f"resolution {resolution} is not supported; use one of {SUPPORTED_RESOLUTIONS}")
+    if resolution <= start:
+        raise ConfigError(
+            f"preset {cfg.preset} grows from {start} px: give a --resolution above it "
+            f"({', '.join(str(r) for r in SUPPORTED_RESOLUTIONS if r > start)}), or pick another --preset"
+        )
+    m = cfg.model
+    scale = lambda w: max(4, w * m.resolution // resolution)
+    model = replace(
+        m, resolution=resolution, levels=(resolution // start).bit_length() - 1, g_width=scale(m.g_width),
+        d_width=scale(m.d_width),
+    )
+    return replace(cfg, model=model, growth=replace(cfg.growth, kimg=()))
+
+
 def override(cfg: TrainConfig, **changes: Any) -> TrainConfig:
     """Return `cfg` with dotted-path changes, e.g. override(cfg, **{"model.resolution": 32})."""
     for key, value in changes.items():
@@ -310,6 +373,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError("D dropout must be in [0, 1)")
     if cfg.model.mbstd < 0 or (cfg.model.mbstd and cfg.model.arch not in ("dcgan", "grown")):
         raise ConfigError("model.mbstd (minibatch std group size) must be >= 0 and is built into the dcgan D only")
+    _check_growth(cfg)
     if cfg.grow_from and cfg.model.arch != "grown":
         raise ConfigError("--grow-from grows a run into the grown model: use --preset modern-128")
     if cfg.loss.r2_gamma < 0 or cfg.loss.r1_gamma < 0:
@@ -320,9 +384,28 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError("--max-rollbacks must be 0 or more and --on-save-error stop or continue")
     if cfg.data.max_archive_mb < 1:
         raise ConfigError("--max-archive-mb must be 1 or more")
+    if cfg.ckpt_minutes < 0:
+        raise ConfigError("--ckpt-minutes must be 0 (off) or more")
+    if cfg.loss.ada_target < 0 or cfg.loss.ada_target >= 1 or cfg.loss.ada_kimg <= 0 or cfg.loss.ada_interval < 1:
+        raise ConfigError("loss.ada_target must be in [0, 1) (0 = off), loss.ada_kimg > 0 and loss.ada_interval >= 1")
     if cfg.eval_every < 0 or cfg.eval_n < 2 or cfg.eval_metric not in ("swd", "fid", "kid"):
         raise ConfigError("--eval-every must be >= 0 epochs, --eval-n >= 2, --eval-metric swd, fid or kid")
     return cfg
+
+
+def _check_growth(cfg: TrainConfig) -> None:
+    g, m = cfg.growth, cfg.model
+    if not g.start:
+        return
+    if m.arch != "grown" or g.start < 8 or g.start & (g.start - 1) or m.resolution != g.start * 2**m.levels:
+        raise ConfigError(
+            f"a growth schedule from {g.start} px needs the grown model with {m.resolution} px = {g.start} px x 2^levels "
+            f"(it has arch {m.arch}, levels {m.levels}); set the size with --resolution"
+        )
+    if len(g.kimg) not in (0, m.levels) or any(b <= a for a, b in zip(g.kimg, g.kimg[1:])) or any(k < 0 for k in g.kimg):
+        raise ConfigError(f"growth.kimg needs {m.levels} increasing grow points (thousands of images), got {list(g.kimg)}")
+    if not 0 < g.final_share <= 1:
+        raise ConfigError("growth.final_share must be in (0, 1]")
 
 
 def resume_config(saved: TrainConfig, **overrides: Any) -> TrainConfig:

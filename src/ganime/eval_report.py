@@ -83,10 +83,20 @@ def sample_generator(gen: LoadedGenerator, n: int, seed: int = 0) -> np.ndarray:
 
 def real_subset(images: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """n images picked without replacement by a seeded generator (all of them if the set is smaller), as RGB."""
-    if len(images) > n:
-        idx = np.sort(np.random.default_rng(seed).choice(len(images), n, replace=False))
-        images = images[idx]
-    return to_rgb(np.asarray(images))
+    return real_subsets(images, n, seed)[0]
+
+
+def real_subsets(images: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """`real_subset`, and n more real images disjoint from it (None where the set holds fewer than 2n): the other
+    side of the real-vs-real floor of the swd metric, at the same count as the generated images."""
+    if len(images) <= n:
+        return to_rgb(np.asarray(images)), None
+    idx = np.sort(np.random.default_rng(seed).choice(len(images), n, replace=False))
+    rest = np.setdiff1d(np.arange(len(images)), idx)
+    other = None
+    if len(rest) >= n:
+        other = to_rgb(np.asarray(images[np.sort(np.random.default_rng((seed, 1)).choice(rest, n, replace=False))]))
+    return to_rgb(np.asarray(images[idx])), other
 
 
 def real_stats_cache(real: np.ndarray) -> dict[str, Path | str]:
@@ -166,7 +176,7 @@ def evaluate(
     )
     if len(dataset) < 2:
         raise DataError(f"{dataset.source} holds {len(dataset)} image(s); evaluation needs at least 2")
-    real = real_subset(dataset.images, n, seed)
+    real, other = real_subsets(dataset.images, n, seed)
     if len(real) < n:
         log.warning("the data set has %d images: comparing %d generated images with all of them", len(real), n)
     log.info("sampling %d images from %s", n, gen.source)
@@ -180,6 +190,7 @@ def evaluate(
         seed=seed,
         inception_weights=inception_weights,
         **real_stats_cache(real),
+        real_other=other if other is not None and len(other) == len(fake) else None,
         out_dir=extras_dir,
         device=device,
     )

@@ -90,9 +90,18 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     return atomic_write_bytes(path, png_bytes(image))
 
 
-def make_grid(images: np.ndarray, nrow: int | None = None, padding: int = 2, pad_value: int = 255) -> np.ndarray:
+GRID_TILE = 64  # `ganime generate --grid` shows smaller images enlarged to at least this size
+
+
+def make_grid(
+    images: np.ndarray, nrow: int | None = None, padding: int = 2, pad_value: int = 255, min_tile: int = 0
+) -> np.ndarray:
     """Tile uint8 NHWC images into one uint8 HWC image: `nrow` images per row (default: a square-ish grid),
-    `padding` pixels of `pad_value` around and between them."""
+    `padding` pixels of `pad_value` around and between them. Images smaller than `min_tile` px are enlarged by
+    the smallest whole factor that reaches it, each pixel a block (what the model drew, at a size a person sees)."""
+    if min_tile and 0 < images.shape[1] < min_tile:
+        k = -(-min_tile // images.shape[1])
+        images = images.repeat(k, axis=1).repeat(k, axis=2)
     n, h, w, c = images.shape
     nrow = nrow or max(1, math.ceil(math.sqrt(n)))
     rows = math.ceil(n / nrow)

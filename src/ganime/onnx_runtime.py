@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ganime.errors import CheckpointError, ConfigError, GanimeError, MissingDependencyError
-from ganime.io import make_grid, save_png
+from ganime.io import GRID_TILE, make_grid, save_png
 from ganime.latent import PORTABLE, TORCH, check_seeds, edit_offset, parse_edits, portable_latents
 
 log = logging.getLogger(__name__)
@@ -278,7 +278,7 @@ def write_pngs(
         grid = Path("grid.png")
     done = []
     if grid is not None:
-        done.append(f"wrote {save_png(make_grid(images), grid)} ({n} images, {what})")
+        done.append(f"wrote {save_png(make_grid(images, min_tile=GRID_TILE), grid)} ({n} images, {what})")
     if outdir is not None:
         for name, img in zip(names, images):
             save_png(img, Path(outdir) / name)

@@ -134,3 +134,24 @@ def test_repeated_patches_count_as_often_as_drawn() -> None:
     weighted = sliced_wasserstein_1d(rows, other, np.random.default_rng(1), 2, None, weights, other_weights)
     assert weighted == pytest.approx(sliced_wasserstein_1d(*written_out, np.random.default_rng(1), 2), rel=1e-6)
     assert weighted > 0.01
+
+
+def test_the_swd_metric_reports_its_own_real_vs_real_floor(real: np.ndarray) -> None:
+    from ganime.eval_report import real_subsets
+    from ganime.metrics import compute
+
+    pool = smooth_images(300, seed=3)
+    scored, other = real_subsets(pool, 100, seed=0)
+    assert other is not None and len(other) == 100
+    fake = add_noise(scored, 40.0)
+    # with other reals: the floor is the same distance between the scored reals and those, at the same count
+    out = compute("swd", scored, fake, real_other=other)
+    assert out["swd_real"] == pytest.approx(sliced_wasserstein(scored, other)["swd"])
+    assert out["swd_real_n"] == 100 and out["swd_real"] < out["swd"]  # noisy fakes sit above the floor
+    # without them: two halves of the scored reals, at half the count (and it says so)
+    out = compute("swd", scored, fake)
+    assert out["swd_real_n"] == 50 and 0 < out["swd_real"] < out["swd"]
+    # the subset real_subsets scores with is the one real_subset always picked, and the other one is disjoint
+    flat = {a.tobytes() for a in scored}
+    assert not flat & {a.tobytes() for a in other}
+    assert real_subsets(pool, 300)[1] is None  # too few for a disjoint set of the same size

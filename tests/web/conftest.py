@@ -72,14 +72,16 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     torch.set_num_threads(threads)
 
 
-# TestClient's and httpx's default host names join the loopback ones; no rate limit unless a test sets one
+# TestClient's and httpx's default host names join the loopback ones (TestClient's client address,
+# "testclient", counts as this machine); no rate limit or per-client render cap unless a test sets one
 TEST_HOSTS = ("testserver", "test", "t", "localhost", "127.0.0.1", "::1")
 
 
 def make_policy(**kwargs):
     from ganime.web.security import ServePolicy
 
-    return ServePolicy(**{"allowed_hosts": TEST_HOSTS, "rate": 0.0, **kwargs})
+    defaults = {"allowed_hosts": TEST_HOSTS, "local_hosts": (*TEST_HOSTS, "testclient"), "rate": 0.0}
+    return ServePolicy(**{**defaults, "renders_per_client": 0, **kwargs})
 
 
 @pytest.fixture
@@ -155,3 +157,83 @@ def serving(app):
     finally:
         server.should_exit = True
         thread.join(20)
+
+
+DIRECTIONS = [  # name, label, group: one per group and a second colour, as the page groups them
+    ("hair-red", "Red hair", "colours"),
+    ("sefa-0", "Direction 1", "shape"),
+    ("sefa-1", "Direction 2", "details"),
+    ("eyes-blue", "Blue eyes", "colours"),
+]
+
+
+@pytest.fixture(scope="session")
+def edit_generator_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny generator with four unit directions beside it (tiny.directions.{safetensors,json}), in the
+    format `ganime directions` writes."""
+    import numpy as np
+
+    from ganime.web.edit_space import save_directions
+
+    path = save_generator(tiny_generator(), tmp_path_factory.mktemp("edit-gen") / "tiny")
+    rng = np.random.default_rng(7)
+    matrix = rng.standard_normal((len(DIRECTIONS), 16)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    entries = [{"name": n, "label": label, "kind": "sefa", "group": g, "step": 0.5, "range": 3.0}
+               for n, label, g in DIRECTIONS]
+    save_directions(path.with_name("tiny.directions"), entries, matrix)
+    return path
+
+
+@contextlib.contextmanager
+def serving_folder(folder: Path):
+    """A folder from Python's own static file server (no ganime code serving): yields its URL."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+# --- the one page (web/static) in Chromium, whatever its back end -------------------------------------------
+
+
+def wait_face(page, key: str | None = None) -> None:
+    """Wait until #face has loaded the face of permalink `key` ("#seed=3&t=0.7"; None: any face)."""
+    page.wait_for_function(
+        "k => { const f = document.getElementById('face'); return (k === null || f.dataset.key === k) &&"
+        " document.body.dataset.state === 'drawn' && f.complete && f.naturalWidth > 0; }",
+        arg=key,
+    )
+
+
+def face_pixels(page):
+    """The face the page shows, uint8 HWC RGB at the image's own size (drawn 1:1 on a canvas to read it)."""
+    import numpy as np
+
+    size, data = page.evaluate(
+        "() => { const f = document.getElementById('face'); const c = document.createElement('canvas');"
+        " c.width = f.naturalWidth; c.height = f.naturalHeight; const x = c.getContext('2d'); x.drawImage(f, 0, 0);"
+        " return [c.width, Array.from(x.getImageData(0, 0, c.width, c.height).data)]; }"
+    )
+    return np.array(data, np.uint8).reshape(size, size, 4)[..., :3]
+
+
+def face_picture(tmp_path: Path, image, name: str = "picture.png", scale: int = 8) -> Path:
+    """A picture to search with: a face, scaled up smoothly (as a photo would be larger than the model)."""
+    from PIL import Image
+
+    im = Image.fromarray(image)
+    path = tmp_path / name
+    im.resize((im.width * scale, im.height * scale), Image.BICUBIC).save(path)
+    return path

@@ -186,7 +186,7 @@ def test_gallery_save_list_filter_get_delete(client):
     assert a.status_code == 201, a.text
     item = a.json()
     assert (
-        item["tags"] == ["smile", "red-hair"] and item["seed"] == 42 and item["permalink"] == "/?seed=42&truncation=0.8"
+        item["tags"] == ["smile", "red-hair"] and item["seed"] == 42 and item["permalink"] == "/#seed=42&t=0.8"
     )
     b = client.post("/api/gallery", json={"seed": 7, "tags": ["smile"]}).json()
     c = client.post("/api/gallery", json={"seed": 8}).json()
@@ -371,10 +371,14 @@ def test_page_static_files_and_openapi(client):
     for needed in ('id="face"', 'id="new-face"', 'id="save"', 'id="download"', 'id="truncation"', 'id="interp-form"'):
         assert needed in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
-    assert client.get("/static/app.js").status_code == 200
+    # the one page, told that its back end is this server; its modules come from /static/
+    assert 'data-backend="server"' in page.text and 'src="/static/app.js"' in page.text and "{{" not in page.text
+    for module in ("app.js", "renderers.js", "latent.js", "gallery.js"):
+        assert client.get(f"/static/{module}").headers["content-type"].startswith("text/javascript")
     assert client.get("/static/style.css").headers["content-type"].startswith("text/css")
     paths = client.get("/openapi.json").json()["paths"]
-    for p in ("/api/face.png", "/api/grid.png", "/api/interpolate.gif", "/api/gallery", "/api/gallery/{item_id}"):
+    for p in ("/api/face.png", "/api/grid.png", "/api/interpolate.gif", "/api/gallery", "/api/gallery/{item_id}",
+              "/api/directions", "/api/invert"):
         assert p in paths
     assert set(paths["/api/gallery"]) == {"get", "post"} and "delete" in paths["/api/gallery/{item_id}"]
 

@@ -47,6 +47,11 @@ FACE_DIGEST = """async () => {
 }"""
 
 
+def shown_seed(page) -> str:
+    """The seed the page shows (its permalink reads "seed 123")."""
+    return page.locator("#permalink").inner_text().removeprefix("seed ")
+
+
 def face_digest(page) -> str:
     return page.evaluate(FACE_DIGEST)
 
@@ -69,18 +74,18 @@ def test_new_face_permalink_save_and_filter_in_a_real_browser(page, server_url, 
     new_face = page.get_by_role("button", name="New face")
     save = page.get_by_role("button", name="Save to gallery")
     tags = page.get_by_role("textbox", name="tags")
-    seed = page.locator("#permalink").inner_text()
+    seed = shown_seed(page)
     assert seed.isdigit()
     face_loaded(page, seed)
     assert f"seed={seed}" in page.url
     expect(page.get_by_role("img", name=f"generated face, seed {seed}")).to_be_visible()
     first = face_digest(page)
-    assert first == served_digest(f"{server_url}/api/face.png?seed={seed}&size=512")  # the seed's own pixels
+    assert first == served_digest(f"{server_url}/api/face.png?seed={seed}")  # the seed's own pixels
 
     # "New face": another seed, another picture, and the address bar follows
     new_face.click()
-    expect(page.locator("#permalink")).not_to_have_text(seed)
-    second_seed = page.locator("#permalink").inner_text()
+    expect(page.locator("#permalink")).not_to_have_text(f"seed {seed}")
+    second_seed = shown_seed(page)
     face_loaded(page, second_seed)
     assert f"seed={second_seed}" in page.url
     assert face_digest(page) != first
@@ -91,7 +96,7 @@ def test_new_face_permalink_save_and_filter_in_a_real_browser(page, server_url, 
     # the permalink brings the first face back, pixel for pixel
     page.goto(f"{server_url}/?seed={seed}")
     face_loaded(page, seed)
-    expect(page.locator("#permalink")).to_have_text(seed)
+    expect(page.locator("#permalink")).to_have_text(f"seed {seed}")
     assert face_digest(page) == first
     download = page.get_by_role("link", name="Download PNG")
     assert f"seed={seed}" in download.get_attribute("href")
@@ -100,11 +105,11 @@ def test_new_face_permalink_save_and_filter_in_a_real_browser(page, server_url, 
     # the truncation slider: another face for the same seed, kept in the permalink
     page.locator("#truncation").fill("0.5")
     face_loaded(page, seed)
-    assert "truncation=0.5" in page.url and face_digest(page) != first
+    assert "t=0.5" in page.url and face_digest(page) != first
     expect(page.locator("#truncation-value")).to_have_text("0.50")
     page.locator("#truncation").fill("1")
     face_loaded(page, seed)
-    assert "truncation" not in page.url and face_digest(page) == first
+    assert "t=" not in page.url and face_digest(page) == first
 
     # save it with tags, then another face with another tag (Enter in the tags box submits too)
     tags.fill("smile, e2e-test")
@@ -113,8 +118,8 @@ def test_new_face_permalink_save_and_filter_in_a_real_browser(page, server_url, 
     expect(tags).to_have_value("")  # ready for the next face's tags
     expect(page.locator(f"#gallery li[data-seed='{seed}']")).to_have_count(1)
     new_face.click()
-    expect(page.locator("#permalink")).not_to_have_text(seed)
-    other_seed = page.locator("#permalink").inner_text()
+    expect(page.locator("#permalink")).not_to_have_text(f"seed {seed}")
+    other_seed = shown_seed(page)
     tags.fill("other")
     tags.press("Enter")
     expect(page.locator("#gallery li[data-id]")).to_have_count(2)
@@ -142,7 +147,7 @@ def test_new_face_permalink_save_and_filter_in_a_real_browser(page, server_url, 
     page.wait_for_function(
         "() => { const i = document.getElementById('interp-img'); return !i.hidden && i.complete && i.naturalWidth > 0; }"
     )
-    expect(page.locator("#status")).to_contain_text("Walking from seed")
+    expect(page.locator("#interp-status")).to_contain_text("Walking from seed")
 
     shot = artifacts / "web-desktop.png"
     page.screenshot(path=str(shot), full_page=True, animations="disabled")
@@ -152,7 +157,7 @@ def test_new_face_permalink_save_and_filter_in_a_real_browser(page, server_url, 
     # now unused tag go
     page.once("dialog", lambda d: d.dismiss())
     page.get_by_role("button", name=f"delete seed {other_seed}").click()
-    expect(page.locator("#status")).not_to_contain_text("Deleted")
+    expect(page.locator("#gallery-status")).not_to_contain_text("Deleted")
     expect(page.locator("#gallery li[data-id]")).to_have_count(2)
     page.once("dialog", lambda d: d.accept())
     page.get_by_role("button", name=f"delete seed {other_seed}").click()
@@ -188,21 +193,21 @@ def test_page_defects_from_issue_19_stay_fixed(page, server_url, artifacts):
     page.goto(f"{server_url}/?seed=abc&truncation=7")
     expect(page.locator("#status")).to_contain_text("“abc” is not a seed")
     expect(page.locator("#status")).to_contain_text("truncation “7”")
-    assert page.locator("#permalink").inner_text().isdigit()
+    assert shown_seed(page).isdigit()
 
     # a permalink's truncation is shown as it is, not snapped to the slider's steps
     page.goto(f"{server_url}/?seed=5&truncation=0.333")
     face_loaded(page, "5")
     expect(page.locator("#truncation-value")).to_have_text("0.333")
     assert float(page.locator("#truncation").input_value()) == pytest.approx(0.333)
-    assert face_digest(page) == served_digest(f"{server_url}/api/face.png?seed=5&truncation=0.333&size=512")
+    assert face_digest(page) == served_digest(f"{server_url}/api/face.png?seed=5&truncation=0.333")
 
     # a typed seed A survives moving the slider and new faces
     page.fill("#interp-a", "777")
     page.locator("#truncation").fill("0.6")
     face_loaded(page, "5")
     page.get_by_role("button", name="New face").click()
-    expect(page.locator("#permalink")).not_to_have_text("5")
+    expect(page.locator("#permalink")).not_to_have_text("seed 5")
     expect(page.locator("#interp-a")).to_have_value("777")
 
     # 65 saved, 60 drawn: the count says so and "More" draws the rest; 35 tags: "+5 more tags" shows them
@@ -236,6 +241,7 @@ def test_a_public_server_page_needs_the_admin_link_to_save(page, make_app, artif
         face_loaded(page, "3")
         expect(page.locator("#writes-note")).to_contain_text("admin link")
         expect(page.get_by_role("button", name="Save to gallery")).to_be_hidden()
+        expect(page.locator("#picture-form")).to_be_visible()  # a POST that changes nothing: no token needed
         expect(page.locator("#gallery li[data-id]")).to_have_count(1)
         expect(page.get_by_role("button", name="delete seed 3")).to_be_hidden()
         page.screenshot(path=str(artifacts / "web-visitor.png"), full_page=True, animations="disabled")

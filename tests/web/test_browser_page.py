@@ -77,12 +77,13 @@ def page(chromium_page):
 
 
 def canvas_pixels(page) -> np.ndarray:
-    """The face on the page's canvas as uint8 HWC RGB (the canvas holds the generator's own resolution)."""
-    rgba = page.evaluate(
-        "() => { const c = document.getElementById('face');"
-        " return [c.width, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)]; }"
+    """The face the page shows, as uint8 HWC RGB at the generator's own resolution (the <img> holds a lossless
+    PNG of the graph's pixels; drawn 1:1 on a canvas to read them)."""
+    size, data = page.evaluate(
+        "() => { const f = document.getElementById('face'); const c = document.createElement('canvas');"
+        " c.width = f.naturalWidth; c.height = f.naturalHeight; const x = c.getContext('2d'); x.drawImage(f, 0, 0);"
+        " return [c.width, Array.from(x.getImageData(0, 0, c.width, c.height).data)]; }"
     )
-    size, data = rgba
     return np.array(data, np.uint8).reshape(size, size, 4)[..., :3]
 
 
@@ -106,7 +107,7 @@ def test_static_page_draws_the_cli_face_for_seed_123(page, static_url, generator
     diff = np.abs(got.astype(int) - want.astype(int))
     print(f"browser vs CLI: max {diff.max()} levels, {(diff > 0).mean():.1%} of values differ")
     assert diff.max() <= TOLERANCE, f"max {diff.max()} levels, {(diff > 0).mean():.1%} of values differ"
-    assert page.locator("#permalink").inner_text() == "123"
+    assert page.locator("#permalink").inner_text() == "seed 123" and page.url.endswith("#seed=123")
     assert "wasm" in page.locator("#timing").inner_text()
     page.screenshot(path=str(artifacts / "browser-page-seed123.png"))
     # truncation: the slider's value reaches the graph's psi as `--truncation` does
@@ -122,7 +123,7 @@ def test_walk_ends_on_a_new_seed_with_its_cli_face(page, static_url, generator_f
     page.click("#walk")
     page.wait_for_function("document.body.dataset.state === 'drawn' && document.getElementById('face').dataset.seed !== '7'")
     seed = int(page.locator("#face").get_attribute("data-seed"))
-    assert "?seed=" in page.url and page.url.endswith(f"seed={seed}")
+    assert page.url.endswith(f"#seed={seed}")
     want = cli_image(generator_file, seed, tmp_path)
     assert np.abs(canvas_pixels(page).astype(int) - want.astype(int)).max() <= TOLERANCE
     page.fill("#seed", "-3")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from ganime.cli import main
@@ -53,9 +54,36 @@ def test_published_faces_are_the_ones_ganime_generate_draws(site, generator_file
                 pixels(ref / f"seed{seed:06d}.png"),
                 err_msg=f"{psi} {seed}",
             )
-    for name in ("index.html", "site.js", "style.css"):
+    for name in ("index.html", "app.js", "renderers.js", "latent.js", "gallery.js", "style.css"):  # the one page
         assert (site / name).is_file()
-    assert "{{" not in (site / "index.html").read_text()
+    page = (site / "index.html").read_text()
+    assert "{{" not in page and 'data-backend="files"' in page and "Content-Security-Policy" in page
+    assert manifest["edits"]["directions"] == []  # this generator has none: the page hides its sliders
+
+
+def test_publish_renders_each_direction_as_a_strip(edit_generator_file, tmp_path):
+    from ganime.generate import load_generator
+    from ganime.web.edit_space import load_directions
+    from ganime.web.publish import publish
+
+    gen = load_generator(edit_generator_file)
+    report = publish(gen, tmp_path / "site", 5, [0.7, 1.0], edit_amounts=(-2.0, 1.5), edit_seeds=3)
+    assert report.rendered == 5 * 2 + 3 * 4 * 2  # seeds x truncations + edited seeds x directions x amounts
+    manifest = json.loads((tmp_path / "site" / "manifest.json").read_text())
+    edits = manifest["edits"]
+    assert edits["truncation"] == "0.7" and [d["amounts"] for d in edits["directions"]] == [["-2", "1.5"]] * 4
+    assert [d["group"] for d in edits["directions"]] == ["colours", "shape", "details", "colours"]
+    urls = list(site_urls(manifest))
+    assert len(urls) == 10 + 24 and "faces/psi-0.7/e-hair-red/1.5/000002.webp" in urls
+    assert (edits["first_seed"], edits["seeds"]) == (0, 3) and not any("e-" in u and u.endswith("000003.webp") for u in urls)
+    again = publish(gen, tmp_path / "site", 5, [0.7, 1.0], edit_amounts=(-2.0, 1.5), edit_seeds=3)
+    assert (again.rendered, again.present) == (0, 34)  # resumes: nothing is missing
+    # the file is the seed moved along the direction, as the server draws it
+    d = load_directions(gen)
+    z = d.apply(gen.latents([2]).numpy(), {"hair-red": 1.5})
+    want = gen.images(torch.from_numpy(z), None, 0.7)[0]
+    np.testing.assert_array_equal(pixels(tmp_path / "site" / "faces/psi-0.7/e-hair-red/1.5/000002.webp"), want)
+    assert not np.array_equal(want, pixels(tmp_path / "site" / face_path("0.7", 2, "webp")))
 
 
 def test_publish_resumes_renders_only_what_is_missing_and_grows(site, generator_file, capsys):
@@ -141,6 +169,15 @@ def static_server(site):
     server.wait(10)
 
 
+def loaded(page, key: str) -> None:
+    """Wait until #face shows the permalink `key` (e.g. "#seed=3&t=0.7") and its image has loaded."""
+    page.wait_for_function(
+        "k => { const f = document.getElementById('face'); return f.dataset.key === k &&"
+        " f.complete && f.naturalWidth > 0 && !f.classList.contains('loading'); }",
+        arg=key,
+    )
+
+
 def test_the_static_site_in_chromium(page, static_server, site, artifacts):
     from playwright.sync_api import expect
 
@@ -154,51 +191,75 @@ def test_the_static_site_in_chromium(page, static_server, site, artifacts):
     def digest_of_file(url: str) -> str:
         return hashlib.sha256(Image.open(site / url).convert("RGBA").tobytes()).hexdigest()
 
-    def loaded(page, seed: str, psi: str) -> None:
-        page.wait_for_function(
-            "([s, p]) => { const f = document.getElementById('face'); return f.dataset.seed === s &&"
-            " f.dataset.psi === p && f.complete && f.naturalWidth > 0 && !f.classList.contains('loading'); }",
-            arg=[seed, psi],
-        )
-
     # a new face on load: a seed of the site at the default truncation, kept in the address bar
     page.goto(static_server + "/")
-    seed = page.locator("#permalink").inner_text()
+    page.wait_for_selector("body[data-state=drawn]")
+    seed = page.locator("#face").get_attribute("data-seed")
     assert 0 <= int(seed) < 6
-    loaded(page, seed, manifest["default_truncation"])
-    assert f"seed={seed}" in page.url
+    loaded(page, f"#seed={seed}&t={manifest['default_truncation']}")
+    assert page.url.endswith(f"#seed={seed}&t=0.7")
+    expect(page.locator("#directions")).to_be_hidden()  # no directions were rendered: no sliders
+    expect(page.locator("#picture-form")).to_be_hidden()  # no search by picture without a generator
 
-    # a permalink: exactly that file's pixels
-    page.goto(static_server + "/?seed=3&psi=0.7")
-    loaded(page, "3", "0.7")
+    # a permalink: exactly that file's pixels; an old one (?seed=3&psi=0.7) opens the same face
+    page.goto(static_server + "/#seed=3&t=0.7")
+    loaded(page, "#seed=3&t=0.7")
     assert page.evaluate(FACE_DIGEST) == digest_of_file(face_path("0.7", 3, "webp"))
-    # the slider: the same seed at every truncation
-    for index, psi in enumerate(PSIS):
-        page.locator("#truncation").fill(str(index))
-        loaded(page, "3", psi)
-        expect(page.locator("#truncation-value")).to_have_text(psi)
+    page.goto(static_server + "/?seed=3&psi=0.7")
+    loaded(page, "#seed=3&t=0.7")
+    # the strip: the same seed at every truncation
+    expect(page.locator("#psi-strip button")).to_have_count(3)
+    for psi in PSIS:
+        page.get_by_role("button", name=f"truncation {psi}").click()
+        key = "#seed=3" + ("" if psi == "1.0" else f"&t={psi}")
+        loaded(page, key)
         assert page.evaluate(FACE_DIGEST) == digest_of_file(face_path(psi, 3, "webp"))
-        assert f"seed=3&psi={psi}" in page.url
-    expect(page.locator("#strip button")).to_have_count(3)
+        assert page.url.endswith(key)
     page.get_by_role("button", name="truncation 0.5").click()
-    loaded(page, "3", "0.5")
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('#strip img')].every(i => i.complete && i.naturalWidth)"
-    )
+    loaded(page, "#seed=3&t=0.5")
+    page.wait_for_function("() => [...document.querySelectorAll('#psi-strip img')].every(i => i.complete && i.naturalWidth)")
     shot = artifacts / "static-site.png"
     page.screenshot(path=str(shot), full_page=True, animations="disabled")
     print(f"screenshot: {shot}")
 
-    # "New face" moves to another seed of the site, keeping the truncation; Back returns
+    # "New face" moves to another seed of the site, keeping the truncation
     for _ in range(10):  # 6 seeds: a random pick may repeat one, a few tries differ
         page.get_by_role("button", name="New face").click()
-        if page.locator("#permalink").inner_text() != "3":
+        page.wait_for_selector("body[data-state=drawn]")
+        if page.locator("#face").get_attribute("data-seed") != "3":
             break
-    new_seed = page.locator("#permalink").inner_text()
+    new_seed = page.locator("#face").get_attribute("data-seed")
     assert new_seed != "3"
-    loaded(page, new_seed, "0.5")
-    # a broken link says what is wrong
-    page.goto(static_server + "/?seed=99&psi=0.9")
+    loaded(page, f"#seed={new_seed}&t=0.5")
+    # a broken link says what is wrong, next to the face
+    page.goto(static_server + "/#seed=99&t=0.9")
     expect(page.locator("#status")).to_contain_text("seed “99” is not on this site")
     expect(page.locator("#status")).to_contain_text("truncation “0.9”")
+    assert page.problems == []
+
+
+def test_the_static_site_draws_every_seed_alike(page, generator_file, tmp_path):
+    """Issue 30: randomSeed added a[0] * 2**32 + a[1], past 2**53, so "New face" gave seed 0 almost always
+    (1,982 of 2,000 draws on a 64-seed site). The page's own draws over a 1000-seed site now cover it evenly."""
+    from web.conftest import serving_folder
+
+    out = tmp_path / "site"
+    assert main(["publish", str(generator_file), "--seeds", "1000", "--truncation", "1.0", "--out", str(out),
+                 "--threads", "1"]) == 0
+    with serving_folder(out) as url:
+        page.goto(url + "/")
+        page.wait_for_selector("body[data-state=drawn]")
+        draws = page.evaluate(
+            "async () => { const m = await import('./latent.js');"
+            " return Array.from({ length: 4000 }, () => m.randomSeed(0, 1000)); }"
+        )
+        seeds = set()
+        for _ in range(20):  # and through the button, as a visitor
+            page.get_by_role("button", name="New face").click()
+            page.wait_for_selector("body[data-state=drawn]")
+            seeds.add(page.locator("#face").get_attribute("data-seed"))
+    counts = np.bincount(draws, minlength=1000)
+    assert counts.min() >= 0 and len(set(draws)) > 950 and counts.max() < 20  # 4 expected per seed
+    assert counts[0] < 20  # the old bug's seed 0: ~99% of draws
+    assert len(seeds) >= 15  # 20 clicks over 1000 seeds: repeats are rare
     assert page.problems == []

@@ -9,6 +9,7 @@ import re
 import sqlite3
 
 import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -140,6 +141,16 @@ def test_rate_limiter_refills_and_forgets_old_clients():
     limiter.charge("a", 10.0, now=6.0)  # so "a" starts again with a full bucket (bounded memory)
 
 
+def test_rate_limiter_debt_and_login_back_off():
+    limiter = RateLimiter(rate=1.0, burst=10.0)
+    limiter.charge("a", 30.0, now=0.0, debt=True)  # measured afterwards: always paid, down to -burst
+    with pytest.raises(Exception, match="retry in 11 s"):  # from -10 back to 1 unit at 1 unit/s
+        limiter.charge("a", 1.0, now=0.0)
+    assert [limiter.auth_failed("b", now=0.0) for _ in range(4)] == [5.0, 10.0, 10.0, 10.0]  # capped at the burst
+    limiter.auth_succeeded("b")
+    assert limiter.auth_failed("b", now=100.0) == 5.0  # the right token reset the count
+
+
 def test_one_request_cannot_cost_more_than_the_cap(client):
     r = client.get("/api/interpolate.gif", params={"a": 1, "b": 2, "frames": 120, "size": 256})
     assert r.status_code == 422 and str(LIMITS["pixels_per_request"]) in r.json()["error"]
@@ -255,12 +266,19 @@ def test_gallery_answers_location_normalised_tags_and_revalidated_images(client)
 
 @pytest.fixture
 def no_server(monkeypatch):
-    """Stand-in for uvicorn.run: records what `ganime serve` would have served."""
-    import uvicorn
+    """Stand-in for listen.serve: records what `ganime serve` would have served (the socket is bound, on a
+    free port, then closed)."""
+    from ganime.web import listen
 
     calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
-    monkeypatch.setattr("ganime.cli.serve._check_port_free", lambda host, port: None)
+
+    def record(app, sock, limits, **kw):
+        calls.append((app, {"host": sock.getsockname()[0], "limits": limits, **kw}))
+        sock.close()
+
+    monkeypatch.setattr(listen, "serve", record)
+    real_bind = listen.bind
+    monkeypatch.setattr(listen, "bind", lambda host, port: real_bind(host, 0))
     return calls
 
 
@@ -272,7 +290,7 @@ def test_serve_on_a_public_address_warns_prints_urls_and_a_token_once(generator_
     policy = app.state.served.policy
     assert policy.token and out.count(policy.token) == 2  # the token, and the admin link that carries it
     assert f"#token={policy.token}" in out and "http://0.0.0.0" not in out
-    assert kw["host"] == "0.0.0.0" and kw["proxy_headers"] is True
+    assert kw["host"] == "0.0.0.0" and kw["forwarded_allow_ips"] == "127.0.0.1"
     assert "*" not in policy.allowed_hosts and "localhost" in policy.allowed_hosts
 
 
@@ -290,7 +308,9 @@ def test_serve_token_from_flag_or_environment_and_loopback_defaults(
     policy = no_server[-1][0].state.served.policy
     assert policy.read_only and "faces.example.org" in policy.allowed_hosts
     for bad, says in [
-        (["--token", "short"], "at least 16"),
+        (["--token", "short"], "at least 24"),
+        (["--token", "x" * 23], "at least 24"),
+        (["--token", "ab" * 20], "repeats"),
         (["--allowed-host", "http://x/"], "without scheme"),
         (["--rate-limit", "-1"], "--rate-limit"),
     ]:
@@ -313,3 +333,157 @@ def test_gallery_list_marks_utc_and_export_drops_deleted_faces(client, tmp_path,
     assert "removed 1" in capsys.readouterr().out
     assert [p.name for p in out.glob("*.png")] == [f"seed2-{b['id']}.png"] and (out / "notes.txt").exists()
     assert [r["id"] for r in json.loads((out / "gallery.json").read_text())] == [b["id"]]
+
+
+# --- issue #31: the proxy trap, logins and bytes that cost, errors that say the limits ---------------------
+
+
+def local_default_policy(**kw):
+    """A policy whose "this machine" is loopback only (the conftest's adds TestClient's names)."""
+    from ganime.web.security import LOOPBACK_HOSTS
+
+    return {"local_hosts": LOOPBACK_HOSTS, **kw}
+
+
+async def _as(app, client_ip: str, host: str, method: str, url: str, **kw):
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=(client_ip, 4321))
+        async with httpx.AsyncClient(transport=transport, base_url=f"http://{host}") as c:
+            return await c.request(method, url, **kw)
+
+
+def test_open_writes_are_for_this_machine_only_whatever_the_proxy_forwards(make_app):
+    # writes open (no token), as `ganime serve --allowed-host faces.example.org` without $GANIME_TOKEN was
+    app = make_app(policy=local_default_policy(allowed_hosts=("localhost", "127.0.0.1", "faces.example.org")))
+    body = {"json": {"seed": 1}}
+    forwarded = asyncio.run(_as(app, "127.0.0.1", "faces.example.org", "POST", "/api/gallery", **body))
+    assert forwarded.status_code == 403 and "--token" in forwarded.json()["error"]
+    # a trusted proxy's X-Forwarded-For made the client a public address (uvicorn rewrites scope["client"])
+    public = asyncio.run(_as(app, "203.0.113.9", "localhost", "DELETE", "/api/gallery/0123456789abcdef"))
+    assert public.status_code == 403
+    mapped = asyncio.run(_as(app, "::ffff:203.0.113.9", "localhost", "DELETE", "/api/gallery/0123456789abcdef"))
+    assert mapped.status_code == 403  # an IPv4 client of a dual-stack socket
+    assert asyncio.run(_as(app, "127.0.0.1", "localhost", "POST", "/api/gallery", **body)).status_code == 201
+    star = make_app(policy=local_default_policy(allowed_hosts=("*",)))
+    assert asyncio.run(_as(star, "127.0.0.1", "anything.example", "POST", "/api/gallery", **body)).status_code == 403
+
+
+def test_a_forwarded_public_client_cannot_write_through_a_real_server(make_app):
+    from .test_server_limits import exchange, guarded, status_and_json
+
+    app = make_app(policy=local_default_policy())
+    with guarded(app) as port:
+        body = b'{"seed": 1}'
+        head = (
+            b"POST /api/gallery HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"X-Forwarded-For: 203.0.113.9\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        status, _, answer = status_and_json(exchange(port, head + body)[0])
+        assert status == 403 and "another machine" in answer["error"]
+        direct = head.replace(b"X-Forwarded-For: 203.0.113.9\r\n", b"")
+        assert status_and_json(exchange(port, direct + body)[0])[0] == 201
+
+
+@pytest.mark.parametrize("flags", [["--allowed-host", "faces.example.org"], ["--allowed-host", "*"]])
+def test_serve_behind_a_proxy_makes_a_token_like_a_public_bind(generator_file, tmp_path, capsys, no_server, flags):
+    assert main(["serve", str(generator_file), "--store", str(tmp_path / "g.sqlite"), *flags]) == 0
+    policy = no_server[-1][0].state.served.policy
+    out = capsys.readouterr().out
+    assert policy.token and f"admin token (saving and deleting need it): {policy.token}" in out
+    assert policy.writes == "token" and "GANIME_TOKEN" in out
+    read_only = ["serve", str(generator_file), "--store", str(tmp_path / "g.sqlite"), "--read-only", *flags]
+    assert main(read_only) == 0 and no_server[-1][0].state.served.policy.token is None
+
+
+def test_wrong_tokens_cost_more_each_time_and_the_scheme_is_case_insensitive(make_app):
+    app = make_app(policy={"token": TOKEN, "rate": 1.0, "burst": 100.0})
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, client=("198.51.100.7", 1))
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
+                ok = await c.post("/api/gallery", json={"seed": 1}, headers={"Authorization": f"bearer {TOKEN}"})
+                wrong = [
+                    await c.post("/api/gallery", json={"seed": 1}, headers={"Authorization": f"Bearer x{i}"})
+                    for i in range(12)
+                ]
+                right = await c.post("/api/gallery", json={"seed": 2}, headers=AUTH)
+                return ok, wrong, right
+
+    ok, wrong, right = asyncio.run(scenario())
+    assert ok.status_code == 201  # RFC 9110: the scheme is case-insensitive
+    codes = [r.status_code for r in wrong]
+    assert codes[:3] == [401] * 3 and 429 in codes, codes  # 5, 10, 20, 40... units: soon over the budget
+    waits = [int(r.headers["retry-after"]) for r in wrong if r.status_code == 429]
+    assert waits[-1] >= 60 and right.status_code == 429  # backed off: even the right token waits now
+
+
+def test_answer_bytes_cost_static_files_included(make_app, monkeypatch):
+    from ganime.web import security
+
+    monkeypatch.setattr(security, "BYTES_PER_UNIT", 1024)  # app.js (~12 KB) costs ~12 units
+    with TestClient(make_app(policy={"rate": 0.1, "burst": 40.0})) as c:
+        codes = [c.get("/static/app.js").status_code for _ in range(5)]
+        # 1 unit a request would let 40 through; its bytes overdraw the budget after 3 or 4
+        assert codes[0] == 200 and codes[-1] == 429 and codes.count(200) <= 4, codes
+        refused = c.get("/static/app.js")
+        assert refused.status_code == 429 and len(refused.content) < 1000  # refused before the bytes
+        assert int(refused.headers["retry-after"]) >= 60 and refused.headers["x-frame-options"] == "DENY"
+
+
+def test_every_4xx_carries_the_limits(client, make_app):
+    deep = "[" * 5000 + "]" * 5000
+    answers = [
+        client.post("/api/gallery", content=deep, headers={"Content-Type": "application/json"}),
+        client.post("/api/gallery", content=b"seed=1", headers={"Content-Type": "application/x-www-form-urlencoded"}),
+        client.get("/api/nothing"),
+        client.get("/", headers={"Host": "evil.example.com"}),
+        client.post("/api/info"),
+        client.get("/api/face.png", params={"seed": -1}),
+    ]
+    with TestClient(make_app(policy={"token": TOKEN})) as public:
+        answers.append(public.post("/api/gallery", json={"seed": 1}))
+    for r in answers:
+        assert 400 <= r.status_code < 500 and r.json()["limits"] == LIMITS, (r.status_code, r.text[:200])
+
+
+def test_a_failed_browser_page_is_retried_and_shows_no_paths(make_app, monkeypatch, tmp_path, caplog):
+    from starlette.responses import PlainTextResponse
+
+    import ganime.web.app as web_app
+
+    built = []
+
+    def fake_site(gen):  # the first build fails (onnxruntime-web missing), the next one works
+        built.append(gen)
+        if len(built) == 1:
+            return PlainTextResponse(f"the in-browser page is unavailable: {tmp_path}/cache/ort lacks it", 503)
+        return PlainTextResponse("in-browser page")
+
+    monkeypatch.setattr(web_app, "BrowserSite", fake_site)
+    with TestClient(make_app()) as c, caplog.at_level(logging.WARNING):
+        first = c.get("/browser/")
+        assert first.status_code == 503 and "in-browser page is unavailable" in first.json()["error"]
+        assert str(tmp_path) not in first.text and "/cache/ort" not in first.text
+        assert int(first.headers["retry-after"]) >= 1 and str(tmp_path) in caplog.text  # the detail: in the log
+        site = next(r.app for r in c.app.routes if getattr(r, "path", "") == "/browser")
+        site.failed_at -= site.retry_s  # as if the retry time had passed
+        again = c.get("/browser/")
+        assert again.status_code == 200 and again.text == "in-browser page" and len(built) == 2
+
+
+def test_search_by_picture_is_compute_not_a_write(make_app):
+    """POST /api/invert changes nothing: a visitor without the token (and a read-only server) may search, but
+    still not from another site; saving still needs the token."""
+    from fastapi.testclient import TestClient
+
+    from ganime.io import png_bytes
+
+    picture = png_bytes(np.full((16, 16, 3), 200, np.uint8))
+    for policy in ({"token": "a-long-admin-token-0123456789abc"}, {"read_only": True}):
+        with TestClient(make_app(policy=policy)) as c:
+            r = c.post("/api/invert", content=picture, headers={"Content-Type": "image/png"})
+            assert r.status_code == 200, (policy, r.text)
+            r = c.post("/api/invert", content=picture, headers={"Content-Type": "image/png", "Origin": "https://evil.example"})
+            assert r.status_code == 403
+            assert c.post("/api/gallery", json={"seed": 1, "tags": []}).status_code in (401, 403)

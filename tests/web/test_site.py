@@ -47,8 +47,8 @@ def test_the_site_holds_the_page_the_model_and_onnxruntime_web(generator_file, t
     assert main(["export", str(generator_file), "--web", str(out), "--ort-dir", str(ort)]) == 0
     assert f"wrote the browser page to {out}" in capsys.readouterr().out
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(["index.html", "browser.js", "browser.css", "latent.js", "generator.onnx", "generator.json",
-                            "site.json", *ORT_BUILDS["wasm"]])
+    assert names == sorted(["index.html", "app.js", "renderers.js", "latent.js", "gallery.js", "style.css", "generator.onnx",
+                            "generator.json", "site.json", *ORT_BUILDS["wasm"]])
     meta = read_sidecar(out / "generator.onnx")
     assert meta["latents"]["scheme"] == PORTABLE and meta["weights"] == "fp16"
     assert json.loads((out / "site.json").read_text()) == {
@@ -57,9 +57,9 @@ def test_the_site_holds_the_page_the_model_and_onnxruntime_web(generator_file, t
     }
     # the page's module imports stay inside the folder (a static host serves nothing else)
     page = (out / "index.html").read_text()
-    assert 'src="browser.js"' in page
+    assert 'src="app.js"' in page and 'data-backend="onnx"' in page  # the one page, drawing with onnxruntime-web
     # the tiny test generator has no model card and no data recorded: a generic title, no claim of faces
-    assert "<h1>This image does not exist</h1>" in page and "{{" not in page
+    assert '<h1 id="title">This image does not exist</h1>' in page and "{{" not in page
     assert OnnxGenerator(out / "generator.onnx").from_seeds([123]).shape == (1, 16, 16, 3)
 
 
@@ -117,7 +117,7 @@ def test_serve_browser_route(client, gen, make_app, monkeypatch, tmp_path):
     monkeypatch.setenv("GANIME_ORT_DIR", str(ort))
     with TestClient(make_app()) as fresh:
         r = fresh.get("/browser/")
-        assert r.status_code == 200 and 'src="browser.js"' in r.text
+        assert r.status_code == 200 and 'src="app.js"' in r.text and 'data-backend="onnx"' in r.text
         assert "'wasm-unsafe-eval'" in r.headers["content-security-policy"]
         assert r.headers["cross-origin-embedder-policy"] == "require-corp"
         assert fresh.get("/browser/generator.json").json()["latents"]["scheme"] == PORTABLE

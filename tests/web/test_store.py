@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import os
 import sqlite3
 import threading
@@ -16,6 +18,7 @@ from ganime.web.store import (
     MAX_TAGS,
     STORE_FILE,
     GalleryError,
+    GalleryFullError,
     MongoStore,
     SQLiteStore,
     normalize_tags,
@@ -40,6 +43,7 @@ def store(request, tmp_path: Path):
         s = MongoStore(MONGODB_URI, collection=collection)
         yield s
         s._col.drop()
+        s._meta.drop()
         s.close()
     else:
         # mongomock is a fake in-process pymongo: it checks our query code, not a real server
@@ -256,3 +260,77 @@ def test_sqlite_locked_by_another_process_is_busy(tmp_path):
     finally:
         locker.rollback()
         locker.close()
+
+
+# --- the quota, enforced by the store's own write (issue #31) ----------------------------------------------
+
+
+def test_quota_holds_against_concurrent_saves(store):
+    for seed in range(3):
+        add(store, seed, ["old"])
+    full: list[int] = []
+
+    def work(k: int) -> None:
+        try:
+            store.add(model_id="m", seed=100 + k, truncation=1.0, png=PNG, tags=["new"], max_items=5)
+        except GalleryFullError:
+            full.append(k)
+
+    assert not run_in_threads(work, 8)
+    assert store.count() == 5 and len(full) == 6
+    with pytest.raises(GalleryFullError, match="full .5 faces"):
+        store.add(model_id="m", seed=1, truncation=1.0, png=PNG, max_items=5)
+    store.delete(store.list("new")[0].id)  # a delete frees a place
+    store.add(model_id="m", seed=1, truncation=1.0, png=PNG, max_items=5)
+    assert store.count() == 5
+
+
+def _save_in_process(path: str, k: int, barrier, results) -> None:
+    store = SQLiteStore(path, timeout=30)
+    barrier.wait(30)  # every process saves at the same moment
+    try:
+        store.add(model_id="m", seed=1000 + k, truncation=1.0, png=PNG, tags=["p"], max_items=5)
+        results.put("saved")
+    except GalleryFullError:
+        results.put("full")
+    except Exception as e:  # noqa: BLE001 - reported to the test
+        results.put(repr(e))
+
+
+def test_sqlite_quota_holds_across_processes(tmp_path):
+    path = tmp_path / "g.sqlite"
+    with SQLiteStore(path) as s:
+        for seed in range(4):
+            add(s, seed, [])
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(8), ctx.Queue()
+    procs = [ctx.Process(target=_save_in_process, args=(str(path), k, barrier, results)) for k in range(8)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    outcomes = sorted(results.get(timeout=5) for _ in procs)
+    assert outcomes == ["full"] * 7 + ["saved"], outcomes
+    with SQLiteStore(path) as s:
+        assert s.count() == 5
+
+
+def test_concurrent_saves_through_the_web_cannot_pass_the_quota(make_app):
+    import httpx
+
+    app = make_app(policy={"max_items": 5})
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+                for seed in range(4):
+                    assert (await c.post("/api/gallery", json={"seed": seed})).status_code == 201
+                # all of them pass the early count (4 < 5) before any is rendered and inserted
+                saves = await asyncio.gather(*(c.post("/api/gallery", json={"seed": 10 + k}) for k in range(8)))
+                return saves, (await c.get("/api/gallery")).json()["total"]
+
+    saves, total = asyncio.run(scenario())
+    codes = sorted(r.status_code for r in saves)
+    assert codes == [201] + [507] * 7 and total == 5, codes
+    assert all("full" in r.json()["error"] for r in saves if r.status_code == 507)

@@ -55,7 +55,7 @@ def generate(
     from ganime.device import resolve_device
     from ganime.generate import interpolate as walk
     from ganime.generate import load_generator, write_video
-    from ganime.io import make_grid, save_png
+    from ganime.io import GRID_TILE, make_grid, save_png
 
     if not 0 < truncation <= 1.0:
         raise ConfigError("--truncation must be in (0, 1]")
@@ -84,7 +84,8 @@ def generate(
     images = gen.images(gen.edited_latents(seeds, edits), labels, truncation)
     shown = "".join(f", {k}={v:+g}" for k, v in edits.items())
     if grid is not None:
-        typer.echo(f"wrote {save_png(make_grid(images), grid)} ({n} images, seeds {seed}..{seed + n - 1}{shown})")
+        tiles = make_grid(images, min_tile=GRID_TILE)
+        typer.echo(f"wrote {save_png(tiles, grid)} ({n} images, seeds {seed}..{seed + n - 1}{shown})")
     if outdir is not None:
         for s, img in zip(seeds, images):
             save_png(img, Path(outdir) / f"seed{s:06d}.png")

@@ -12,26 +12,21 @@ import typer
 
 from ganime.cli import app
 from ganime.errors import ConfigError, MissingDependencyError
-from ganime.web.security import LOOPBACK_HOSTS, TOKEN_ENV, ServePolicy, is_loopback, local_names, new_token
+from ganime.web.security import (
+    LOOPBACK_HOSTS,
+    TOKEN_ENV,
+    ServePolicy,
+    check_token,
+    exposed,
+    is_loopback,
+    local_names,
+    new_token,
+)
 
 gallery_app = typer.Typer(help="List and export faces saved from the web page.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(gallery_app, name="gallery")
 
 STORE_HELP = "Gallery: a .sqlite file, a directory (DIR/gallery.sqlite) or mongodb://HOST/DB (default: user data dir)."
-
-
-def _check_port_free(host: str, port: int) -> None:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as e:
-        raise ConfigError(f"cannot resolve --host {host!r}: {e}") from None
-    family, _, _, _, addr = infos[0]
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(addr)
-        except OSError as e:
-            raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
 
 
 def default_threads(cores: int, workers: int) -> int:
@@ -51,7 +46,9 @@ def serve(
         "generator shipped with ganime).",
     ),
     host: str = typer.Option(
-        "127.0.0.1", help="Address to listen on (0.0.0.0 exposes it to your network: writes then need a token)."
+        "127.0.0.1",
+        help="Address to listen on (0.0.0.0 or :: exposes it to your network: writes then need a token; :: takes "
+        "IPv6 and IPv4).",
     ),
     port: int = typer.Option(8000, help="Port to listen on."),
     store: str = typer.Option(None, help=STORE_HELP),
@@ -66,15 +63,16 @@ def serve(
         None,
         envvar=TOKEN_ENV,
         show_envvar=True,
-        help="Admin token that saving and deleting need (default: none on a loopback address, else a new one, "
-        "printed once).",
+        help="Admin token that saving and deleting need (at least 24 characters; default: none when only this "
+        "machine can reach the server, else a new one, printed once).",
     ),
     read_only: bool = typer.Option(False, "--read-only", help="Nobody may save or delete (the gallery stays visible)."),
     allowed_host: list[str] = typer.Option(
         [],
         "--allowed-host",
         help="A Host name the server answers to, besides loopback names and the bound "
-        "address (repeat it; '*' = any, when a proxy in front checks).",
+        "address (repeat it; '*' = any, when a proxy in front checks). A name that is not loopback means "
+        "requests from other machines: writes then need a token (made and printed unless --token).",
     ),
     rate_limit: float = typer.Option(
         10.0,
@@ -83,6 +81,10 @@ def serve(
     ),
     burst: float = typer.Option(200.0, help="Cost units a client may spend at once."),
     max_items: int = typer.Option(10_000, help="Gallery quota: most saved faces (0 = no limit)."),
+    renders_per_client: int = typer.Option(
+        2, help="Renders (faces, grids, walks) one client may have in flight; more wait their turn (0 = no cap)."
+    ),
+    max_connections: int = typer.Option(256, help="Open connections at once; more get a 503."),
     access_log: str = typer.Option("-", help="Access log in common log format: '-' (stderr), 'off' or a file."),
     forwarded_allow_ips: str = typer.Option(
         "127.0.0.1", help="Proxies whose X-Forwarded-For names the client (rate limits, log); '*' trusts any."
@@ -91,7 +93,7 @@ def serve(
 ) -> None:
     """Serve a page that shows a new face on every load, an image API (/docs) and a tagged gallery."""
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 - the web extra is installed
 
         from ganime.web.app import create_app
     except ImportError as e:
@@ -104,18 +106,22 @@ def serve(
         raise ConfigError("--port must be in 1..65535")
     if max_batch < 1 or workers < 1 or batch_wait_ms < 0 or threads < 0:
         raise ConfigError("--max-batch and --workers must be >= 1, --batch-wait-ms and --threads >= 0")
-    if rate_limit < 0 or burst < 1 or max_items < 0:
-        raise ConfigError("--rate-limit and --max-items must be >= 0, --burst >= 1")
-    public = not is_loopback(host)
-    if token is not None and (len(token) < 16 or not token.isprintable() or " " in token):
-        raise ConfigError("--token must be at least 16 printable characters without spaces")
-    new = token is None and public and not read_only
-    if new:
-        token = new_token()
-    names = local_names(host)
+    if rate_limit < 0 or burst < 1 or max_items < 0 or renders_per_client < 0 or max_connections < 1:
+        raise ConfigError(
+            "--rate-limit, --max-items and --renders-per-client must be >= 0, --burst and --max-connections >= 1"
+        )
     for name in allowed_host:
         if not name or "/" in name or " " in name:
             raise ConfigError(f"--allowed-host {name!r}: give a host name or address, without scheme or path")
+    public = not is_loopback(host)
+    # other machines' requests: a public bind, or a proxy forwarding a public name (or any: '*')
+    reachable = exposed(host, allowed_host)
+    if token is not None:
+        check_token(token)
+    new = token is None and reachable and not read_only
+    if new:
+        token = new_token()
+    names = local_names(host)
     policy = ServePolicy(
         token=token,
         read_only=read_only,
@@ -123,18 +129,29 @@ def serve(
         rate=rate_limit,
         burst=burst,
         max_items=max_items,
+        renders_per_client=renders_per_client,
     )
-    _setup_access_log(access_log)
-    n_threads = set_threads(threads or default_threads(physical_cores(), workers))
-    web_app = create_app(
-        source,
-        store,
-        device=resolve_device(device),
-        max_batch=max_batch,
-        max_wait_ms=batch_wait_ms,
-        workers=workers,
-        policy=policy,
-    )
+    from ganime.web import listen
+    from ganime.web.served import LIMITS
+
+    # the port first: a busy one is said before the model loads or a gallery file is made
+    sock = None if dry_run else listen.bind(host, port)
+    try:
+        _setup_access_log(access_log)
+        n_threads = set_threads(threads or default_threads(physical_cores(), workers))
+        web_app = create_app(
+            source,
+            store,
+            device=resolve_device(device),
+            max_batch=max_batch,
+            max_wait_ms=batch_wait_ms,
+            workers=workers,
+            policy=policy,
+        )
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
     gen = web_app.state.generator
     typer.echo(
         f"generator {gen.source} ({gen.resolution} px, model {web_app.state.model_id}); "
@@ -145,11 +162,10 @@ def serve(
         f"writes: {policy.writes}; allowed hosts: {', '.join(policy.allowed_hosts)}; rate limit: "
         + (f"{rate_limit:g}/s per client (burst {burst:g})" if rate_limit else "off")
     )
-    if dry_run:
+    if sock is None:
         web_app.state.store.close()
         web_app.state.batcher.shutdown()
         return
-    _check_port_free(host, port)
     writes = {"off": "read-only", "open": "anyone on this machine may save and delete"}.get(policy.writes)
     if public:
         typer.echo(
@@ -158,23 +174,22 @@ def serve(
             err=True,
         )
     # a wildcard address is no URL: this machine's names, else loopback (the server answers there too)
-    urls = [_url(n, port) for n in (names if public else [host])] or [_url("127.0.0.1", port)]
+    loopback = "127.0.0.1" if sock.family == socket.AF_INET or listen.dual_stack(sock) else "::1"
+    urls = [_url(n, port) for n in (names if public else [host])] or [_url(loopback, port)]
     typer.echo("open " + "  ".join(urls) + "  (API: /docs; Ctrl+C stops)")
     if new:
         # printed once, here: the page keeps it in the browser after the #token link is opened
         typer.echo(f"admin token (saving and deleting need it): {token}")
         typer.echo(f"  admin page: {urls[0]}#token={token}")
+        if not public:
+            typer.echo(
+                f"  (a token because --allowed-host {' '.join(allowed_host)} lets other machines in through a "
+                f"proxy; several processes: give them one with ${TOKEN_ENV})"
+            )
     elif writes:
         typer.echo(f"gallery: {writes}")
-    uvicorn.run(
-        web_app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips=forwarded_allow_ips,
-    )
+    limits = listen.ServerLimits(max_connections=max_connections)
+    listen.serve(web_app, sock, limits, forwarded_allow_ips=forwarded_allow_ips, error_limits=LIMITS)
 
 
 def _url(host: str, port: int) -> str:

@@ -22,10 +22,17 @@ def _default_out(preset: str) -> Path:
     return out
 
 
+def _grow_points(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"--grow-at takes thousands of images as a comma list, e.g. 20,60; got {text!r}") from None
+
+
 @app.command("train")
 def train(
     data: str = typer.Option("", "--data", help="Folder, .zip, .tar(.gz) or .npz of images, or a built-in set: faces (default), emoji."),
-    preset: str = typer.Option("modern", "--preset", "-p", help="Recipe: modern (default), tutorial, tutorial-small, ... (ganime train --list-presets)."),
+    preset: str = typer.Option("grow", "--preset", "-p", help="Recipe: grow (default: grows 16 -> 64 px by a plan made from the budget), modern, tutorial, tutorial-small, ... (ganime train --list-presets)."),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory (default runs/PRESET)."),
     resume: Path = typer.Option(None, "--resume", help="Continue the run in this directory exactly where it stopped."),
     epochs: int = typer.Option(None, help="Stop after this many epochs (default: the preset's)."),
@@ -41,6 +48,8 @@ def train(
     threads: int = typer.Option(None, help="CPU threads (default: physical cores)."),
     sample_every: int = typer.Option(None, help="Also write a sample grid every N steps."),
     ckpt_every: int = typer.Option(None, help="Also checkpoint every N steps."),
+    ckpt_minutes: float = typer.Option(None, "--ckpt-minutes", help="Also checkpoint every N minutes (default 10; 0 = off)."),
+    grow_at: str = typer.Option(None, "--grow-at", help="Growing presets: grow at these thousands of images (comma list, one per block) instead of the plan."),
     keep: int = typer.Option(None, help="Checkpoints to keep (newest)."),
     max_rollbacks: int = typer.Option(None, "--max-rollbacks", help="On NaN/inf: roll back and halve the lr at most this often, then stop (0 = off; default 3)."),
     on_save_error: str = typer.Option(None, "--on-save-error", help="A failed checkpoint write (disk full): stop (default) or continue."),
@@ -77,13 +86,13 @@ def train(
     budget = {"epochs": epochs, "kimg": kimg, "minutes": minutes, "max_steps": steps}
     runtime = {
         "device": device, "precision": precision, "channels_last": channels_last, "threads": threads,
-        "sample_every": sample_every, "ckpt_every": ckpt_every, "keep_ckpts": keep,
+        "sample_every": sample_every, "ckpt_every": ckpt_every, "ckpt_minutes": ckpt_minutes, "keep_ckpts": keep,
         "max_rollbacks": max_rollbacks, "on_save_error": on_save_error,
         "eval_every": eval_every, "eval_metric": eval_metric, "eval_n": eval_n, "sync_bn": sync_bn,
     }
     experiment = {
         "data.path": data or None, "data.cache_dir": cache_dir, "batch_size": batch_size,
-        "model.resolution": resolution, "seed": seed, "data.max_archive_mb": max_archive_mb, "grow_from": grow_from,
+        "seed": seed, "data.max_archive_mb": max_archive_mb, "grow_from": grow_from,
     }
     if resume is not None:
         from ganime.checkpoint import read_state, resolve_checkpoint
@@ -91,7 +100,8 @@ def train(
         saved = C.TrainConfig.from_dict(read_state(resolve_checkpoint(resume))["config"])
         if config is not None:
             raise ConfigError("--resume continues a run with its own config; drop --config")
-        cfg = C.resume_config(saved, **experiment, **budget, **runtime)
+        grow = {"growth.kimg": _grow_points(grow_at)} if grow_at is not None else {}
+        cfg = C.resume_config(saved, **experiment, **grow, **{"model.resolution": resolution}, **budget, **runtime)
         run_dir = resume
     else:
         cfg = C.load_config(config) if config else C.preset(preset)
@@ -99,6 +109,10 @@ def train(
             budget = {"epochs": epochs or 0, "kimg": kimg or 0.0, "minutes": minutes or 0.0, "max_steps": steps or 0}
             if not any(budget.values()):
                 raise ConfigError("the stop budget must be positive: --epochs, --kimg, --minutes or --steps")
+        if resolution is not None:
+            cfg = C.resize(cfg, resolution)  # a growing preset's blocks and widths follow the size
+        if grow_at is not None:
+            cfg = C.override(cfg, **{"growth.kimg": _grow_points(grow_at)})
         cfg = C.validate(C.override(cfg, **experiment, **budget, **runtime))
         run_dir = out or _default_out(cfg.preset)
     if dry_run:

@@ -86,8 +86,11 @@ def drop_duplicates(images: np.ndarray) -> np.ndarray:
     return np.sort(first)
 
 
-def render(count: int, size: int, renderer_dir: Path, first: int = 0) -> FaceSet:
-    """Run the Node.js renderer for faces first..first+count-1 and return them checked and de-duplicated."""
+def render(count: int, size: int, renderer_dir: Path, first: int = 0, style: str = STYLE) -> FaceSet:
+    """Run the Node.js renderer for faces first..first+count-1 and return them checked and de-duplicated.
+
+    `style` names any DiceBear style (kebab- or camelCase); styles other than "adventurer" come without labels
+    (a FaceSet with no attributes): they are test sets for recipes tuned on the shipped faces."""
     node = shutil.which("node")
     if node is None:
         raise MissingDependencyError("node is not installed; it is needed only to rebuild the faces set")
@@ -96,18 +99,21 @@ def render(count: int, size: int, renderer_dir: Path, first: int = 0) -> FaceSet
     with tempfile.TemporaryDirectory(prefix="ganime-faces-") as tmp:
         prefix = os.path.join(tmp, "faces")
         subprocess.run(
-            [node, "render.mjs", str(count), str(size), prefix, str(first)], cwd=renderer_dir, check=True
+            [node, "render.mjs", str(count), str(size), prefix, str(first), style], cwd=renderer_dir, check=True
         )
         rgba = np.fromfile(prefix + ".rgba", np.uint8)
         meta = json.loads(Path(prefix + ".json").read_text())
     if rgba.size != count * size * size * 4:
         raise DataError(f"renderer wrote {rgba.size} bytes, expected {count} faces of {size}x{size} RGBA")
     images = composite_white(rgba.reshape(count, size, size, 4))
-    records = meta["labels"]
+    labelled = style == STYLE
+    records = meta["labels"] if labelled else [dict.fromkeys(ATTRIBUTES, "-") for _ in range(count)]
     problems = check_faces(images, records, size)
     if problems:
         raise DataError("faces set failed its checks: " + "; ".join(problems))
     keep = drop_duplicates(images)
+    if not labelled:
+        return FaceSet(images[keep], np.zeros((len(keep), 0), np.uint8), (), (), (first + keep).astype(np.int32))
     records = [records[i] for i in keep]
     codes, values = encode_labels(records, ATTRIBUTES)
     return FaceSet(images[keep], codes, ATTRIBUTES, values, (first + keep).astype(np.int32))
@@ -115,12 +121,12 @@ def render(count: int, size: int, renderer_dir: Path, first: int = 0) -> FaceSet
 
 def save(faces: FaceSet, path: str | Path) -> Path:
     """Write the set as a byte-reproducible `.npz` (atomically)."""
-    width = max(len(v) for v in faces.values)
+    width = max((len(v) for v in faces.values), default=0)
     table = np.array([list(v) + [""] * (width - len(v)) for v in faces.values], dtype=str)
     arrays = {
         "images": faces.images,
         "attribute_names": np.array(faces.names, dtype=str),
-        "attribute_values": table,
+        "attribute_values": table.reshape(len(faces.values), width),
         "attributes": faces.attributes,
         "index": faces.index,
     }

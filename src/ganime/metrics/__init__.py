@@ -52,6 +52,7 @@ def compute(
     real_key: str | None = None,
     out_dir: str | Path | None = None,
     device: torch.device | str = "cpu",
+    real_other: np.ndarray | None = None,
 ) -> MetricResult:
     """Run the named metrics on uint8 (N, H, W, 3) image sets and return one flat dict.
 
@@ -64,6 +65,8 @@ def compute(
         cache_dir, real_key: cache the real set's Inception statistics as cache_dir/...<real_key>...npz.
         out_dir: where the nn metric writes nearest_pairs.png.
         device: device for the Inception network.
+        real_other: more real images, disjoint from `real`, as many as `fake`: swd's floor (`swd_real`) compares
+            them with `real`; without them it compares two halves of `real`.
     """
     selected = parse_names(names)
     check_pair(real, fake)
@@ -76,6 +79,7 @@ def compute(
         real_key=real_key,
         out_dir=out_dir,
         device=torch.device(device),
+        real_other=real_other,
     )
     results: MetricResult = {}
     for name in selected:

@@ -67,6 +67,7 @@ class MetricContext:
     real_key: str | None = None
     out_dir: str | Path | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    real_other: np.ndarray | None = None  # more reals, disjoint from `real`, as many as `fake` (swd's floor)
     _inception: tuple[features.FeatureStats, features.FeatureStats] | None = field(default=None, repr=False)
     _halves: Halves | None = field(default=None, repr=False)
 

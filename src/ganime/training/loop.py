@@ -26,7 +26,7 @@ from ganime.config import TrainConfig, resume_config, validate
 from ganime.data.dataset import ImageDataset, load_dataset
 from ganime.device import configure_backends, set_threads
 from ganime.errors import ConfigError
-from ganime.training import autotune, distributed
+from ganime.training import autotune, distributed, growth
 from ganime.training.grow import grow_source
 from ganime.training.guard import Guard, step_check
 from ganime.training.periodic_eval import TrainingEval
@@ -84,6 +84,8 @@ def _train(
     trainer = Trainer(
         cfg, dataset, device, run_dir, runtime, dist_env=dist_env, step_check=step_check(cfg.max_rollbacks)
     )
+    if cfg.growth.start:
+        cfg = _plan_growth(trainer, run_dir, dist_env, fresh=resume_from is None)
     metrics = MetricsLog(run_dir / "metrics.csv") if dist_env.is_main else distributed.NullMetrics()
     if resume_from is not None:
         trainer.restore(resume_from)
@@ -104,6 +106,27 @@ def _train(
     return _Session(trainer, guard, metrics, evaluator, dist_env, runtime_info).run(progress)
 
 
+def _plan_growth(trainer: Trainer, run_dir: Path, dist_env: distributed.DistEnv, fresh: bool) -> TrainConfig:
+    """A new run without grow points gets them planned from its budget and the speed of each stage on this
+    machine (training/growth.py), written into RUN/config.json and RUN/plan.json; the plan is logged either way."""
+    cfg, speeds = trainer.cfg, None
+    if fresh and not cfg.growth.kimg:
+        measured = growth.measure_speeds(trainer)
+        speeds = dist_env.from_main(lambda: measured)  # every rank follows rank 0's plan
+        points = growth.plan_points(cfg, speeds, trainer.loader.steps_per_epoch)
+        cfg = dataclasses.replace(cfg, growth=dataclasses.replace(cfg.growth, kimg=points))
+        trainer.cfg = cfg
+        if dist_env.is_main:
+            ckpt_io.atomic_write_json(run_dir / "config.json", cfg.to_dict())
+    if dist_env.is_main:
+        if fresh:
+            growth.write_plan(run_dir, cfg, speeds)
+        elif speeds is None and (plan := growth.read_plan(run_dir)):
+            speeds = [s["img_per_s"] for s in plan["stages"]]
+        log.info("growth plan (%s):\n%s", "new" if fresh else "resumed", "\n".join(growth.describe(cfg, speeds)))
+    return cfg
+
+
 def _start_or_resume(
     cfg: TrainConfig, run_dir: Path, resume: bool, dist_env: distributed.DistEnv
 ) -> tuple[TrainConfig, Path | None, dict | None]:
@@ -122,6 +145,8 @@ def _start_or_resume(
     saved_state = ckpt_io.read_state(resume_from)
     # through the dataclasses: fields added since the run was saved take their defaults
     saved = TrainConfig.from_dict(saved_state["config"])
+    if not cfg.growth.kimg:  # not asked for: the grow points the run planned when it started
+        cfg = dataclasses.replace(cfg, growth=dataclasses.replace(cfg.growth, kimg=saved.growth.kimg))
     cfg = resume_config(saved, **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
     distributed.check_resume(dist_env, resume_from)
     return cfg, resume_from, saved_state
@@ -162,6 +187,8 @@ class _Session:
         self.dist_env = dist_env
         self.runtime, self.runtime_info = trainer.runtime, runtime_info
         self.window = _Window()
+        self.last_save = time.perf_counter()  # --ckpt-minutes counts from here
+        self.save_due = False
 
     def run(self, progress: bool) -> TrainResult:
         """Train, save the last checkpoint, and say where it stopped."""
@@ -183,13 +210,17 @@ class _Session:
         with _StopFlag() as stop:
             while total is None or t.step < total:
                 # all ranks stop after the same step: a signal to any rank or a budget stops them all
-                out_of_time, signalled = self.dist_env.agree(time.perf_counter() >= deadline, bool(stop.reason))
+                now = time.perf_counter()
+                # --ckpt-minutes: every rank saves after the same step (rank 0 writes)
+                due = bool(t.cfg.ckpt_minutes) and now - self.last_save >= t.cfg.ckpt_minutes * 60
+                out_of_time, signalled, self.save_due = self.dist_env.agree(now >= deadline, bool(stop.reason), due)
                 if out_of_time:
                     return "time"
                 if signalled:
                     return "signal"
                 if t.epoch_finished:  # epoch boundary: grid, plots, checkpoint
                     _end_epoch(t, self.guard, self.metrics, self.evaluator)
+                    self.last_save = time.perf_counter()
                 else:
                     self._step(bar)
         return "done"
@@ -217,8 +248,9 @@ class _Session:
         bar.update(t.step)
         if cfg.sample_every and t.step % cfg.sample_every == 0:
             self.guard.try_write("a sample grid", t.sample_grid, f"step_{t.step:07d}")
-        if cfg.ckpt_every and t.step % cfg.ckpt_every == 0:
+        if (cfg.ckpt_every and t.step % cfg.ckpt_every == 0) or self.save_due:
             self.guard.save()
+            self.last_save = time.perf_counter()
 
     def _log_window(self) -> dict[str, float]:
         """Append the window's row to metrics.csv and start a new window; returns the row."""

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganime import checkpoint as ckpt_io
-from ganime.augment import diff_augment, parse_policy
+from ganime.augment import AdaptiveP, diff_augment, parse_policy
 from ganime.config import TrainConfig
 from ganime.data.dataset import ImageDataset
 from ganime.data.loader import BatchLoader
@@ -29,8 +30,10 @@ from ganime.generate import to_uint8
 from ganime.io import make_grid, save_png
 from ganime.losses import get_loss, grad_penalty
 from ganime.models import build_discriminator, build_generator
+from ganime.models.grown import at_depth
 from ganime.training.distributed import DistEnv, convert_sync_batchnorm, wrap_ddp
 from ganime.training.grow import grow_from
+from ganime.training.growth import depth_at
 from ganime.training.guard import StepCheck
 from ganime.training.precision import Runtime
 
@@ -69,12 +72,18 @@ class Trainer:
             if env.is_main:
                 log.warning("torch.compile is not used under torchrun (DDP): running eager")
             self.runtime = dataclasses.replace(self.runtime, compile=False)
+        if cfg.growth.start and self.runtime.compile:
+            # each stage trains other modules; compiling them one by one is not worth a CPU run's minutes
+            log.warning("torch.compile is not used with a growth schedule: running eager")
+            self.runtime = dataclasses.replace(self.runtime, compile=False)
         self.step_check = step_check
         _check(cfg, dataset)
         m = cfg.model
         self.conditional = bool(m.num_classes)
         self.classes = list(dataset.classes) if m.num_classes else []  # label index -> name, saved with G
         self.augment_policy = parse_policy(cfg.loss.diffaugment)
+        lc = cfg.loss
+        self.ada = AdaptiveP(lc.ada_target, lc.ada_kimg, lc.ada_interval) if lc.ada_target > 0 else None
         torch.manual_seed(cfg.seed)  # initial weights and dropout draw from the global CPU RNG
         fmt = self.runtime.memory_format
         self.G = build_generator(m).to(device, memory_format=fmt)
@@ -109,6 +118,9 @@ class Trainer:
         if self.runtime.compile:
             self._G_run, self._D_run = torch.compile(self.G), torch.compile(self.D)
             self._compile_pending = True  # compilation happens (and may fail) in the first step
+        self._env = env
+        self.depth: int | None = None  # growth: blocks below the full network that this step trains (0 = all)
+        self._forced_depth: int | None = None
         if env.distributed:
             if cfg.sync_bn:  # after the EMA copy: G_ema keeps plain BatchNorm for rank 0's sampling
                 convert_sync_batchnorm(self.G, device)
@@ -126,6 +138,8 @@ class Trainer:
             return self._first_compiled_step(real, labels)
         cfg, lc = self.cfg, self.cfg.loss
         labels = labels if self.conditional else None
+        if cfg.growth.start and self._set_depth():  # an early stage: the reals at its size
+            real = F.avg_pool2d(real, 2**self.depth)
         real = real.contiguous(memory_format=self.runtime.memory_format)
         n = real.shape[0]
         # every rank draws the global batch's latents and keeps its slice: the 1-process latents (distributed.py)
@@ -180,19 +194,44 @@ class Trainer:
         self.scaler_G.update()
         if self.G_ema is not None:
             ema_update(self.G_ema, self.G, ema_beta_at(lc.ema_beta, lc.ema_rampup, self.step + 1))
+        if self.ada is not None:  # after the step: p is constant within one
+            self.ada.observe(real_logits)
         with torch.no_grad():
-            return {
+            stats = {
                 "loss_d": loss_d.detach(),
                 "loss_g": loss_g.detach(),
                 "d_real": torch.sigmoid(real_logits.detach()).mean(),
                 "d_fake": torch.sigmoid(fake_logits.detach()).mean(),
             }
+        if self.ada is not None:
+            stats["ada_p"] = torch.tensor(self.ada.p)
+        return stats
+
+    def _set_depth(self) -> int:
+        """Point the step at the stage of the growth schedule (training/growth.py) that is due; returns its depth."""
+        depth = self._forced_depth if self._forced_depth is not None else depth_at(self.cfg, self.images_seen)
+        if depth != self.depth:
+            G, D = at_depth(self.G, depth), at_depth(self.D, depth)
+            if self._env.distributed:
+                G, D = wrap_ddp(G, self._env), wrap_ddp(D, self._env)
+            self._G_run, self._D_run = G, D
+            if self.depth is not None and self._forced_depth is None and self.is_main:
+                size = self.cfg.model.resolution >> depth
+                log.info("growth: training at %d px from %.3g kimg (step %d)", size, self.images_seen / 1000, self.step)
+            self.depth = depth
+        return depth
+
+    def force_depth(self, depth: int | None) -> None:
+        """Train the stage `depth` blocks down whatever the schedule says (speed probes); None = the schedule."""
+        self._forced_depth = depth
 
     def _d(self, x: Tensor, labels: Tensor | None) -> Tensor:
         return self._D_run(x, labels) if labels is not None else self._D_run(x)
 
     def _augment(self, x: Tensor) -> Tensor:
-        return diff_augment(x, self.augment_policy, self.aug_gen) if self.augment_policy else x
+        if not self.augment_policy:
+            return x
+        return diff_augment(x, self.augment_policy, self.aug_gen, self.ada.p if self.ada is not None else 1.0)
 
     def _first_compiled_step(self, real: Tensor, labels: Tensor | None) -> dict[str, Tensor]:
         """Run the first step compiled; if torch.compile fails, warn once, undo the step and go eager."""
@@ -243,6 +282,7 @@ class Trainer:
             "scalers": [s.state_dict() for s in (self.scaler_G, self.scaler_D)],
             "rng": (torch.get_rng_state(), self.gen.get_state(), self.aug_gen.get_state()),
             "position": (self.step, self.epoch, self.step_in_epoch, self.images_seen, self.seconds),
+            "ada": self.ada.state() if self.ada is not None else None,
         }
 
     def restore_snapshot(self, snap: dict) -> None:
@@ -258,6 +298,8 @@ class Trainer:
         self.gen.set_state(snap["rng"][1])
         self.aug_gen.set_state(snap["rng"][2])
         self.step, self.epoch, self.step_in_epoch, self.images_seen, self.seconds = snap["position"]
+        if self.ada is not None:
+            self.ada.load(snap["ada"])
         self._bn_refreshed_at = -1  # G_ema's statistics are those of the restored weights again
 
     # --- outputs -----------------------------------------------------------------------------------------
@@ -316,6 +358,7 @@ class Trainer:
             "ganime_version": _version(),
             "world_size": self.world_size,
             "classes": self.classes,
+            **({"ada": self.ada.state()} if self.ada is not None else {}),
         }
         return ckpt_io.save_checkpoint(
             self.run_dir, self.step, ckpt_io.flatten_state_dicts(**mods), {**opt_g, **opt_d, **rng}, state,
@@ -355,6 +398,8 @@ class Trainer:
             self.step = int(state["step"])
             self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
             self.images_seen, self.seconds = int(state["images_seen"]), float(state["seconds"])
+            if self.ada is not None:
+                self.ada.load(state["ada"])
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"{ckpt} is incomplete or from another version ({type(e).__name__}: {e})") from None
 

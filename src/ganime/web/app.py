@@ -9,6 +9,8 @@ query, same bytes. `security.Guard` wraps it all (hosts, tokens, CSRF, rate limi
 from __future__ import annotations
 
 import logging
+import re
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,21 +27,24 @@ from starlette.exceptions import HTTPException
 from ganime import __version__
 from ganime.errors import GanimeError
 from ganime.generate import LoadedGenerator, load_generator
-from ganime.web import gallery, images, info, page
-from ganime.web.batcher import BusyError, MicroBatcher
+from ganime.web import edits, gallery, images, info, page
+from ganime.web.batcher import BusyError, ClientBusyError, MicroBatcher
+from ganime.web.limiter import RateLimited, RateLimiter, current_client
 from ganime.web.meta import STATIC, model_id, page_text, render_page, resolve_generator
-from ganime.web.security import Guard, RateLimited, RateLimiter, ServePolicy
-from ganime.web.served import LIMITS, MAX_BODY, MAX_SEED, Served, limits_error
+from ganime.web.security import Guard, ServePolicy
+from ganime.web.served import LIMITS, MAX_BODY, MAX_SEED, Served, limits_error, settle
 from ganime.web.site import BrowserSite
-from ganime.web.store import GalleryStore, StoreBusyError, open_store
+from ganime.web.store import GalleryFullError, GalleryStore, StoreBusyError, open_store
 
 log = logging.getLogger(__name__)
 
 __all__ = ["LIMITS", "MAX_SEED", "ServePolicy", "create_app"]
 
 
-def _error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """A JSON error; a 4xx carries the input limits (what would have been accepted)."""
+    extra = {"limits": LIMITS} if 400 <= status < 500 else {}
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
 
 
 class _BodyLimit:
@@ -52,7 +57,7 @@ class _BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length")
-        too_big = _error(413, f"request body over {self.limit} bytes", limits=LIMITS)
+        too_big = _error(413, f"request body over {self.limit} bytes")
         try:
             if length is not None and int(length) > self.limit:
                 return await too_big(scope, receive, send)
@@ -93,7 +98,8 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
 
 
 async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    # Starlette's own 4xx (a body that is not JSON, too deeply nested JSON, 404, 405) carry the limits too
+    return _error(exc.status_code, str(exc.detail), exc.headers)
 
 
 async def _user_error(request: Request, exc: GanimeError) -> JSONResponse:
@@ -103,6 +109,8 @@ async def _user_error(request: Request, exc: GanimeError) -> JSONResponse:
         return JSONResponse(
             {"error": "the gallery is busy; retry in a moment"}, status_code=503, headers={"Retry-After": "2"}
         )
+    if isinstance(exc, GalleryFullError):  # the store's own write refused it: the quota holds across processes
+        return _error(507, str(exc))
     return limits_error(422, str(exc))
 
 
@@ -110,8 +118,12 @@ async def _busy(request: Request, exc: BusyError) -> JSONResponse:
     return JSONResponse({"error": f"busy: {exc}; retry"}, status_code=503, headers={"Retry-After": "1"})
 
 
+async def _client_busy(request: Request, exc: ClientBusyError) -> JSONResponse:
+    return _error(429, f"too many renders from your address ({exc}); retry", {"Retry-After": "1"})
+
+
 async def _limited(request: Request, exc: RateLimited) -> JSONResponse:
-    return JSONResponse({"error": str(exc)}, status_code=429, headers={"Retry-After": exc.header})
+    return _error(429, str(exc), {"Retry-After": exc.header})
 
 
 ERROR_HANDLERS: dict[type[Exception], Callable[..., Awaitable[JSONResponse]]] = {
@@ -119,8 +131,46 @@ ERROR_HANDLERS: dict[type[Exception], Callable[..., Awaitable[JSONResponse]]] = 
     HTTPException: _http,
     GanimeError: _user_error,
     BusyError: _busy,
+    ClientBusyError: _client_busy,
     RateLimited: _limited,
 }
+
+
+class _RetryingSite:
+    """/browser/ (web/site.BrowserSite) that tries again after a failed build: a 503 there (onnxruntime-web
+    missing at the first visit) is answered as JSON with the paths of this machine cut out (they go to the
+    log), and after `retry_s` the next visit builds the page anew instead of failing until a restart."""
+
+    def __init__(self, make: Callable[[], Any], retry_s: float = 30.0) -> None:
+        self.make, self.retry_s = make, retry_s
+        self.site, self.failed_at = make(), None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if self.failed_at is not None and time.monotonic() - self.failed_at >= self.retry_s:
+            self.site, self.failed_at = self.make(), None
+        failed, detail = [False], bytearray()
+
+        async def checked_send(message: dict) -> None:
+            if message["type"] == "http.response.start" and message["status"] >= 500:
+                failed[0] = True
+            elif not failed[0]:
+                await send(message)
+            elif message["type"] == "http.response.body":
+                detail.extend(message.get("body", b""))
+                if not message.get("more_body"):
+                    text = detail.decode(errors="replace")[:500]
+                    log.warning("/browser/ is unavailable (retried in %g s): %s", self.retry_s, text)
+                    after = str(round(self.retry_s))
+                    answer = _error(503, f"{_PATH.sub('<path>', text)}; retry in {after} s", {"Retry-After": after})
+                    await answer(scope, receive, send)
+
+        await self.site(scope, receive, checked_send)
+        if failed[0] and self.failed_at is None:
+            self.failed_at = time.monotonic()
+
+
+# a file system path in a message (absolute, home-relative or Windows), not a URL path such as /browser/
+_PATH = re.compile(r"(?<![\w:/.])(?:~|[A-Za-z]:)?[/\\](?:[^\s'\"/\\]+[/\\])+[^\s'\";,]*")
 
 
 def create_app(
@@ -165,7 +215,18 @@ def create_app(
             out[idx.numpy()] = gen.images(z[idx], None if labels is None else labels[idx], float(v))
         return out
 
-    batcher = MicroBatcher(run_generator, max_batch, max_wait_ms, workers)
+    # single faces get their own lane and worker (walks never hold them up); a client has at most
+    # policy.renders_per_client renders in flight; each render's measured work is charged to its client
+    batcher = MicroBatcher(
+        run_generator,
+        max_batch,
+        max_wait_ms,
+        workers,
+        fast_lane=True,
+        per_client=policy.renders_per_client,
+        client=current_client,
+        on_work=settle,
+    )
     title, subtitle = page_text(gen)
     about = {
         "name": "ganime",
@@ -202,13 +263,13 @@ def create_app(
     # kept for scripts and tests that reach in (benchmarks, the CLI's start-up line)
     app.state.batcher, app.state.store, app.state.generator, app.state.model_id = batcher, gallery_store, gen, mid
     app.add_middleware(_BodyLimit, limit=MAX_BODY)
-    app.add_middleware(Guard, policy=policy, limiter=limiter, routes=lambda: app.routes)
+    app.add_middleware(Guard, policy=policy, limiter=limiter, routes=lambda: app.routes, limits=LIMITS)
     # faces drawn in the visitor's browser (web/site.py): its own CSP allows WebAssembly ('wasm-unsafe-eval')
-    app.mount("/browser", BrowserSite(gen), name="browser")
+    app.mount("/browser", _RetryingSite(lambda: BrowserSite(gen)), name="browser")
 
     for kind, handler in ERROR_HANDLERS.items():
         app.add_exception_handler(kind, handler)
-    for router in (page.router, images.router, gallery.router, info.router):
+    for router in (page.router, images.router, gallery.router, info.router, edits.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import torch
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
@@ -11,6 +12,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
+from ganime.web.edit_space import decode_latent, format_edits, load_directions, parse_edits
+from ganime.web.encode import encode_png
 from ganime.web.images import PNG, not_modified
 from ganime.web.served import MAX_SEED, Served, served
 from ganime.web.store import MAX_LIST, MAX_TAG_LEN, MAX_TAGS, check_id, normalize_tag, normalize_tags
@@ -29,6 +32,8 @@ class SaveRequest(BaseModel):
     seed: int = Field(ge=0, le=MAX_SEED, strict=True)  # strict: no true/false, "12" or 1.5
     truncation: float = Field(1.0, gt=0, le=1, strict=True)
     tags: list[str] = Field(default_factory=list, max_length=MAX_TAGS)
+    edits: str | None = Field(None, max_length=1024)  # the permalink's e=: name:amount,...
+    z: str | None = Field(None, max_length=8192)  # an inverted face's latent (base64url float32); seed = its start
 
 
 def json_only(request: Request) -> None:
@@ -38,12 +43,19 @@ def json_only(request: Request) -> None:
         raise HTTPException(415, "send a JSON object with Content-Type: application/json")
 
 
-def item_json(item) -> dict[str, Any]:
-    t = "" if item.truncation == 1.0 else f"&truncation={item.truncation!r}"
+def permalink(seed: int, truncation: float, edits: str = "", z: str | None = None) -> str:
+    """The page's one permalink form (a fragment, read by web/static/app.js): #seed=7&t=0.7&e=name:1.5,..."""
+    face = f"z={z}" if z is not None else f"seed={seed}"
+    return f"/#{face}" + ("" if truncation == 1.0 else f"&t={truncation!r}") + (f"&e={edits}" if edits else "")
+
+
+def item_json(item, edits: str = "", z: str | None = None) -> dict[str, Any]:
+    # the store keeps seed, truncation and tags; a face's edits and latent live only in the saved PNG and in
+    # the answer to the save (store/ has no field for them yet)
     return {
         **item.to_dict(),
         "image_url": f"/api/gallery/{item.id}/image.png",
-        "permalink": f"/?seed={item.seed}{t}",
+        "permalink": permalink(item.seed, item.truncation, edits, z),
     }
 
 
@@ -52,13 +64,25 @@ async def gallery_add(body: Annotated[SaveRequest, Body()], s: Annotated[Served,
     """Save a face (regenerated here from seed and truncation) with tags."""
     tags = normalize_tags(body.tags)  # before generating: bad tags cost no generator time
     quota = s.policy.max_items
-    if quota and await run_in_threadpool(s.store.count) >= quota:
+    if quota and await run_in_threadpool(s.store.count) >= quota:  # early: a full gallery costs no rendering
         raise HTTPException(507, f"the gallery is full ({quota} faces); delete some first")
-    png = await s.face_png(body.seed, body.truncation, None)
-    item = await run_in_threadpool(
-        lambda: s.store.add(model_id=s.model_id, seed=body.seed, truncation=body.truncation, png=png, tags=tags)
+    directions = load_directions(s.gen) if body.edits else None
+    edits = format_edits(parse_edits(body.edits, directions))  # checked before any work, as the tags
+    if body.z is None and not edits:
+        png = await s.face_png(body.seed, body.truncation, None)
+    else:
+        z = decode_latent(body.z, s.gen.z_dim)[None] if body.z is not None else s.latents([body.seed])[0].numpy()
+        if edits:
+            z = directions.apply(z, parse_edits(body.edits, directions))
+        nc = s.gen.model.num_classes
+        labels = (torch.zeros(1, dtype=torch.long) if body.z is not None else torch.tensor([body.seed % nc])) if nc else None
+        png = await s.batcher.submit(torch.from_numpy(z), labels, lambda imgs: encode_png(imgs[0]), body.truncation)
+    item = await run_in_threadpool(  # the store counts and inserts in one write (GalleryFullError: 507)
+        lambda: s.store.add(
+            model_id=s.model_id, seed=body.seed, truncation=body.truncation, png=png, tags=tags, max_items=quota
+        )
     )
-    return JSONResponse(item_json(item), status_code=201, headers={"Location": f"/api/gallery/{item.id}"})
+    return JSONResponse(item_json(item, edits, body.z), status_code=201, headers={"Location": f"/api/gallery/{item.id}"})
 
 
 @router.get("/api/gallery")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from typing import Annotated
 
@@ -12,6 +13,7 @@ from fastapi.responses import Response
 from ganime.generate import slerp
 from ganime.io import make_grid
 from ganime.web import served as limits
+from ganime.web.edit_space import decode_latent, format_edits, load_directions, parse_edits
 from ganime.web.encode import encode_gif, encode_png
 from ganime.web.served import MAX_FRAMES, MAX_GIF_SIZE, MAX_GRID, MAX_SEED, MAX_SIZE, Served, limits_error, served
 
@@ -63,20 +65,45 @@ async def api_face(
     seed: Annotated[int | None, Query(ge=0, le=MAX_SEED, description="omit for a random face")] = None,
     truncation: Truncation = 1.0,
     size: Annotated[int | None, Query(ge=8, le=MAX_SIZE, description="width = height in pixels")] = None,
+    edits: Annotated[
+        str | None, Query(max_length=1024, description="directions to add to z, e.g. hair-red:1.5,sefa-0:-2")
+    ] = None,
+    z: Annotated[
+        str | None, Query(max_length=8192, description="a latent instead of a seed: base64url float32 (search by picture)")
+    ] = None,
 ) -> Response:
-    """One face. The same seed, truncation and size give the same PNG bytes."""
+    """One face. The same seed (or z), edits, truncation and size give the same PNG bytes."""
+    if z is not None and seed is not None:
+        return limits_error(422, "give a seed or a latent z, not both")
+    directions = load_directions(s.gen) if edits else None  # small files beside the weights
+    changes = parse_edits(edits, directions)
     etag = None
-    if seed is None:
-        seed = secrets.randbelow(2**32)
+    if z is not None:
+        base = torch.from_numpy(decode_latent(z, s.gen.z_dim))[None]
+        digest = hashlib.sha256(base.numpy().tobytes()).hexdigest()[:16]
+        etag = f'"{s.tag_base}-z{digest}-{format_edits(changes)}-{truncation!r}-{size or s.gen.resolution}"'
+    elif seed is None:
+        seed = secrets.randbelow(MAX_SEED + 1)
     else:
-        etag = f'"{s.tag_base}-{seed}-{truncation!r}-{size or s.gen.resolution}"'
-        if cached := not_modified(request, etag):
-            return cached
+        etag = f'"{s.tag_base}-{seed}-{format_edits(changes)}-{truncation!r}-{size or s.gen.resolution}"'
+    if etag is not None and (cached := not_modified(request, etag)):
+        return cached
     if refused := cost_check(s, request, (size or s.gen.resolution) ** 2, "the face"):
         return refused
-    data = await s.face_png(seed, truncation, size)
-    response = image_response(data, "image/png", etag, f"ganime-seed{seed}.png")
-    response.headers["X-Seed"] = str(seed)
+    if z is None and not changes:
+        data = await s.face_png(seed, truncation, size)
+    else:
+        latent, labels = (base, None) if z is not None else s.latents([seed])
+        if changes:
+            latent = torch.from_numpy(directions.apply(latent.numpy(), changes))
+        nc = s.gen.model.num_classes
+        if nc and labels is None:
+            labels = torch.zeros(1, dtype=torch.long)
+        data = await s.batcher.submit(latent, labels, lambda imgs: encode_png(imgs[0], size), truncation)
+    name = f"ganime-seed{seed}.png" if z is None else "ganime-face.png"
+    response = image_response(data, "image/png", etag, name)
+    if seed is not None:
+        response.headers["X-Seed"] = str(seed)
     return response
 
 

@@ -9,13 +9,17 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from ganime.web.site import fill_page
+
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/", response_class=HTMLResponse)
 @router.get("/static/index.html", response_class=HTMLResponse)  # the same page, never the raw template
 async def index(request: Request) -> HTMLResponse:
-    return HTMLResponse(request.app.state.page_html, headers={"Cache-Control": "no-cache"})
+    # the one page (web/static/index.html) with the server's API as its back end
+    html = fill_page(request.app.state.page_html, "server", "/static/")
+    return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/browser")

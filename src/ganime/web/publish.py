@@ -2,8 +2,14 @@
 
 The layout is the site's public URL scheme, stable across runs and ganime versions:
 
-    site/index.html  site.js  style.css  manifest.json
+    site/index.html  app.js  renderers.js  latent.js  style.css  manifest.json
     site/faces/psi-0.7/000123.webp         (seed zero-padded to 6 digits, more digits past 999999)
+    site/faces/psi-0.7/e-hair-red/2/000123.webp   (a direction's edit: the seed moved 2 along hair-red)
+
+The page is the one page of `ganime serve` and `ganime export --web` (web/static) with pre-rendered files as
+its back end: where the generator has directions (web/edit_space.py), the first EDIT_SEEDS seeds are also
+rendered along each direction at a few amounts, at the default truncation, and the sliders become strips of
+those faces (hidden on other seeds).
 
 Any static host serves it (an object store plus a CDN, nginx, `python -m http.server`): the page reads
 manifest.json and picks a face in the browser. Re-running renders only the files that are missing; each
@@ -29,13 +35,18 @@ from ganime import __version__
 from ganime.errors import ConfigError
 from ganime.generate import LoadedGenerator
 from ganime.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ganime.web.edit_space import Directions, load_directions
 from ganime.web.encode import encode_png, encode_webp
-from ganime.web.meta import MAX_SEED, STATIC, model_id, page_text, render_page
+from ganime.web.meta import MAX_SEED, model_id, page_text
+from ganime.web.site import PAGE, PAGE_FILES, page_for
 
-SITE = Path(__file__).parent / "site"
 FORMATS: dict[str, Callable[[np.ndarray, int | None], bytes]] = {"webp": encode_webp, "png": encode_png}
 MANIFEST = "manifest.json"
 MAX_SITE_SEEDS = 10_000_000
+EDIT_AMOUNTS = (-2.0, -1.0, 1.0, 2.0)  # where a site shows each direction (a strip: -2 -1 0 1 2)
+# Seeds that get strips: each costs directions x amounts images (22 x 4 = 88 for the shipped generator), so a
+# 1000-seed site would hold 30 times the faces; the page offers rounds and strips on these seeds
+EDIT_SEEDS = 100
 
 
 def psi_label(psi: float) -> str:
@@ -47,7 +58,7 @@ def psi_label(psi: float) -> str:
 
 
 def face_path(psi: str, seed: int, fmt: str) -> str:
-    """The site-relative URL of one face; site.js builds the same string."""
+    """The site-relative URL of one face; web/static/renderers.js (FilesRenderer) builds the same string."""
     return f"faces/psi-{psi}/{seed:06d}.{fmt}"
 
 
@@ -92,6 +103,8 @@ def publish(
     batch: int = 64,
     encoders: int | None = None,
     progress: Callable[[int, int], Any] | None = None,
+    edit_amounts: tuple[float, ...] = EDIT_AMOUNTS,
+    edit_seeds: int = EDIT_SEEDS,
 ) -> PublishReport:
     """Render seeds first_seed .. first_seed + seeds - 1 at each truncation into a static site at `out`.
 
@@ -99,6 +112,8 @@ def publish(
         fmt: 'webp' (lossless) or 'png'; size: pixels per side (None = the model's resolution).
         batch: faces per generator call; encoders: encoding threads (None = one per CPU).
         progress: called as progress(written, to_render): once before rendering, then after each write.
+        edit_amounts: where each direction of the generator is rendered (at the default truncation); () = none.
+        edit_seeds: how many seeds, from first_seed on, get those strips.
     """
     out = Path(out)
     if fmt not in FORMATS:
@@ -124,10 +139,22 @@ def publish(
     try:
         out.mkdir(parents=True, exist_ok=True)
         _remove_partial(out)
-        todo = {psi: _missing(out, labels[i], first_seed, seeds, fmt) for i, psi in enumerate(truncations)}
+        jobs = [(out / "faces" / f"psi-{labels[i]}", psi, None) for i, psi in enumerate(truncations)]
+        default = min(labels, key=lambda t: abs(float(t) - 0.7))
+        directions = load_directions(gen) if edit_amounts else None
+        edit_entries = []
+        for d in directions.entries if directions is not None else []:
+            amounts = [f"{a:g}" for a in edit_amounts]
+            edit_entries.append({**d, "amounts": amounts})
+            for a in edit_amounts:
+                folder = out / "faces" / f"psi-{default}" / f"e-{d['name']}" / f"{a:g}"
+                jobs.append((folder, float(default), {d["name"]: a}))
+        edited = min(seeds, edit_seeds)
+        todo = [(folder, psi, edits, _missing(folder, first_seed, edited if edits else seeds, fmt))
+                for folder, psi, edits in jobs]
         if progress is not None:
-            progress(0, sum(len(v) for v in todo.values()))
-        rendered = _render(gen, out, todo, dict(zip(truncations, labels)), fmt, size, batch, encoders, progress)
+            progress(0, sum(len(v[3]) for v in todo))
+        rendered = _render(gen, todo, directions, fmt, size, batch, encoders, progress)
         _write_page(gen, out)
         # the manifest grows with the site: an earlier, larger run's seeds and truncations stay listed
         if old is not None and old.get("first_seed") == first_seed:
@@ -150,19 +177,36 @@ def publish(
                 "truncations": labels,
                 "default_truncation": min(labels, key=lambda t: abs(float(t) - 0.7)),
                 "path": "faces/psi-{truncation}/{seed}." + fmt,  # {seed}: zero-padded to 6 digits
+                "edits": {
+                    "truncation": default,
+                    "path": "faces/psi-{truncation}/e-{name}/{amount}/{seed}." + fmt,
+                    "first_seed": first_seed,
+                    "seeds": edited,  # the first seeds only (EDIT_SEEDS)
+                    "directions": edit_entries,
+                },
             },
         )
     except OSError as e:
         raise ConfigError(f"cannot write the site in {out}: {e.strerror or e}") from None
-    total = sum(len(v) for v in todo.values())
-    return PublishReport(out, rendered, len(truncations) * seeds - total, time.perf_counter() - started)
+    total = sum(len(v[3]) for v in todo)
+    promised = len(truncations) * seeds + (len(todo) - len(truncations)) * edited
+    return PublishReport(out, rendered, promised - total, time.perf_counter() - started)
 
 
 def site_urls(manifest: dict[str, Any]) -> Iterator[str]:
-    """Every face URL a manifest promises (for checks: a site of N seeds and T truncations has N x T)."""
+    """Every face URL a manifest promises (a site of N seeds, T truncations, D directions at A amounts on its
+    first E seeds has N x T + E x D x A)."""
+    seeds = range(manifest["first_seed"], manifest["first_seed"] + manifest["seeds"])
     for psi in manifest["truncations"]:
-        for seed in range(manifest["first_seed"], manifest["first_seed"] + manifest["seeds"]):
+        for seed in seeds:
             yield face_path(psi, seed, manifest["format"])
+    edits = manifest.get("edits") or {"directions": []}
+    edited = range(edits.get("first_seed", 0), edits.get("first_seed", 0) + edits.get("seeds", 0))
+    for d in edits["directions"]:
+        for amount in d["amounts"]:
+            for seed in edited:
+                yield (edits["path"].replace("{truncation}", edits["truncation"]).replace("{name}", d["name"])
+                       .replace("{amount}", amount).replace("{seed}", f"{seed:06d}"))
 
 
 def _read_manifest(out: Path) -> dict[str, Any] | None:
@@ -179,31 +223,30 @@ def _remove_partial(out: Path) -> None:
     # temporary files of an interrupted run: never served (dot names), removed before rendering again
     faces = out / "faces"
     if faces.is_dir():
-        for tmp in faces.glob("psi-*/.*.tmp*"):
+        for tmp in [*faces.glob("psi-*/.*.tmp*"), *faces.glob("psi-*/e-*/*/.*.tmp*")]:
             tmp.unlink(missing_ok=True)
 
 
-def _missing(out: Path, psi: str, first_seed: int, seeds: int, fmt: str) -> list[int]:
-    folder = out / "faces" / f"psi-{psi}"
+def _missing(folder: Path, first_seed: int, seeds: int, fmt: str) -> list[int]:
     present = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
     return [s for s in range(first_seed, first_seed + seeds) if f"{s:06d}.{fmt}" not in present]
 
 
 def _render(
     gen: LoadedGenerator,
-    out: Path,
-    todo: dict[float, list[int]],
-    labels: dict[float, str],
+    todo: list[tuple[Path, float, dict[str, float] | None, list[int]]],
+    directions: Directions | None,
     fmt: str,
     size: int | None,
     batch: int,
     encoders: int | None,
     progress: Callable[[int, int], Any] | None,
 ) -> int:
-    """Generate batch after batch on this thread while a pool encodes and writes the previous ones."""
+    """Generate batch after batch on this thread while a pool encodes and writes the previous ones.
+    todo: (folder, truncation, edits or None, seeds to render there)."""
     encode = FORMATS[fmt]
     nc = gen.model.num_classes
-    written, total = 0, sum(len(v) for v in todo.values())
+    written, total = 0, sum(len(v[3]) for v in todo)
     pending: list[Future] = []
 
     def save(images: np.ndarray, seeds: list[int], folder: Path) -> int:
@@ -222,13 +265,16 @@ def _render(
 
     threads = encoders or os.cpu_count() or 1
     with ThreadPoolExecutor(threads) as pool:
-        for psi, seeds in todo.items():
-            folder = out / "faces" / f"psi-{labels[psi]}"
+        for folder, psi, edits, seeds in todo:
+            if not seeds:
+                continue
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(0, len(seeds), batch):
                 chunk = seeds[i : i + batch]
-                # as the server does: one latent per seed, the class from the seed, the library's truncation
+                # as the server does: one latent per seed, its edits, the class from the seed, the library's truncation
                 z = gen.latents(chunk)
+                if edits:
+                    z = torch.from_numpy(directions.apply(z.numpy(), edits))
                 y = torch.tensor([s % nc for s in chunk]) if nc else None
                 images = gen.images(z, y, psi)
                 # each thread encodes a share of the batch; at most two batches wait, so memory stays flat
@@ -242,8 +288,8 @@ def _render(
 
 
 def _write_page(gen: LoadedGenerator, out: Path) -> None:
-    title, subtitle = page_text(gen)
-    html = render_page((SITE / "index.html").read_text(encoding="utf-8"), title, subtitle)
-    atomic_write_text(out / "index.html", html)
-    for name, src in (("site.js", SITE / "site.js"), ("style.css", STATIC / "style.css")):
-        atomic_write_bytes(out / name, src.read_bytes())
+    """The one page (web/static) with pre-rendered files as its back end; site.js of older sites is left."""
+    atomic_write_text(out / "index.html", page_for(gen, "files"))
+    for name in PAGE_FILES:
+        if name != "index.html":
+            atomic_write_bytes(out / name, (PAGE / name).read_bytes())

@@ -1,9 +1,14 @@
 """What stands between the app and a network: allowed hosts, write tokens, CSRF, rate limits, headers, logs.
 
 `Guard` is one ASGI middleware that does, in order: the access log line (common log format), security
-headers on every answer, the Host check (DNS rebinding), HEAD/OPTIONS and a correct `Allow`, the
-per-client rate limit, and for state-changing requests the read-only switch, the Origin check and the
-admin token. `ServePolicy` is the frozen value it is built from; `ganime serve` fills it from its flags.
+headers on every answer, the Host check (DNS rebinding; one Host header only), the per-client rate limit,
+HEAD/OPTIONS and a correct `Allow`, and for state-changing requests the read-only switch, the Origin check,
+the local-only rule for open writes and the admin token (a wrong one is charged with back-off). Answers
+are charged by their size too (`BYTES_PER_UNIT`), static files included. `ServePolicy` is the frozen value
+it is built from; `ganime serve` fills it from its flags.
+
+One `RateLimiter` (web/limiter.py) holds every client's budget: requests, rendering (an estimate first,
+then the measured work: `Visit.settle`), bytes and failed logins all spend it.
 """
 
 from __future__ import annotations
@@ -12,21 +17,31 @@ import hmac
 import ipaddress
 import json
 import logging
-import math
 import secrets
 import socket
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
+from ganime.web.limiter import (  # noqa: F401 - re-exported: the limiter is part of the guard's API
+    RateLimited,
+    RateLimiter,
+    Visit,
+    current_client,
+    current_visit,
+    enter_visit,
+    leave_visit,
+)
+
 access_log = logging.getLogger("ganime.access")
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# POSTs that change nothing (a body in, an answer out): no token, and allowed on a read-only server; they are
+# charged like any rendering and keep the same-origin rule
+COMPUTE_POSTS = frozenset({"/api/invert"})
 TOKEN_ENV = "GANIME_TOKEN"
 # The page loads only its own files: no inline script, no third-party origin, never inside a frame.
 CSP = (
@@ -42,6 +57,8 @@ SECURITY_HEADERS = [
 ]
 _OURS = {name for name, _ in SECURITY_HEADERS}
 BROWSER_PREFIX = "/browser/"  # web/site.py's page sets its own CSP (WebAssembly); see Guard
+MIN_TOKEN_LEN = 24  # a user's --token: new_token() makes 32 characters
+BYTES_PER_UNIT = 256 * 1024  # an answer costs 1 unit per 256 KiB (the 14.8 MB WebAssembly file: 57 units)
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,9 @@ class ServePolicy:
         burst: cost units a client may spend at once before the rate applies.
         max_items: gallery quota: saves beyond it are refused (0 = none).
         max_clients: clients remembered by the rate limiter (the least recent are forgotten first).
+        local_hosts: Host names and client addresses besides loopback ones that mean "this machine": without
+            a token, writes are accepted only from these (a proxy forwarding the internet is not this machine).
+        renders_per_client: renders one client may have in flight; more wait their turn (0 = no cap).
     """
 
     token: str | None = None
@@ -65,6 +85,8 @@ class ServePolicy:
     burst: float = 200.0
     max_items: int = 10_000
     max_clients: int = 10_000
+    local_hosts: tuple[str, ...] = LOOPBACK_HOSTS
+    renders_per_client: int = 2
 
     @property
     def writes(self) -> str:
@@ -73,13 +95,16 @@ class ServePolicy:
 
 
 def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1, ::ffff:127.0.0.1)."""
     if host.strip("[]").lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
+    # an IPv4 client of a dual-stack ('::') socket shows as ::ffff:127.0.0.1
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def local_names(bound: str) -> list[str]:
@@ -94,12 +119,9 @@ def local_names(bound: str) -> list[str]:
         names += [info[4][0] for info in infos]
     except OSError:
         pass
-    try:  # the address of the interface with the default route; a UDP "connect" sends nothing
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed anywhere real
-            names.append(s.getsockname()[0])
-    except OSError:
-        pass
+    # the addresses of the interfaces with the default routes (IPv6 too when bound to '::')
+    probes = [(socket.AF_INET, "192.0.2.1")] + ([(socket.AF_INET6, "2001:db8::1")] if host == "::" else [])
+    names += [a for family, probe in probes if (a := route_address(family, probe))]
     out: list[str] = []
     for n in names:
         if n and not is_loopback(n) and n not in out and n not in ("0.0.0.0", "::"):
@@ -107,8 +129,39 @@ def local_names(bound: str) -> list[str]:
     return out
 
 
+def route_address(family: int, probe: str) -> str | None:
+    """This machine's address on the route towards `probe` (a documentation address: a UDP "connect" sends
+    nothing), or None without such a route."""
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect((probe, 9))
+            return s.getsockname()[0]
+    except OSError:
+        return None
+
+
 def new_token() -> str:
     return secrets.token_urlsafe(24)
+
+
+def check_token(token: str) -> str:
+    """A user's admin token, or ConfigError: at least MIN_TOKEN_LEN printable characters, no spaces."""
+    from ganime.errors import ConfigError
+
+    if len(token) < MIN_TOKEN_LEN or not token.isprintable() or " " in token:
+        raise ConfigError(
+            f"--token must be at least {MIN_TOKEN_LEN} printable characters without spaces (got {len(token)}); "
+            "leave it out and a random one is made"
+        )
+    if len(set(token)) < 8:
+        raise ConfigError("--token repeats a few characters: leave it out and a random one is made")
+    return token
+
+
+def exposed(host: str, allowed_hosts: list[str] | tuple[str, ...]) -> bool:
+    """True when requests may come from other machines: a non-loopback bind, or a Host name besides
+    loopback ones that a proxy may forward ('*' included)."""
+    return not is_loopback(host) or any(h == "*" or not is_loopback(h) for h in allowed_hosts)
 
 
 def host_of(value: str) -> str:
@@ -119,59 +172,54 @@ def host_of(value: str) -> str:
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
-class RateLimited(Exception):
-    """A client spent its budget; retry after `retry_after` seconds."""
-
-    def __init__(self, retry_after: float) -> None:
-        self.retry_after = retry_after
-        self.header = str(max(1, math.ceil(retry_after)))  # Retry-After: whole seconds
-        super().__init__(f"too many requests from your address: retry in {self.header} s")
-
-
-class RateLimiter:
-    """A token bucket per client: `rate` units per second, at most `burst` saved up."""
-
-    def __init__(self, rate: float, burst: float, max_clients: int = 10_000) -> None:
-        self.rate, self.burst, self.max_clients = rate, max(burst, 1.0), max_clients
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (units, when)
-        self._lock = threading.Lock()
-
-    def charge(self, client: str, cost: float, now: float | None = None) -> None:
-        """Spend `cost` units of `client`'s bucket, or raise RateLimited (spending nothing)."""
-        if self.rate <= 0:
-            return
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            units, last = self._buckets.pop(client, (self.burst, now))
-            units = min(self.burst, units + (now - last) * self.rate)
-            if cost > units:
-                self._buckets[client] = (units, now)
-                # more than a full bucket can never be paid at once: the per-request cap refuses those
-                raise RateLimited((min(cost, self.burst) - units) / self.rate)
-            self._buckets[client] = (units - cost, now)
-            while len(self._buckets) > self.max_clients:
-                self._buckets.popitem(last=False)  # the least recently seen client
-
-
 def client_of(scope: dict) -> str:
     client = scope.get("client")
     return client[0] if client else "-"
 
 
-def _json(status: int, message: str, headers: dict[str, str] | None = None) -> tuple[int, list, bytes]:
-    body = json.dumps({"error": message}).encode()
+def error_answer(
+    status: int, message: str, headers: dict[str, str] | None = None, limits: dict | None = None
+) -> tuple[int, list, bytes]:
+    """(status, headers, body) of a JSON error: {"error": ...} plus the input `limits` on a 4xx."""
+    payload: dict[str, Any] = {"error": message}
+    if limits is not None and 400 <= status < 500:
+        payload["limits"] = limits
+    body = json.dumps(payload).encode()
     hs = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     hs += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     return status, hs, body
 
 
-class Guard:
-    """The ASGI middleware described in the module docstring; `routes` gives the Allow header of a path."""
+def bearer_token(header: str) -> str | None:
+    """The credentials of an `Authorization: Bearer X` header; the scheme is case-insensitive (RFC 9110 11.1)."""
+    scheme, _, credentials = header.strip().partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
 
-    def __init__(self, app: Any, policy: ServePolicy, limiter: RateLimiter, routes: Any) -> None:
-        self.app, self.policy, self.limiter, self.routes = app, policy, limiter, routes
+
+def log_line(client: str, request: str, status: int, size: int, started: float) -> None:
+    """One access-log line in NCSA common log format: host ident authuser [date] "request" status bytes."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    when = datetime.fromtimestamp(started, timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000")
+    # one line per request whatever the client sent: quotes, backslashes and control bytes escaped
+    request = "".join(c if " " <= c < "\x7f" and c not in '"\\' else f"\\x{ord(c):02x}" for c in request)
+    access_log.info('%s - - [%s] "%s" %d %s', client, when, request, status, size or "-")
+
+
+class Guard:
+    """The ASGI middleware described in the module docstring; `routes` gives the Allow header of a path,
+    `limits` the input limits every 4xx carries."""
+
+    def __init__(
+        self, app: Any, policy: ServePolicy, limiter: RateLimiter, routes: Any, limits: dict | None = None
+    ) -> None:
+        self.app, self.policy, self.limiter, self.routes, self.limits = app, policy, limiter, routes, limits
         self.any_host = "*" in policy.allowed_hosts
         self.hosts = {h.strip("[]").lower() for h in policy.allowed_hosts}
+        self.local = {h.strip("[]").lower() for h in policy.local_hosts}
+
+    def error(self, status: int, message: str, headers: dict[str, str] | None = None) -> tuple[int, list, bytes]:
+        return error_answer(status, message, headers, self.limits)
 
     def allowed_methods(self, path: str) -> list[str]:
         """The methods some route answers at `path`, found by asking the router (included routers too)."""
@@ -195,32 +243,57 @@ class Guard:
             methods.add("HEAD")
         return sorted(methods | {"OPTIONS"}) if methods else []
 
-    def refuse(self, scope: dict, method: str, path: str, headers: dict[str, str]) -> tuple[int, list, bytes] | None:
-        """Why this request is not served (status, headers, body), or None."""
+    def from_this_machine(self, scope: dict, host: str | None) -> bool:
+        """A loopback (or policy.local_hosts) Host and client; the client is the one a trusted proxy names."""
+        client = client_of(scope).lower()
+        name = host_of(host or "")
+        return (is_loopback(name) or name in self.local) and (is_loopback(client) or client in self.local)
+
+    def refuse_host(self, scope: dict, headers: dict[str, str]) -> tuple[int, list, bytes] | None:
+        """400 for a foreign Host, or for more than one Host header (which one would a proxy have checked?)."""
+        if sum(1 for k, _ in scope.get("headers") or [] if k.lower() == b"host") > 1:
+            return self.error(400, "more than one Host header")
         host = headers.get("host")
         if not self.any_host and (host is None or host_of(host) not in self.hosts):
-            return _json(
+            return self.error(
                 400, "this server does not answer to that Host name; add it with `ganime serve --allowed-host`"
             )
-        if method in WRITE_METHODS:
-            if self.policy.read_only:
-                return _json(403, "this server is read-only (ganime serve --read-only)")
-            origin = headers.get("origin")
-            if origin is not None and origin != "null":
-                # same origin only: a proxy in front must pass the Host the browser used (nginx: $host)
-                if urlsplit(origin).netloc.lower() != (host or "").lower():
-                    return _json(403, "cross-origin request refused")
-            elif origin == "null" or headers.get("sec-fetch-site") == "cross-site":
-                return _json(403, "cross-origin request refused")
-            if self.policy.token is not None:
-                given = headers.get("authorization", "")
-                expected = f"Bearer {self.policy.token}"
-                if not hmac.compare_digest(given.encode(), expected.encode()):
-                    return _json(
-                        401,
-                        "saving and deleting need the admin token (Authorization: Bearer TOKEN)",
-                        {"WWW-Authenticate": 'Bearer realm="ganime"'},
-                    )
+        return None
+
+    def refuse_write(self, scope: dict, headers: dict[str, str]) -> tuple[int, list, bytes] | None:
+        """Why this state-changing request is refused, or None (a COMPUTE_POSTS request: only if cross-origin)."""
+        host = headers.get("host")
+        compute = scope["method"] == "POST" and scope["path"] in COMPUTE_POSTS
+        if self.policy.read_only and not compute:
+            return self.error(403, "this server is read-only (ganime serve --read-only)")
+        origin = headers.get("origin")
+        if origin is not None and origin != "null":
+            # same origin only: a proxy in front must pass the Host the browser used (nginx: $host)
+            if urlsplit(origin).netloc.lower() != (host or "").lower():
+                return self.error(403, "cross-origin request refused")
+        elif origin == "null" or headers.get("sec-fetch-site") == "cross-site":
+            return self.error(403, "cross-origin request refused")
+        if compute:
+            return None
+        if self.policy.token is None:
+            if not self.from_this_machine(scope, host):
+                # writes open is for this machine only: a proxy may forward anyone under a public name
+                return self.error(
+                    403,
+                    "saving and deleting from another machine need an admin token; start the server with "
+                    f"--token or ${TOKEN_ENV} (or --read-only)",
+                )
+            return None
+        given = bearer_token(headers.get("authorization", "")) or ""
+        if not hmac.compare_digest(given.encode(), self.policy.token.encode()):
+            client = client_of(scope)
+            self.limiter.auth_failed(client)  # back-off: each wrong token in a row costs twice the last
+            return self.error(
+                401,
+                "saving and deleting need the admin token (Authorization: Bearer TOKEN)",
+                {"WWW-Authenticate": 'Bearer realm="ganime"'},
+            )
+        self.limiter.auth_succeeded(client_of(scope))
         return None
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -231,9 +304,15 @@ class Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
         status_sent, sent = [0], [0]
         head = method == "HEAD"
+        client = client_of(scope)
 
         async def guarded_send(message: dict) -> None:
             if message["type"] == "http.response.start":
+                length = dict(message.get("headers", [])).get(b"content-length", b"0")
+                if not head and length.isdigit():
+                    # bytes cost too, static files included; as debt: a client that pulled a large file
+                    # waits before its next request instead of losing an answer it already paid to render
+                    self.limiter.charge(client, int(length) / BYTES_PER_UNIT, debt=True)
                 status_sent[0] = message["status"]
                 hs = [(k, v) for k, v in message.get("headers", []) if k not in _OURS]
                 hs += SECURITY_HEADERS
@@ -256,16 +335,19 @@ class Guard:
             await guarded_send({"type": "http.response.start", "status": status, "headers": hs})
             await guarded_send({"type": "http.response.body", "body": body})
 
+        visit = enter_visit(Visit(client, self.limiter))
         try:
-            refused = self.refuse(scope, method, path, headers)
+            refused = self.refuse_host(scope, headers)
+            if refused is None:
+                try:  # charged before any other check: a refused login costs too
+                    self.limiter.charge(client, 1.0)
+                except RateLimited as e:
+                    refused = self.error(429, str(e), {"Retry-After": e.header})
             if refused is None and method == "OPTIONS":
                 allow = self.allowed_methods(path)
-                refused = (204, [(b"allow", ", ".join(allow).encode())], b"") if allow else _json(404, "not found")
-            if refused is None:
-                try:
-                    self.limiter.charge(client_of(scope), 1.0)
-                except RateLimited as e:
-                    refused = _json(429, str(e), {"Retry-After": e.header})
+                refused = (204, [(b"allow", ", ".join(allow).encode())], b"") if allow else self.error(404, "not found")
+            if refused is None and method in WRITE_METHODS:
+                refused = self.refuse_write(scope, headers)
             if refused is not None:
                 await answer(*refused)
             else:
@@ -275,20 +357,15 @@ class Guard:
             # logged once, here; the client sees a short JSON error, never a traceback
             logging.getLogger("ganime.web").exception("unhandled error on %s %s", method, path)
             if not status_sent[0]:
-                await answer(*_json(500, "internal error"))
+                await answer(*error_answer(500, "internal error"))
         finally:
+            leave_visit(visit)
             self.log(scope, method, status_sent[0] or 500, sent[0], started)
 
     @staticmethod
     def log(scope: dict, method: str, status: int, size: int, started: float) -> None:
-        # NCSA common log format: host ident authuser [date] "request" status bytes
-        if not access_log.isEnabledFor(logging.INFO):
-            return
-        when = datetime.fromtimestamp(started, timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000")
         target = scope.get("raw_path") or scope["path"].encode()
         if scope.get("query_string"):
             target += b"?" + scope["query_string"]
         request = f"{method} {target.decode('latin-1')} HTTP/{scope.get('http_version', '1.1')}"
-        # one line per request whatever the client sent: quotes, backslashes and control bytes escaped
-        request = "".join(c if " " <= c < "\x7f" and c not in '"\\' else f"\\x{ord(c):02x}" for c in request)
-        access_log.info('%s - - [%s] "%s" %d %s', client_of(scope), when, request, status, size or "-")
+        log_line(client_of(scope), request, status, size, started)

@@ -12,8 +12,9 @@ from fastapi.responses import JSONResponse
 from ganime.generate import LoadedGenerator
 from ganime.web.batcher import MicroBatcher
 from ganime.web.encode import encode_png
+from ganime.web.limiter import RateLimiter, current_visit
 from ganime.web.meta import MAX_SEED
-from ganime.web.security import RateLimiter, ServePolicy, client_of
+from ganime.web.security import ServePolicy, client_of
 from ganime.web.store import MAX_TAG_LEN, MAX_TAGS, GalleryStore
 
 MAX_SIZE = 1024
@@ -68,8 +69,21 @@ class Served:
         return await self.batcher.submit(z, labels, lambda imgs: encode_png(imgs[0], size), truncation)
 
     def charge(self, request: Request, units: float) -> None:
-        """Spend a client's rate budget on generator work (raises RateLimited: a 429)."""
-        self.limiter.charge(client_of(request.scope), units)
+        """Spend a client's rate budget on generator work before it starts (raises RateLimited: a 429); once
+        the work is done, `settle` charges what it measured beyond that."""
+        visit = current_visit()
+        if visit is not None:
+            visit.charge(units)
+        else:
+            self.limiter.charge(client_of(request.scope), units)
+
+
+def settle(seconds: float) -> None:
+    """The batcher's `on_work`: charge the request being served for its measured rendering time (generator
+    share plus PNG or GIF encoding), beyond its upfront estimate, as debt on its client's budget."""
+    visit = current_visit()
+    if visit is not None:
+        visit.settle(seconds)
 
 
 def served(request: Request) -> Served:

@@ -1,6 +1,11 @@
-"""The browser page as a static site: faces drawn in the visitor's browser by onnxruntime-web, no server code.
+"""The one page (web/static) for each back end, and the in-browser site: faces drawn in the visitor's browser
+by onnxruntime-web, no server code.
 
-    ganime export RUN --web site/      # index.html, browser.js, latent.js, generator.onnx + .json, onnxruntime-web
+    ganime export RUN --web site/      # the page (index.html, *.js, style.css), generator.onnx + .json, onnxruntime-web
+
+`ganime serve` (page.py), `ganime publish` (publish.py) and this site ship the same page; `fill_page` tells it
+its back end: the server's API, onnxruntime-web, or pre-rendered files. The generator's directions reach the
+browser in the ONNX sidecar (or, where the export has none, in site.json), so sliders move the face live.
 
 The generator is exported with `export_onnx(weights="auto")` (fp16 weights where its images stay within 1/255
 of torch's). Seeds become latents with `latent.js`, the JavaScript twin of ganime.latent.portable_latents, so
@@ -27,12 +32,19 @@ from pathlib import Path
 
 from ganime.errors import ConfigError, GanimeError, MissingDependencyError
 from ganime.io import atomic_path
-from ganime.onnx_runtime import file_sha256
+from ganime.onnx_runtime import file_sha256, read_sidecar
 
 log = logging.getLogger(__name__)
 
-PAGE = Path(__file__).parent / "browser"  # index.html, browser.js, browser.css, latent.js
-PAGE_FILES = ("index.html", "browser.js", "browser.css", "latent.js")
+PAGE = Path(__file__).parent / "static"  # the one page: served (/), in the browser (here) and published
+PAGE_FILES = ("index.html", "app.js", "renderers.js", "latent.js", "gallery.js", "style.css")
+# A static host sends no headers of ours: the published site's policy travels in the page (frame-ancestors
+# needs a header, so it cannot)
+FILES_POLICY = (
+    '<meta http-equiv="Content-Security-Policy" content="default-src \'self\'; img-src \'self\' data:; '
+    "style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'none'\">\n  <meta name=\"referrer\" content=\"no-referrer\">"
+)
 ORT_PACKAGE, ORT_VERSION = "onnxruntime-web", "1.31.1"
 # The files a build needs from the package's dist/, with their SHA-256 (of onnxruntime-web 1.31.1 from npm).
 ORT_BUILDS = {
@@ -58,6 +70,21 @@ HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Embedder-Policy": "require-corp",
 }
+
+
+def fill_page(html: str, backend: str, assets: str = "") -> str:
+    """The page template (title and subtitle already in, web/meta.render_page) for one back end: "server" (the
+    API; assets under /static/), "onnx" (onnxruntime-web in the visitor's browser) or "files" (ganime publish)."""
+    policy = FILES_POLICY if backend == "files" else ""
+    return html.replace("{{backend}}", backend).replace("{{assets}}", assets).replace("{{policy}}", policy)
+
+
+def page_for(gen, backend: str, assets: str = "") -> str:
+    """The whole page for a generator and a back end."""
+    from ganime.web.meta import page_text, render_page
+
+    title, subtitle = page_text(gen)
+    return fill_page(render_page((PAGE / "index.html").read_text(encoding="utf-8"), title, subtitle), backend, assets)
 
 
 def ort_cache_dir() -> Path:
@@ -172,11 +199,7 @@ def write_site(
     written = [model, model.with_suffix(".json")]
     for name in PAGE_FILES:
         if name == "index.html":  # the title from the model card, or naming the run's data (web/meta.page_text)
-            from ganime.web.meta import page_text, render_page
-
-            title, subtitle = page_text(gen)
-            html = render_page((PAGE / name).read_text(encoding="utf-8"), title, subtitle)
-            (out / name).write_text(html, encoding="utf-8")
+            (out / name).write_text(page_for(gen, "onnx"), encoding="utf-8")
             written.append(out / name)
         else:
             written.append(Path(shutil.copyfile(PAGE / name, out / name)))
@@ -189,6 +212,12 @@ def write_site(
         "ort_version": ORT_VERSION,
         "providers": ["webgpu", "wasm"] if webgpu else ["wasm"],
     }
+    if "directions" not in read_sidecar(model):  # until the export carries them: the page adds them to z itself
+        from ganime.web.edit_space import load_directions
+
+        directions = load_directions(gen)
+        if directions is not None:
+            site["directions"] = directions.to_json()
     (out / SITE_FILE).write_text(json.dumps(site, indent=1) + "\n")
     written.append(out / SITE_FILE)
     return written

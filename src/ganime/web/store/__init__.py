@@ -15,6 +15,7 @@ from ganime.web.store.base import (
     MAX_TAG_LEN,
     MAX_TAGS,
     GalleryError,
+    GalleryFullError,
     GalleryItem,
     GalleryStore,
     StoreBusyError,
@@ -27,7 +28,7 @@ from ganime.web.store.mongo import MongoStore
 from ganime.web.store.sqlite import SQLiteStore
 
 __all__ = [
-    "MAX_LIST", "MAX_TAGS", "MAX_TAG_LEN", "STORE_FILE", "GalleryError", "GalleryItem", "GalleryStore", "MongoStore",
+    "MAX_LIST", "MAX_TAGS", "MAX_TAG_LEN", "STORE_FILE", "GalleryError", "GalleryFullError", "GalleryItem", "GalleryStore", "MongoStore",
     "SQLiteStore", "StoreBusyError", "check_id", "default_data_dir", "normalize_tag", "normalize_tags", "open_store",
 ]
 STORE_FILE = "gallery.sqlite"

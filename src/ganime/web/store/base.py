@@ -33,6 +33,13 @@ class GalleryError(GanimeError):
     """Bad gallery input (tags, ids) or an unusable store."""
 
 
+class GalleryFullError(GalleryError):
+    """The gallery holds its quota of items already (checked inside the store's own write)."""
+
+    def __init__(self, max_items: int) -> None:
+        super().__init__(f"the gallery is full ({max_items} faces); delete some first")
+
+
 class StoreBusyError(GalleryError):
     """The store is locked by another writer or unreachable for now: the same call may work a moment later."""
 
@@ -125,9 +132,18 @@ class GalleryStore(ABC):
 
     @abstractmethod
     def add(
-        self, *, model_id: str, seed: int, truncation: float, png: bytes, tags: list[str] | None = None
+        self,
+        *,
+        model_id: str,
+        seed: int,
+        truncation: float,
+        png: bytes,
+        tags: list[str] | None = None,
+        max_items: int = 0,
     ) -> GalleryItem:
-        """Save one face; returns it with its new id."""
+        """Save one face; returns it with its new id. With `max_items`, GalleryFullError when the gallery
+        holds that many already: counted and written atomically, so concurrent saves from any number of
+        threads or processes cannot pass the quota."""
 
     @abstractmethod
     def get(self, item_id: str) -> GalleryItem | None:

@@ -1,4 +1,10 @@
-"""The MongoDB gallery store (the `mongodb` extra): one document per item."""
+"""The MongoDB gallery store (the `mongodb` extra): one document per item.
+
+The quota is a counter document (`<collection>_meta`, `{_id: "items", n}`) moved by conditional writes: a
+save first increments it only where `n < max_items` (one atomic `find_one_and_update`), so concurrent
+saves from any number of processes cannot pass the quota; a delete decrements it. The counter starts from
+the collection's count the first time a store opens it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from typing import Any, ClassVar
 from ganime.errors import MissingDependencyError
 from ganime.web.store.base import (
     GalleryError,
+    GalleryFullError,
     GalleryItem,
     GalleryStore,
     busy_when_locked,
@@ -36,10 +43,17 @@ class MongoStore(GalleryStore):
         self._client = client
         db = client.get_default_database(default="ganime")  # mongodb://host/DB names it
         self._col = db[collection]
+        self._meta = db[f"{collection}_meta"]
         self.location = f"mongodb {db.name}.{collection}"
         try:
             self._col.create_index("tags")
             self._col.create_index([("created", -1)])
+            if self._meta.find_one({"_id": "items"}) is None:
+                try:
+                    self._meta.insert_one({"_id": "items", "n": self._col.count_documents({})})
+                except Exception as e:  # another process made it first: keep theirs
+                    if not _is(e, "DuplicateKeyError"):
+                        raise
         except Exception as e:  # noqa: BLE001 - pymongo raises many connection error types
             client.close()  # its monitor threads would otherwise outlive the error
             first = str(e).split(", Timeout:")[0][:200]  # pymongo appends a long topology description
@@ -58,14 +72,31 @@ class MongoStore(GalleryStore):
 
     @busy_when_locked
     def add(
-        self, *, model_id: str, seed: int, truncation: float, png: bytes, tags: list[str] | None = None
+        self,
+        *,
+        model_id: str,
+        seed: int,
+        truncation: float,
+        png: bytes,
+        tags: list[str] | None = None,
+        max_items: int = 0,
     ) -> GalleryItem:
         item = GalleryItem.new(model_id, seed, truncation, tags)
         from bson import Binary, Int64
 
         doc = {**item.to_dict(), "seed": Int64(item.seed), "png": Binary(png)}
         doc["_id"] = doc.pop("id")
-        self._col.insert_one(doc)
+        # reserve a place first: a conditional increment, atomic on the server (no count-then-insert race)
+        where: dict[str, Any] = {"_id": "items"}
+        if max_items:
+            where["n"] = {"$lt": max_items}
+        if self._meta.find_one_and_update(where, {"$inc": {"n": 1}}) is None:
+            raise GalleryFullError(max_items)
+        try:
+            self._col.insert_one(doc)
+        except BaseException:
+            self._meta.update_one({"_id": "items"}, {"$inc": {"n": -1}})  # give the place back
+            raise
         return item
 
     _FIELDS: ClassVar[dict[str, int]] = {"png": 0}  # list and get without the image bytes
@@ -101,7 +132,15 @@ class MongoStore(GalleryStore):
 
     @busy_when_locked
     def delete(self, item_id: str) -> bool:
-        return self._col.delete_one({"_id": check_id(item_id)}).deleted_count > 0
+        gone = self._col.delete_one({"_id": check_id(item_id)}).deleted_count > 0
+        if gone:
+            self._meta.update_one({"_id": "items"}, {"$inc": {"n": -1}})
+        return gone
 
     def close(self) -> None:
         self._client.close()
+
+
+def _is(error: BaseException, name: str) -> bool:
+    """pymongo's (or mongomock's) error class by name, without importing pymongo."""
+    return any(c.__name__ == name for c in type(error).__mro__)

@@ -7,7 +7,15 @@ import threading
 from contextlib import closing
 from pathlib import Path
 
-from ganime.web.store.base import GalleryError, GalleryItem, GalleryStore, busy_when_locked, check_id, check_list_args
+from ganime.web.store.base import (
+    GalleryError,
+    GalleryFullError,
+    GalleryItem,
+    GalleryStore,
+    busy_when_locked,
+    check_id,
+    check_list_args,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -62,20 +70,37 @@ class SQLiteStore(GalleryStore):
 
     @busy_when_locked
     def add(
-        self, *, model_id: str, seed: int, truncation: float, png: bytes, tags: list[str] | None = None
+        self,
+        *,
+        model_id: str,
+        seed: int,
+        truncation: float,
+        png: bytes,
+        tags: list[str] | None = None,
+        max_items: int = 0,
     ) -> GalleryItem:
         item = GalleryItem.new(model_id, seed, truncation, tags)
-        with self._write_lock, closing(self._connect()) as con, con:
-            con.execute(
-                "INSERT INTO items (id, created, model_id, seed, truncation, png) VALUES (?, ?, ?, ?, ?, ?)",
-                (item.id, item.created, item.model_id, item.seed, item.truncation, sqlite3.Binary(png)),
-            )
-            for pos, tag in enumerate(item.tags):
-                con.execute("INSERT OR IGNORE INTO tags (name) VALUES (?)", (tag,))
+        with self._write_lock, closing(self._connect()) as con:
+            con.isolation_level = None  # our own transaction: BEGIN IMMEDIATE takes the write lock first
+            con.execute("BEGIN IMMEDIATE")  # so the count below cannot change before the insert (any process)
+            try:
+                if max_items and con.execute("SELECT COUNT(*) FROM items").fetchone()[0] >= max_items:
+                    raise GalleryFullError(max_items)
                 con.execute(
-                    "INSERT INTO item_tags (item_id, tag_id, position) SELECT ?, id, ? FROM tags WHERE name = ?",
-                    (item.id, pos, tag),
+                    "INSERT INTO items (id, created, model_id, seed, truncation, png) VALUES (?, ?, ?, ?, ?, ?)",
+                    (item.id, item.created, item.model_id, item.seed, item.truncation, sqlite3.Binary(png)),
                 )
+                for pos, tag in enumerate(item.tags):
+                    con.execute("INSERT OR IGNORE INTO tags (name) VALUES (?)", (tag,))
+                    con.execute(
+                        "INSERT INTO item_tags (item_id, tag_id, position) SELECT ?, id, ? FROM tags WHERE name = ?",
+                        (item.id, pos, tag),
+                    )
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
         return item
 
     def _items(self, con: sqlite3.Connection, rows: list[tuple]) -> list[GalleryItem]:

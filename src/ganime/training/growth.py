@@ -1,0 +1,147 @@
+"""Growth schedules: a grown model (models/grown.py) trains from its innermost network up, one 2x block at a time.
+
+Progressive growing (Karras et al. 2018) without fade-in: every block joins its trunk by a skip with a learnable
+gain that starts at 0, so the moment a block joins, the network draws and judges exactly what it did a step
+before, at twice the size. Stage k trains `at_depth(G, depth)` and `at_depth(D, depth)` on the real images
+average-pooled to the stage's size; all weights live in one G and one D, with one optimizer each, so a
+checkpoint, an exact resume, EMA, export and serving are those of any run.
+
+The plan: where the schedule is not given (growth.kimg empty), `plan` times a few steps of each stage on this
+machine and splits the run's budget (minutes, or images) in time: the last stage gets `final_share`, the earlier
+ones equal parts of the rest. The grow points are written into the run's config (they are the experiment: a
+resumed run keeps them) and into RUN/plan.json, and printed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ganime import checkpoint as ckpt_io
+from ganime.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+PLAN_FILE = "plan.json"
+PROBE_STEPS = 3  # timed steps per stage, after one warm-up step
+
+
+def depth_at(cfg: TrainConfig, images_seen: int) -> int:
+    """How many blocks below the full network the run trains after `images_seen` images (0 = all of it)."""
+    g = cfg.growth
+    if not g.start:
+        return 0
+    levels = cfg.model.levels
+    if not g.kimg:  # not planned yet (timing probes): the first stage
+        return levels
+    return levels - sum(images_seen >= k * 1000 for k in g.kimg)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a plan: `resolution` px from `start_kimg` to `end_kimg` (inf for the last)."""
+
+    resolution: int
+    start_kimg: float
+    end_kimg: float
+    img_per_s: float  # measured when the plan was made (0 = not measured)
+
+    def minutes(self, end_kimg: float) -> float:
+        """Estimated minutes of this stage in a run that ends at `end_kimg`."""
+        stop = min(self.end_kimg, end_kimg)
+        return max(0.0, stop - self.start_kimg) * 1000 / self.img_per_s / 60 if self.img_per_s else math.nan
+
+
+def stages(cfg: TrainConfig, speeds: list[float] | None = None) -> list[Stage]:
+    """The run's stages, smallest first; `speeds` (img/s per stage, smallest first) where measured."""
+    g, levels = cfg.growth, cfg.model.levels
+    points = [0.0, *g.kimg, math.inf]
+    speeds = speeds or [0.0] * (levels + 1)
+    return [Stage(g.start * 2**i, points[i], points[i + 1], speeds[i]) for i in range(levels + 1)]
+
+
+def budget_images(cfg: TrainConfig, steps_per_epoch: int) -> float:
+    """The images the run's step budget allows (steps, kimg or epochs); inf when only minutes are set."""
+    limits = []
+    if cfg.max_steps:
+        limits.append(cfg.max_steps * cfg.batch_size)
+    if cfg.kimg:
+        limits.append(cfg.kimg * 1000)
+    if not limits and not cfg.minutes:
+        limits.append(max(1, cfg.epochs) * steps_per_epoch * cfg.batch_size)
+    return min(limits) if limits else math.inf
+
+
+def plan_points(cfg: TrainConfig, speeds: list[float], steps_per_epoch: int) -> tuple[float, ...]:
+    """Grow points (kimg) that give the stages their shares of the budget's time at the measured `speeds`."""
+    n = len(speeds)
+    share = cfg.growth.final_share
+    shares = [(1 - share) / (n - 1)] * (n - 1) + [share] if n > 1 else [1.0]
+    seconds = cfg.minutes * 60 if cfg.minutes else math.inf
+    images = budget_images(cfg, steps_per_epoch)
+    # time T such that the stages together show `images` images: sum(share_i * T * speed_i) = images
+    seconds = min(seconds, images / sum(s * v for s, v in zip(shares, speeds)))
+    points, seen = [], 0.0
+    for s, v in zip(shares[:-1], speeds[:-1]):
+        seen += s * seconds * v
+        points.append(round(seen / 1000, 3))
+    return tuple(points)
+
+
+def describe(cfg: TrainConfig, speeds: list[float] | None = None) -> list[str]:
+    """The plan as lines for the log and the CLI."""
+    total = budget_images(cfg, 1) / 1000 if (cfg.max_steps or cfg.kimg) else math.inf
+    lines = []
+    for st in stages(cfg, speeds):
+        end = "end" if math.isinf(st.end_kimg) else f"{st.end_kimg:g} kimg"
+        est = st.minutes(total) if not math.isinf(total) or not math.isinf(st.end_kimg) else math.nan
+        speed = f", {st.img_per_s:.0f} img/s" if st.img_per_s else ""
+        when = f" (~{est:.1f} min)" if not math.isnan(est) else ""
+        lines.append(f"  {st.resolution:>3} px: {st.start_kimg:g} kimg -> {end}{speed}{when}")
+    return lines
+
+
+def write_plan(run_dir: Path, cfg: TrainConfig, speeds: list[float] | None) -> None:
+    """RUN/plan.json: the stages, what they were planned for, and the speeds measured."""
+    data = {
+        "budget": {"minutes": cfg.minutes, "kimg": cfg.kimg, "max_steps": cfg.max_steps, "epochs": cfg.epochs},
+        "final_share": cfg.growth.final_share,
+        "stages": [dataclasses.asdict(s) | {"end_kimg": None if math.isinf(s.end_kimg) else s.end_kimg}
+                   for s in stages(cfg, speeds)],
+    }
+    ckpt_io.atomic_write_json(run_dir / PLAN_FILE, data)
+
+
+def read_plan(run_dir: Path) -> dict | None:
+    """RUN/plan.json, or None."""
+    try:
+        return json.loads((run_dir / PLAN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def measure_speeds(trainer, steps: int = PROBE_STEPS, clock=time.perf_counter) -> list[float]:
+    """Images/s of each stage of `trainer`'s run, smallest first (one figure without a growth schedule): a warm-up
+    step and `steps` timed ones per stage, then the trainer goes back to exactly where it was (weights,
+    optimizers, RNG streams). `clock`: wall time (the budget a user gives), or process time for figures that must
+    not depend on what else the machine runs (benchmarks/growth_ablation.py)."""
+    snap = trainer.snapshot()
+    real, labels = trainer.loader.batch(0, 0)
+    speeds = []
+    try:
+        for depth in range(trainer.cfg.model.levels if trainer.cfg.growth.start else 0, -1, -1):
+            trainer.force_depth(depth)
+            trainer.train_step(real, labels)
+            t0 = clock()
+            for _ in range(steps):
+                trainer.train_step(real, labels)
+            speeds.append(steps * real.shape[0] / (clock() - t0))
+    finally:
+        trainer.force_depth(None)
+        trainer.restore_snapshot(snap)
+    return speeds

@@ -1,0 +1,162 @@
+"""Growth schedules (training/growth.py): a run that grows twice, its plan, its exact resume; time-based
+checkpoints; the adaptive augmentation probability (augment.AdaptiveP)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import ganime
+from conftest import tiny_config, tiny_grow_config, write_images
+from ganime.augment import AdaptiveP, diff_augment
+from ganime.checkpoint import list_checkpoints, read_state
+from ganime.config import TrainConfig, override, preset, resize, validate
+from ganime.errors import ConfigError
+from ganime.training import growth
+
+
+def grow_config(tmp_path, **changes) -> TrainConfig:
+    write_images(tmp_path / "imgs", 10, size=32)
+    return tiny_grow_config(tmp_path / "imgs", tmp_path / "cache", **changes)
+
+
+def checkpoint(run, step, name):
+    return load_file(str(run / f"ckpt-{step:09d}" / name))
+
+
+def test_a_run_grows_twice_and_resumes_bit_for_bit_after_each_grow_and_mid_stage(tmp_path, caplog):
+    # batch 4: grow to 16 px after 3 steps (12 images) and to 32 px after 6; ADA on, so its p is state too
+    cfg = grow_config(tmp_path, **{"growth.kimg": (0.012, 0.024), "loss.ada_target": 0.01, "loss.ada_kimg": 0.05,
+                                   "loss.ada_interval": 2})
+    assert (cfg.model.levels, cfg.model.resolution) == (2, 32)
+    with caplog.at_level(logging.INFO, logger="ganime"):
+        ganime.train(override(cfg, max_steps=9), tmp_path / "straight", progress=False)
+    grew = [r.getMessage() for r in caplog.records if r.getMessage().startswith("growth: training at")]
+    assert [m.split(" from")[0] for m in grew] == ["growth: training at 16 px", "growth: training at 32 px"]
+    # stops: right at the first grow point, mid-stage, right at the second, then to the end
+    for stop in (3, 5, 6, 9):
+        ganime.train(override(cfg, max_steps=stop), tmp_path / "resumed", resume=stop != 3, progress=False)
+    for name in ("model.safetensors", "train.safetensors"):
+        a, b = checkpoint(tmp_path / "straight", 9, name), checkpoint(tmp_path / "resumed", 9, name)
+        assert a.keys() == b.keys()
+        assert not [k for k in a if not torch.equal(a[k], b[k])]
+    state = read_state(tmp_path / "straight" / "ckpt-000000009")
+    assert state["ada"] == read_state(tmp_path / "resumed" / "ckpt-000000009")["ada"]
+    logged = [float(r.split(",")[-2]) for r in (tmp_path / "straight" / "metrics.csv").read_text().splitlines()[1:]]
+    header = (tmp_path / "straight" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header[-2] == "ada_p" and max(logged) > 0  # the controller moved p
+    # both blocks trained: their gains left 0 in G and D
+    model = checkpoint(tmp_path / "straight", 9, "model.safetensors")
+    gains = [k for k in model if k.endswith("gain") and k.startswith(("G.", "D."))]
+    assert len(gains) == 4 and all(float(model[k]) != 0 for k in gains)
+
+
+def test_before_its_first_grow_a_run_trains_only_the_innermost_network(tmp_path):
+    cfg = grow_config(tmp_path, **{"growth.kimg": (0.04, 0.08)})
+    ganime.train(override(cfg, max_steps=3), tmp_path / "run", progress=False)
+    model = checkpoint(tmp_path / "run", 3, "model.safetensors")
+    # the blocks have not joined: gains still 0 and the top blocks' weights untouched (their Adam state empty)
+    assert all(float(model[k]) == 0 for k in model if k.endswith("gain"))
+    train = checkpoint(tmp_path / "run", 3, "train.safetensors")
+    assert any(k.startswith("opt_G.") for k in train)
+    n_params = sum(1 for _ in ganime.models.build_generator(cfg.model).parameters())
+    assert len({k.split(".")[1] for k in train if k.startswith("opt_G.")}) < n_params
+
+
+def test_a_new_run_plans_its_grow_points_from_its_budget_and_keeps_them_on_resume(tmp_path, caplog):
+    cfg = grow_config(tmp_path)  # no grow points: the planner times each stage
+    with caplog.at_level(logging.INFO, logger="ganime"):
+        ganime.train(override(cfg, max_steps=8), tmp_path / "run", progress=False)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    points = saved["growth"]["kimg"]
+    assert len(points) == 2 and 0 < points[0] < points[1] < 8 * 4 / 1000
+    plan = json.loads((tmp_path / "run" / "plan.json").read_text())
+    assert [s["resolution"] for s in plan["stages"]] == [8, 16, 32]
+    assert all(s["img_per_s"] > 0 for s in plan["stages"])
+    assert any("growth plan (new)" in r.getMessage() and " 32 px" in r.getMessage() for r in caplog.records)
+    # a resume keeps the plan; asking for other grow points is refused in one line
+    ganime.train(override(cfg, max_steps=10), tmp_path / "run", resume=True, progress=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["growth"]["kimg"] == points
+    with pytest.raises(ConfigError, match="growth.kimg"):
+        ganime.train(override(cfg, max_steps=12, **{"growth.kimg": (0.001, 0.002)}), tmp_path / "run", resume=True,
+                     progress=False)
+
+
+def test_the_plan_splits_the_budget_in_time_by_the_measured_speeds():
+    cfg = override(preset("grow"), epochs=0, minutes=10.0)  # 16, 32, 64 px: 25 %, 25 %, 50 % of 600 s
+    assert growth.plan_points(cfg, [400.0, 200.0, 100.0], 100) == (60.0, 90.0)  # 150 s x 400 img/s, + 150 s x 200
+    # an image budget: the time that spends it at those shares, 100k = T (0.25 x 400 + 0.25 x 200 + 0.5 x 100)
+    cfg = override(preset("grow"), epochs=0, kimg=100.0)
+    assert growth.plan_points(cfg, [400.0, 200.0, 100.0], 100) == (50.0, 75.0)
+    cfg = override(preset("grow"), epochs=0, minutes=10.0, **{"growth.final_share": 1.0})
+    assert growth.plan_points(cfg, [400.0, 200.0, 100.0], 100) == (0.0, 0.0)  # the whole time at full size
+
+
+def test_resolution_sets_the_blocks_and_bad_schedules_are_one_clear_error():
+    cfg = validate(resize(preset("grow"), 128))
+    assert (cfg.model.levels, cfg.model.g_width, cfg.growth.start) == (3, 16, 16)
+    with pytest.raises(ConfigError, match="give a --resolution above it"):
+        resize(preset("grow"), 16)
+    with pytest.raises(ConfigError, match="increasing grow points"):
+        validate(override(preset("grow"), **{"growth.kimg": (5.0, 2.0)}))
+    with pytest.raises(ConfigError, match="needs the grown model"):
+        validate(override(preset("grow"), **{"model.levels": 1}))
+
+
+def test_a_checkpoint_is_written_when_its_minutes_are_due_and_not_when_off(tmp_path):
+    write_images(tmp_path / "imgs", 40)  # 10 steps per epoch: no epoch ends within 6 steps
+    cfg = tiny_config(tmp_path / "imgs", tmp_path / "cache", max_steps=6, keep_ckpts=10)
+    ganime.train(override(cfg, ckpt_minutes=0.0), tmp_path / "off", progress=False)
+    assert [c.name for c in list_checkpoints(tmp_path / "off")] == ["ckpt-000000006"]  # only the final one
+    ganime.train(override(cfg, ckpt_minutes=1e-9), tmp_path / "due", progress=False)  # due after every step
+    assert len(list_checkpoints(tmp_path / "due")) == 6
+    assert TrainConfig().ckpt_minutes == 10.0  # the default: a crash loses at most ten minutes
+
+
+def test_adaptive_p_rises_while_d_overfits_and_falls_when_it_does_not():
+    ada = AdaptiveP(target=0.6, kimg=0.1, interval=2)  # 100 images take p from 0 to 1
+    for _ in range(2):
+        ada.observe(torch.ones(10))  # D sure of every real: sign mean 1 > 0.6
+    assert ada.p == pytest.approx(0.2)  # 20 images / 100
+    for _ in range(4):
+        ada.observe(-torch.ones(10))
+    assert ada.p == 0.0  # clamped at 0
+    state = ada.state()
+    other = AdaptiveP(0.6, 0.1, 2)
+    other.load(state)
+    assert other.state() == state
+
+
+def test_augmenting_with_probability_p_changes_about_p_of_the_images():
+    x = torch.rand(400, 3, 8, 8) * 2 - 1
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(diff_augment(x, "color", g, p=0.0), x)
+    out = diff_augment(x, "translation", torch.Generator().manual_seed(1), p=0.5)
+    changed = (out != x).flatten(1).any(dim=1).float().mean().item()
+    assert 0.3 < changed < 0.55  # p = 0.5 applied; some shifts are (0, 0)
+    # p = 1 is the fixed policy, draw for draw
+    a = diff_augment(x, "color,cutout", torch.Generator().manual_seed(2))
+    b = diff_augment(x, "color,cutout", torch.Generator().manual_seed(2), p=1.0)
+    assert torch.equal(a, b)
+
+
+def test_a_grown_generator_saves_loads_and_exports_like_any_other(tmp_path):
+    from ganime.export import export_onnx
+    from ganime.generate import load_generator, save_generator
+    from ganime.onnx_runtime import OnnxGenerator
+
+    cfg = grow_config(tmp_path, **{"growth.kimg": (0.004, 0.008)})
+    ganime.train(override(cfg, max_steps=4), tmp_path / "run", progress=False)
+    gen = load_generator(tmp_path / "run")
+    assert (gen.resolution, gen.model.levels) == (32, 2)
+    path = save_generator(gen, tmp_path / "g.safetensors")
+    again = load_generator(path)  # the file's sidecar (a model card's home) rebuilds the nested network
+    assert again.model == gen.model
+    assert (again.from_seeds([1, 2]) == gen.from_seeds([1, 2])).all()
+    onnx = export_onnx(gen, tmp_path / "g.onnx")
+    diff = OnnxGenerator(onnx).images(gen.latents([1, 2]).numpy()).astype(int) - gen.from_seeds([1, 2]).astype(int)
+    assert abs(diff).max() <= 1
