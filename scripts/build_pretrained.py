@@ -6,6 +6,8 @@
         --minutes 20 --out runs/pretrained-128 --no-progress
     python scripts/build_pretrained.py runs/pretrained-128 --command "..." --command "..."
 
+    python scripts/build_pretrained.py --directions-only   # only redo the directions of the shipped file
+
 Writes src/ganime/assets/modern-faces-128.safetensors (the run's EMA generator in fp16, as `ganime generate`
 samples it) and its JSON sidecar, which is the model card: data, licence, recipe, steps, images seen, training
 time (of the run and of the run it was grown from), CPU, and the quality of the fp16 file itself measured by
@@ -14,6 +16,10 @@ available) next to the real-vs-real floor at the same n. The web page reads its 
 card. Also writes docs/images/pretrained-grid.png and docs/pretrained.md from the card. Refuses to write more
 than MAX_BYTES, and runs not trained on the faces set (the built-in one, or the same faces rendered larger by
 scripts/build_faces_dataset.py).
+
+Then its edit directions (ganime.directions: the attribute classifier's named directions and SeFa's), beside it
+as modern-faces-128.directions.{safetensors,json}, named in the card with the ones left out and why, and their
+preview sheet as docs/images/directions-preview.png (docs/directions.md measures them).
 
 The sidecar's "model" records the latent scheme (how seeds become latents, ganime.latent): a run trained since
 portable latents records "splitmix64-box-muller", so the shipped seeds show the same faces in torch, ONNX and
@@ -30,9 +36,11 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ganime.checkpoint import read_state, resolve_checkpoint
+from ganime.directions import compute_directions, directions_path, preview_sheet, save_directions
 from ganime.errors import GanimeError
 from ganime.eval_report import evaluate
 from ganime.generate import load_generator, pretrained_path, save_generator
@@ -47,6 +55,18 @@ N = 5000  # generated and real images per metric (the floor uses two other disjo
 GRID = REPO / "docs" / "images" / "pretrained-grid.png"
 DOC = REPO / "docs" / "pretrained.md"
 DATA = "faces"
+PREVIEW = REPO / "docs" / "images" / "directions-preview.png"
+DIRECTION_SAMPLES = 10_000  # faces labelled by the attribute classifier to fit the named directions
+SEFA = 8  # label-free directions shipped
+# named directions measured not to work on the shipped generator (docs/directions.md): left out, with the reason
+DROPPED: dict[str, str] = {
+    "hair-brown": "the classifier's brown rises from 16% to 24% at +2 and falls back at +3 (docs/directions.md); "
+    "the sheet shows the hair going dark purple",
+    "hair-olive": "no effect on the classifier's olive (10% -> 12-14% at +1..+3); the sheet shows it turning the hair "
+    "green-teal",
+    "skin-tan": "no effect on the classifier's tan (21% -> 16-18%): the faces go from dark straight past tan to light",
+    "glasses": "glasses appear on 9% of faces at +3 (5% at 0) and none is visible on the preview sheet",
+}
 ATTRIBUTION = '"Adventurer" by Lisa Wischofsky, CC BY 4.0, via DiceBear'
 
 
@@ -141,11 +161,43 @@ def build(
     atomic_write_json(path.with_suffix(".json"), meta)
     GRID.parent.mkdir(parents=True, exist_ok=True)
     save_png(make_grid(load_generator(path).from_seeds(list(range(64))), nrow=8), GRID)
+    meta = write_directions(path)
     DOC.write_text(card_markdown(meta, path))
     return {
         "path": str(path), "bytes": path.stat().st_size, "latents": meta["model"]["latents"],
         **meta["card"]["training"], **meta["card"]["quality"],
     }
+
+
+def write_directions(path: Path, samples: int = DIRECTION_SAMPLES) -> dict:
+    """The generator's directions beside it (all found, less DROPPED), named in its card; returns the card's JSON."""
+    gen = load_generator(path)
+    found = compute_directions(gen, samples, SEFA, attributes=True)
+    found = found.select([n for n in found.names if n not in DROPPED])
+    out = save_directions(found, directions_path(path))
+    PREVIEW.parent.mkdir(parents=True, exist_ok=True)
+    save_palette_png(preview_sheet(gen, found, seed=7), PREVIEW)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta["card"]["directions"] = {
+        "file": out.name,
+        "names": {d.name: d.label for d in found.entries},
+        "how": f"named: logistic boundaries in z of the faces attribute classifier's labels of {samples:,} sampled "
+        f"faces, each made conditional on the other attributes (InterFaceGAN); sefa-0..{SEFA - 1}: SeFa, label-free",
+        "dropped": DROPPED,
+        "measured": "docs/directions.md (python benchmarks/directions_table.py)",
+        "command": "python scripts/build_pretrained.py --directions-only",
+    }
+    atomic_write_json(path.with_suffix(".json"), meta)
+    return meta
+
+
+def save_palette_png(image: np.ndarray, path: Path) -> None:
+    """A big sheet for the docs in 256 colours (octree, no dithering): a quarter of the RGB file's bytes, colours
+    kept to the eye."""
+    from PIL import Image
+
+    sheet = Image.fromarray(image).quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+    sheet.save(path, optimize=True)
 
 
 def card_markdown(meta: dict, path: Path) -> str:
@@ -189,6 +241,7 @@ Seeds 0-63 at truncation 1 (`ganime generate pretrained --n 64 --grid grid.png`)
 | machine | {t['cpu']}, {t['threads']} thread(s), {t['precision']} / channels_last {t['channels_last']}, torch {t['torch']} |
 | commands | {'; '.join(f'`{x}`' for x in t['commands'])} |
 | file | fp16 safetensors, {path.stat().st_size / 1e6:.1f} MB |
+| directions | {directions_line(c)} |
 
 ## Quality
 
@@ -202,9 +255,19 @@ Seeds 0-63 at truncation 1 (`ganime generate pretrained --n 64 --grid grid.png`)
 """
 
 
+def directions_line(card: dict) -> str:
+    """The card's directions in one table cell (docs/directions.md has the details)."""
+    d = card.get("directions")
+    if not d:
+        return "none"
+    names = ", ".join(f"`{n}`" for n in d["names"])
+    return f"{len(d['names'])} in `{d['file']}`: {names} ([directions.md](directions.md))"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run", type=Path, help="run dir trained on the faces set (--data faces or a rendered faces .npz)")
+    ap.add_argument("run", type=Path, nargs="?", help="run dir trained on the faces set (--data faces or a rendered faces .npz)")
+    ap.add_argument("--directions-only", action="store_true", help="only (re)write the directions of --out")
     ap.add_argument("--out", type=Path, default=pretrained_path(), help="default: the shipped asset path")
     ap.add_argument("--command", action="append", default=[], help="a training command to record (repeatable)")
     ap.add_argument("--n", type=int, default=N, help="images per metric")
@@ -213,6 +276,13 @@ def main() -> int:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        if args.directions_only:
+            meta = write_directions(args.out)
+            DOC.write_text(card_markdown(meta, args.out))
+            print(json.dumps(meta["card"]["directions"], indent=1))
+            return 0
+        if args.run is None:
+            ap.error("give the run dir (or --directions-only)")
         info = build(args.run, args.out, args.command, args.n, args.latents, args.comparison)
     except GanimeError as e:
         print(f"error: {e}", file=sys.stderr)

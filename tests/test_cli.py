@@ -32,7 +32,7 @@ def test_train_generate_video_end_to_end(tmp_path):
     r = ganime("generate", "runs/t", "--n", "9", "--seed", "5", "--grid", "g.png", "--outdir", "pngs", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     grid = np.asarray(Image.open(tmp_path / "g.png"))
-    assert grid.shape == (3 * 18 + 2, 3 * 18 + 2, 3)
+    assert grid.shape == (3 * 66 + 2, 3 * 66 + 2, 3)  # 16 px faces enlarged 4x to GRID_TILE (64) in the grid
     singles = sorted((tmp_path / "pngs").glob("*.png"))
     assert [p.name for p in singles][:2] == ["seed000005.png", "seed000006.png"] and len(singles) == 9
     # the same seed gives the same image in a fresh process

@@ -21,7 +21,7 @@ from ganime.errors import CheckpointError, ConfigError
 from ganime.export import export_onnx
 from ganime.latent import PORTABLE, TORCH, portable_latents
 from ganime.models import build_generator
-from ganime.onnx_runtime import OnnxGenerator, make_grid, to_uint8, write_pngs
+from ganime.onnx_runtime import GRID_TILE, OnnxGenerator, make_grid, to_uint8, write_pngs
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -127,13 +127,13 @@ def test_python_m_ganime_runtime_without_torch(uncond, tmp_path):
     assert names == [f"seed{s:06d}.png" for s in range(7, 12)]
     want = OnnxGenerator(path).from_seeds(range(7, 12))
     assert np.array_equal(np.asarray(Image.open(tmp_path / "pngs" / "seed000009.png")), want[2])
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "g.png")), make_grid(want))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "g.png")), make_grid(want, min_tile=GRID_TILE))
 
     # explicit latents give the torch path's images
     np.save(tmp_path / "z.npy", OnnxGenerator(path).latents([7, 8]))
     r = run_without(["torch", "typer"], ["-m", "ganime.onnx_runtime", str(path), "--latents", "z.npy"], tmp_path)
     assert r.returncode == 0, r.stderr
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "grid.png")), make_grid(want[:2]))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "grid.png")), make_grid(want[:2], min_tile=GRID_TILE))
 
     r = run_without(["torch", "typer"], ["-m", "ganime.onnx_runtime", "missing.onnx"], tmp_path)
     assert r.returncode == 2 and r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
@@ -148,7 +148,7 @@ def test_ganime_generate_backend_onnxruntime_without_torch(cond, tmp_path):
     # labels cycle 0, 1, 2 as on the torch backend
     gen = OnnxGenerator(path)
     want = gen.from_seeds(range(6), labels=np.arange(6) % 3)
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "g.png")), make_grid(want))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "g.png")), make_grid(want, min_tile=GRID_TILE))
 
 
 def test_cli_picks_onnxruntime_for_onnx_files_and_checks_flags(uncond, tmp_path, capsys, monkeypatch):

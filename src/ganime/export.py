@@ -181,6 +181,7 @@ def sidecar(gen: LoadedGenerator, onnx_path: Path, opset: int, max_diff: float |
         "exporter": f"torch.onnx TorchScript exporter, torch {torch.__version__}",
         "ganime_version": __version__,
         "verified_max_abs_diff": max_diff,
+        **({"directions": gen.directions.sidecar_entry()} if len(gen.directions) else {}),
     }
 
 

@@ -17,6 +17,7 @@ from ganime import __version__
 from ganime.checkpoint import MODEL_FILE, PICKLE_SUFFIXES, read_checkpoint, read_state, resolve_checkpoint
 from ganime.config import ModelConfig, TrainConfig
 from ganime.data.dataset import LEGACY_EMPTY_PATH
+from ganime.directions import Directions, find_directions
 from ganime.errors import CheckpointError, ConfigError, GanimeError
 from ganime.io import atomic_path, atomic_write_json
 from ganime.latent import (
@@ -58,6 +59,7 @@ class LoadedGenerator:
     device: torch.device
     meta: dict
     _stem_mean: Tensor | None = field(default=None, repr=False)  # for truncation; see `stem_mean`
+    _directions: Directions | None = field(default=None, repr=False)  # read once; see `directions`
 
     @property
     def z_dim(self) -> int:
@@ -107,6 +109,21 @@ class LoadedGenerator:
             return torch.from_numpy(portable_latents(seeds, self.z_dim))
         zs = [torch.randn(self.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds]
         return torch.stack(zs) if zs else torch.zeros(0, self.z_dim)
+
+    @property
+    def directions(self) -> Directions:
+        """The edit directions stored beside the weights (ganime.directions; empty when there are none)."""
+        if self._directions is None:
+            found = find_directions(self.source)
+            if found is not None and found.z_dim != self.z_dim:
+                raise CheckpointError(f"the directions beside {self.source} have z_dim {found.z_dim}, G {self.z_dim}")
+            self._directions = found if found is not None else Directions((), torch.zeros(0, self.z_dim))
+        return self._directions
+
+    def edited_latents(self, seeds: list[int], edits: dict[str, float] | None = None) -> Tensor:
+        """The seeds' latents moved by the edits ({direction name: amount}, see `directions`), before truncation."""
+        z = self.latents(seeds)
+        return self.directions.apply(z, edits) if edits else z
 
     @torch.no_grad()
     def images(self, z: Tensor, labels: Tensor | None = None, truncation: float = 1.0) -> np.ndarray:

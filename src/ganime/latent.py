@@ -26,7 +26,10 @@ This module imports only NumPy (ganime.onnx_runtime uses it without torch).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import base64
+import binascii
+import math
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -36,9 +39,11 @@ PORTABLE = "splitmix64-box-muller"  # what new runs record (ModelConfig.latents)
 TORCH = "torch-randn"  # generators saved before latent schemes were recorded
 SCHEMES = (PORTABLE, TORCH)
 MAX_SEED = 2**63 - 1
+MAX_EDIT = 10.0  # largest |amount| of an edit along a direction (ganime.directions)
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio, SplitMix64's increment
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")  # RFC 4648 sec. 5
 
 
 def scheme_of(model: dict) -> str:
@@ -78,3 +83,81 @@ def portable_latents(seeds: Iterable[int], z_dim: int) -> np.ndarray:
     z = np.empty((len(seeds), 2 * pairs), np.float64)
     z[:, 0::2], z[:, 1::2] = r * np.cos(theta), r * np.sin(theta)
     return z[:, :z_dim].astype(np.float32)
+
+
+def encode_latent(z: np.ndarray) -> str:
+    """A latent as URL-safe text: base64url (no padding) of its little-endian float32 values (z_dim * 4 bytes).
+
+    The permalink form of a latent that no seed names (a picture searched by `ganime invert`, `#z=...`);
+    JavaScript reads it back with atob + a Float32Array on a little-endian DataView.
+    """
+    values = np.asarray(z, dtype="<f4").reshape(-1)
+    if not np.isfinite(values).all():
+        raise ConfigError("a latent to encode must be finite")
+    return base64.urlsafe_b64encode(values.tobytes()).decode("ascii").rstrip("=")
+
+
+def decode_latent(text: str, z_dim: int) -> np.ndarray:
+    """float32 (z_dim,) from `encode_latent`'s text; a user error when it is not z_dim finite float32 values."""
+    text = text.strip()
+    if not text or len(text) > 4 * z_dim * 2 or any(c not in _B64URL for c in text):
+        raise ConfigError(f"this latent is not base64url text of {z_dim} float32 values")
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"this latent is not base64url text of {z_dim} float32 values") from None
+    if len(raw) % 4:
+        raise ConfigError(f"this latent is {len(raw)} bytes, not {4 * z_dim} ({z_dim} float32 values): cut short?")
+    if len(raw) != 4 * z_dim:
+        raise ConfigError(f"this latent holds {len(raw) // 4} values; the generator takes {z_dim}")
+    z = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    if not np.isfinite(z).all():
+        raise ConfigError("this latent holds values that are not finite numbers")
+    return z
+
+
+
+def check_edits(edits: dict[str, float], names: Sequence[str] | None = None) -> dict[str, float]:
+    """Edits {direction name: amount} with known names (when `names` is given) and finite amounts within
+    +-MAX_EDIT (a ConfigError otherwise). See ganime.directions."""
+    out = {}
+    for name, amount in edits.items():
+        try:
+            amount = float(amount)
+        except (TypeError, ValueError):
+            raise ConfigError(f"edit {name}: {amount!r} is not a number") from None
+        if not math.isfinite(amount) or abs(amount) > MAX_EDIT:
+            raise ConfigError(f"edit {name}={amount:g}: the amount must be between -{MAX_EDIT:g} and {MAX_EDIT:g}")
+        if names is not None and name not in names:
+            known = ", ".join(names) or "none (make them with `ganime directions`)"
+            raise ConfigError(f"unknown direction {name!r}; this generator has: {known}")
+        out[str(name)] = amount
+    return out
+
+
+def parse_edits(items: Sequence[str], names: Sequence[str] | None = None) -> dict[str, float]:
+    """["hair-red=1.5", "sefa-0=-1"] -> {"hair-red": 1.5, "sefa-0": -1.0}, checked by `check_edits`.
+    A name given twice adds up."""
+    edits: dict[str, float] = {}
+    for item in items:
+        name, sep, amount = str(item).partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ConfigError(f"edit {item!r} must be NAME=AMOUNT, e.g. hair-red=1.5")
+        try:
+            value = float(amount)
+        except ValueError:
+            raise ConfigError(f"edit {item!r}: {amount.strip()!r} is not a number") from None
+        edits[name] = edits.get(name, 0.0) + value
+    return check_edits(edits, names)
+
+
+def edit_offset(edits: dict[str, float], names: Sequence[str], matrix: np.ndarray) -> np.ndarray:
+    """float32 (z_dim,): sum of amount * direction over the edits, in their order, in float32 (one multiply and
+    one add per edit, as the torch path and the browser do, so all three add the same latent)."""
+    edits = check_edits(edits, names)
+    matrix = np.asarray(matrix, dtype=np.float32)
+    out = np.zeros(matrix.shape[1], np.float32)
+    for name, amount in edits.items():
+        out = out + np.float32(amount) * matrix[list(names).index(name)]
+    return out

@@ -33,7 +33,7 @@ import numpy as np
 
 from ganime.errors import CheckpointError, ConfigError, GanimeError, MissingDependencyError
 from ganime.io import GRID_TILE, make_grid, save_png
-from ganime.latent import PORTABLE, TORCH, check_seeds, portable_latents
+from ganime.latent import PORTABLE, TORCH, check_seeds, edit_offset, parse_edits, portable_latents
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,29 @@ class OnnxGenerator:
         """One latent per seed: the torch path's for PORTABLE exports, numpy's default_rng for older ones."""
         return seed_latents(seeds, self.z_dim, self.latent_scheme)
 
+    @property
+    def direction_names(self) -> list[str]:
+        """Names of the edit directions the sidecar carries (ganime.directions; [] when none)."""
+        return [str(d["name"]) for d in (self.meta.get("directions") or {}).get("directions", [])]
+
+    def direction_matrix(self) -> np.ndarray:
+        """float32 (K, z_dim): the sidecar's unit direction vectors, in `direction_names` order."""
+        rows = [d["vector"] for d in (self.meta.get("directions") or {}).get("directions", [])]
+        matrix = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1) if rows else np.zeros((0, self.z_dim), np.float32)
+        if matrix.shape[1] != self.z_dim:
+            raise CheckpointError(f"{sidecar_path(self.path)}: its directions are not {self.z_dim} values each")
+        return matrix
+
+    def edit(self, z: np.ndarray, edits: dict[str, float] | Sequence[str] | None) -> np.ndarray:
+        """Latents moved by edits ({name: amount} or ["name=amount", ...]): z + sum amount * direction, in float32
+        exactly as the torch path (ganime.latent.edit_offset), before truncation."""
+        z = np.asarray(z, dtype=np.float32)
+        if not edits:
+            return z
+        names = self.direction_names
+        edits = parse_edits(edits, names) if not isinstance(edits, dict) else edits
+        return z + edit_offset(edits, names, self.direction_matrix())
+
     def forward(self, z: np.ndarray, labels: np.ndarray | None = None, truncation: float = 1.0) -> np.ndarray:
         """Latents (N, z_dim) -> float32 images (N, C, H, W) in [-1, 1], exactly what the ONNX graph returns.
 
@@ -223,6 +246,7 @@ def write_pngs(
     truncation: float = 1.0,
     latents: np.ndarray | None = None,
     threads: int = 0,
+    edits: dict[str, float] | Sequence[str] | None = None,
 ) -> list[str]:
     """Generate from an exported generator to a grid PNG and/or one PNG per image; returns what was written.
 
@@ -249,7 +273,7 @@ def write_pngs(
         names = [f"latent{i:06d}.png" for i in range(n)]
         what = "given latents"
     labels = np.arange(n) % gen.num_classes if gen.num_classes else None
-    images = gen.images(z, labels, truncation)
+    images = gen.images(gen.edit(z, edits), labels, truncation)
     if grid is None and outdir is None:
         grid = Path("grid.png")
     done = []
@@ -280,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--outdir", type=Path, help="write one PNG per image here")
     p.add_argument("--truncation", type=float, default=1.0, help="truncation psi in (0, 1]")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = its default)")
+    p.add_argument("--edit", action="append", default=[], metavar="NAME=AMOUNT",
+                   help="move every face along a direction the sidecar carries (repeatable), e.g. hair-red=2")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -290,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             except (OSError, ValueError) as e:
                 raise ConfigError(f"cannot read latents {args.latents}: {e}") from None
         for line in write_pngs(
-            args.source, args.n, args.seed, args.grid, args.outdir, args.truncation, latents, args.threads
+            args.source, args.n, args.seed, args.grid, args.outdir, args.truncation, latents, args.threads, args.edit
         ):
             print(line)
     except GanimeError as e:

@@ -39,6 +39,8 @@ def _register() -> None:
         "data_builders",
         "train",
         "generate",
+        "directions",
+        "invert",
         "eval",
         "serve",
         "publish",

@@ -27,6 +27,10 @@ def generate(
     frames: int = typer.Option(60, help="Frames of the latent walk."),
     out: Path = typer.Option(None, "--out", help="Latent walk output: .mp4 or .gif."),
     scale: int = typer.Option(4, help="Pixel upscaling of the walk video (nearest)."),
+    edit: list[str] = typer.Option(
+        None, "--edit", help="NAME=AMOUNT, repeatable: move every face along a stored direction (`ganime directions`; "
+        "amount in standard deviations of z, e.g. hair-red=2), before truncation."
+    ),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N, mps or auto."),
     backend: str = typer.Option(
         "torch",
@@ -45,7 +49,7 @@ def generate(
 
         if interpolate is not None:
             raise ConfigError("--interpolate needs --backend torch")
-        for line in write_pngs(source, n, seed, grid, outdir, truncation):
+        for line in write_pngs(source, n, seed, grid, outdir, truncation, edits=edit or None):
             typer.echo(line)
         return
     from ganime.device import resolve_device
@@ -55,7 +59,12 @@ def generate(
 
     if not 0 < truncation <= 1.0:
         raise ConfigError("--truncation must be in (0, 1]")
+    from ganime.directions import parse_edits
+
     gen = load_generator(source, device=resolve_device(device))
+    edits = parse_edits(edit, gen.directions) if edit else {}
+    if edits and interpolate is not None:
+        raise ConfigError("--edit applies to --n/--seed faces, not to --interpolate")
     if interpolate is not None:
         if out is None:
             raise ConfigError("--interpolate A B needs --out walk.mp4 (or .gif)")
@@ -72,10 +81,11 @@ def generate(
         import torch
 
         labels = torch.arange(n) % gen.model.num_classes
-    images = gen.from_seeds(seeds, truncation, labels)
+    images = gen.images(gen.edited_latents(seeds, edits), labels, truncation)
+    shown = "".join(f", {k}={v:+g}" for k, v in edits.items())
     if grid is not None:
         tiles = make_grid(images, min_tile=GRID_TILE)
-        typer.echo(f"wrote {save_png(tiles, grid)} ({n} images, seeds {seed}..{seed + n - 1})")
+        typer.echo(f"wrote {save_png(tiles, grid)} ({n} images, seeds {seed}..{seed + n - 1}{shown})")
     if outdir is not None:
         for s, img in zip(seeds, images):
             save_png(img, Path(outdir) / f"seed{s:06d}.png")
