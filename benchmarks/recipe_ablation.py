@@ -34,6 +34,7 @@ from ganime.eval_report import evaluate, real_subsets
 from ganime.generate import load_generator
 from ganime.io import make_grid, save_png
 from ganime.metrics import compute
+from ganime.metrics.registry import split_halves
 
 # name -> changes to the modern preset. "modern" is the preset as it was before this ablation (TTUR 1e-4/4e-4);
 # the preset now has modern-lr2x's rates, so every row keeps meaning what it measured.
@@ -59,9 +60,9 @@ def floor(data: str, n: int, resolution: int = 64) -> dict:
     subset): the swd metric's own floor (`swd_real`, metrics/swd.py), one definition for every table and card."""
     ds = load_dataset(data, resolution)
     real, other = real_subsets(ds.images, n, seed=0)
-    if other is None:  # fewer than 2n images: two halves of them
-        half = len(real) // 2
-        real, other = real[:half], real[half : 2 * half]
+    if other is None:  # fewer than 2n images: two random halves of them, as the metric splits them
+        halves = split_halves(len(real), len(real), seed=0)
+        real, other = real[halves.reference], real[halves.real]
     values = compute("swd,pr", real, other, seed=0)
     return {k: float(v) for k, v in values.items() if not isinstance(v, str)} | {"n": len(other)}
 
