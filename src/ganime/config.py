@@ -243,6 +243,8 @@ _GROW = dataclasses.replace(
     growth=GrowthConfig(start=16, final_share=0.5),
 )
 
+DEFAULT_PRESET = "grow"  # what `ganime train` trains without --preset
+
 PRESETS: dict[str, TrainConfig] = {
     # pytorch/examples dcgan + the PyTorch DCGAN tutorial, exactly: latent 128 (nz), ngf = ndf = 64,
     # BCE on logits (numerically the tutorial's Sigmoid + BCELoss), Adam 2e-4 / (0.5, 0.999), batch 128,

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from ganime.cli import app
+from ganime.config import DEFAULT_PRESET
 from ganime.errors import ConfigError
 
 
@@ -32,7 +33,7 @@ def _grow_points(text: str) -> tuple[float, ...]:
 @app.command("train")
 def train(
     data: str = typer.Option("", "--data", help="Folder, .zip, .tar(.gz) or .npz of images, or a built-in set: faces (default), emoji."),
-    preset: str = typer.Option("grow", "--preset", "-p", help="Recipe: grow (default: grows 16 -> 64 px by a plan made from the budget), modern, tutorial, tutorial-small, ... (ganime train --list-presets)."),
+    preset: str = typer.Option(DEFAULT_PRESET, "--preset", "-p", help="Recipe: grow (default: grows 16 -> 64 px by a plan made from the budget), modern, tutorial, tutorial-small, ... (ganime train --list-presets)."),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory (default runs/PRESET)."),
     resume: Path = typer.Option(None, "--resume", help="Continue the run in this directory exactly where it stopped."),
     epochs: int = typer.Option(None, help="Stop after this many epochs (default: the preset's)."),
@@ -81,7 +82,9 @@ def train(
     if list_presets:
         for name, p in C.PRESETS.items():
             m = p.model
-            typer.echo(f"{name:16s} {m.arch} {m.resolution}px z{m.z_dim} batch {p.batch_size} loss {p.loss.loss}")
+            grows = f", grows from {p.growth.start}px by a plan" if p.growth.start else ""
+            default = " (default)" if name == C.DEFAULT_PRESET else ""
+            typer.echo(f"{name:16s} {m.arch} {m.resolution}px z{m.z_dim} batch {p.batch_size} loss {p.loss.loss}{grows}{default}")
         return
     budget = {"epochs": epochs, "kimg": kimg, "minutes": minutes, "max_steps": steps}
     runtime = {
