@@ -48,13 +48,12 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     from ganime.generate import load_generator
-    from ganime.web.edit_space import load_directions
     from ganime.web.meta import resolve_generator
     from ganime.web.site import write_site
 
     gen = load_generator(resolve_generator(args.generator))
-    directions = load_directions(gen)
-    if directions is None:
+    directions = gen.directions
+    if not len(directions):
         raise SystemExit(f"{gen.source} has no directions: make them with `ganime directions`")
     name = directions.names[0]
     tmp = Path(tempfile.mkdtemp(prefix="ganime-page-bench-"))

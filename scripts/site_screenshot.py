@@ -56,12 +56,7 @@ def main() -> None:
 
             gen = load_generator(resolve_generator(args.generator))
             write_site(gen, tmp)
-            names = set(gen.directions.names) if hasattr(gen, "directions") else set()
-            if not names:
-                from ganime.web.edit_space import load_directions
-
-                found = load_directions(gen)
-                names = set(found.names) if found is not None else set()
+            names = set(gen.directions.names)
             edits = ",".join(e for e in args.edits.split(",") if e.split(":")[0] in names)
             query = f"#seed={args.seed}" + (f"&e={edits}" if edits else "")
             ready = "() => document.body.dataset.state === 'drawn'"

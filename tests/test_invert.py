@@ -56,6 +56,21 @@ def test_pictures_are_read_as_rgb_squares(tmp_path):
         load_picture(tmp_path / "missing.png")
 
 
+def test_threads_are_narrowed_for_one_search_only():
+    gen = random_generator(resolution=16, z_dim=16, seed=3)
+    target = gen.from_seeds([9])[0]
+    seen: list[int] = []
+    gen.G.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        invert(gen, target, steps=2, seeds=4, starts=1, threads=1)
+        assert seen and set(seen) == {1}  # every forward pass of the search ran on one thread
+        assert torch.get_num_threads() == 2  # and the setting is back as it was
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_inverting_a_generated_face_gets_closer_than_the_best_seed():
     torch.set_num_threads(1)
     gen = random_generator(resolution=32, z_dim=32, seed=3)

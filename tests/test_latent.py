@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,7 +16,7 @@ import torch
 from ganime.config import ModelConfig, TrainConfig, preset, validate
 from ganime.errors import CheckpointError, ConfigError
 from ganime.generate import LoadedGenerator, default_generator_path, load_generator, save_generator
-from ganime.latent import MAX_SEED, PORTABLE, TORCH, portable_latents
+from ganime.latent import MAX_SEED, PORTABLE, TORCH, format_edits, parse_edit_text, portable_latents
 from ganime.models import build_generator
 
 LATENT_JS = Path(__file__).resolve().parents[1] / "src" / "ganime" / "web" / "static" / "latent.js"
@@ -97,6 +98,25 @@ def test_latents_look_standard_normal_and_independent():
     # neighbouring seeds and neighbouring dimensions (cos/sin of one pair) are uncorrelated
     assert abs(np.corrcoef(z[:-1, 0], z[1:, 0])[0, 1]) < 0.03
     assert abs(np.corrcoef(z[:, 0], z[:, 1])[0, 1]) < 0.03 and abs(np.corrcoef(z[:, 0] ** 2, z[:, 1] ** 2)[0, 1]) < 0.03
+
+
+def test_permalink_edits_read_as_the_page_reads_them():
+    names = ["hair-red", "sefa-0"]
+    edits = parse_edit_text(" hair-red:1.5,sefa-0:0,hair-red:0.25", names)
+    assert edits == {"hair-red": 0.25}  # a later amount replaces an earlier one; a zero is no edit
+    assert parse_edit_text("sefa-0:1e-05,hair-red:-3", names) == {"sefa-0": 1e-05, "hair-red": -3.0}
+    assert format_edits({"sefa-0": 1e-05, "hair-red": -3.0, "x": 0.0}) == "sefa-0:1e-05,hair-red:-3.0"
+    assert parse_edit_text(format_edits({"sefa-0": 0.1 + 0.2}), names) == {"sefa-0": 0.1 + 0.2}  # exact round trip
+    assert parse_edit_text("", names) == {} and parse_edit_text(None, names) == {}
+    for text, message in [("nope:1", "no direction 'nope' for this generator (it has: hair-red, sefa-0)"),
+                          ("hair-red", "write name:amount, e.g. hair-red:1.5"), ("sefa-0:x", "'x' is not a number"),
+                          ("sefa-0:inf", "within -10..10"), ("sefa-0:10.5", "within -10..10"),
+                          ("a:1", "(it has: none)")]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            parse_edit_text(text, [] if text == "a:1" else names)
+    many = [f"d{i}" for i in range(17)]
+    with pytest.raises(ConfigError, match="at most 16 edits"):
+        parse_edit_text(",".join(f"{n}:1" for n in many), many)
 
 
 def test_bad_seeds_are_clear_errors():

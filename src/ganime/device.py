@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
+from collections.abc import Iterator
 
 import torch
 
@@ -61,6 +64,33 @@ def set_threads(threads: int) -> int:
     torch.set_num_threads(n)
     log.info("intra-op threads: %d (%s)", n, "as asked" if threads > 0 else "physical cores")
     return n
+
+
+_threads_lock = threading.Lock()
+_threads_held = [0, 0]  # bodies now inside torch_threads; the number of threads before the first of them
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the body with `threads` intra-op threads (0: leave the setting alone), then set back the number before.
+
+    torch.set_num_threads sets the calling thread's pool and the default of threads that start torch work later,
+    so a server narrows it around one request's work on that request's thread; bodies overlapping on several
+    threads set back the number from before the first of them."""
+    if threads <= 0:
+        yield
+        return
+    with _threads_lock:
+        if not _threads_held[0]:
+            _threads_held[1] = torch.get_num_threads()
+        _threads_held[0] += 1
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads_held[0] -= 1
+            torch.set_num_threads(_threads_held[1])
 
 
 def configure_backends(device: torch.device) -> None:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from ganime.device import torch_threads
 from ganime.errors import DataError
 from ganime.generate import LoadedGenerator, to_uint8
 
@@ -142,13 +143,22 @@ def invert(
     starts: int = 2,
     lr: float = 0.08,
     feature_weight: float = FEATURE_WEIGHT,
+    threads: int = 0,
 ) -> InvertResult:
     """The latent whose face is nearest to `image`: the best of `seeds` seeds' faces (0..seeds-1), refined by
     `steps` Adam steps on the `starts` best (stopping early when `time_budget_s` is spent).
 
     Args:
         image: uint8 HxWx3 (or HxWx4, HxW) array or a PIL image; its centred square is compared at G's size.
+        threads: torch's CPU threads for this search (0: as set; ganime.device.torch_threads). On a machine busy
+            with other work 1 is fastest.
     """
+    with torch_threads(threads):
+        return _invert(gen, image, steps, seeds, time_budget_s, starts, lr, feature_weight)
+
+
+def _invert(gen: LoadedGenerator, image: np.ndarray | Image.Image, steps: int, seeds: int, time_budget_s: float | None,
+            starts: int, lr: float, feature_weight: float) -> InvertResult:
     if gen.model.num_classes:
         raise DataError("search by picture needs an unconditional generator; this one is class-conditional")
     if seeds < 1 or steps < 0 or starts < 1:

@@ -40,6 +40,7 @@ TORCH = "torch-randn"  # generators saved before latent schemes were recorded
 SCHEMES = (PORTABLE, TORCH)
 MAX_SEED = 2**63 - 1
 MAX_EDIT = 10.0  # largest |amount| of an edit along a direction (ganime.directions)
+MAX_EDITS = 16  # directions one face's permalink form may name (`parse_edit_text`)
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio, SplitMix64's increment
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
@@ -107,14 +108,14 @@ def decode_latent(text: str, z_dim: int) -> np.ndarray:
     except (binascii.Error, ValueError):
         raise ConfigError(f"this latent is not base64url text of {z_dim} float32 values") from None
     if len(raw) % 4:
-        raise ConfigError(f"this latent is {len(raw)} bytes, not {4 * z_dim} ({z_dim} float32 values): cut short?")
+        short = ": cut short?" if len(raw) < 4 * z_dim else ""
+        raise ConfigError(f"this latent is {len(raw)} bytes, not {4 * z_dim} ({z_dim} float32 values){short}")
     if len(raw) != 4 * z_dim:
         raise ConfigError(f"this latent holds {len(raw) // 4} values; the generator takes {z_dim}")
     z = np.frombuffer(raw, dtype="<f4").astype(np.float32)
     if not np.isfinite(z).all():
         raise ConfigError("this latent holds values that are not finite numbers")
     return z
-
 
 
 def check_edits(edits: dict[str, float], names: Sequence[str] | None = None) -> dict[str, float]:
@@ -150,6 +151,37 @@ def parse_edits(items: Sequence[str], names: Sequence[str] | None = None) -> dic
             raise ConfigError(f"edit {item!r}: {amount.strip()!r} is not a number") from None
         edits[name] = edits.get(name, 0.0) + value
     return check_edits(edits, names)
+
+
+def parse_edit_text(text: str | None, names: Sequence[str]) -> dict[str, float]:
+    """The permalink form `hair-red:1.5,sefa-0:-2` (the page's `e=`, the web API's `edits`) -> {"hair-red": 1.5,
+    "sefa-0": -2.0}, read as web/static/app.js reads it: a later amount for a name replaces an earlier one and
+    zero amounts are left out. Names must be in `names`; a ConfigError says what is allowed."""
+    if not text:
+        return {}
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.strip().partition(":")
+        if not sep:
+            raise ConfigError(f"edit {part[:40]!r}: write name:amount, e.g. {names[0] if names else 'name'}:1.5")
+        if name not in names:
+            raise ConfigError(f"no direction {name[:40]!r} for this generator (it has: {', '.join(names) or 'none'})")
+        try:
+            amount = float(value)
+        except ValueError:
+            raise ConfigError(f"edit {name}: amount {value[:20]!r} is not a number") from None
+        if not math.isfinite(amount) or abs(amount) > MAX_EDIT:
+            raise ConfigError(f"edit {name}: amount must be within -{MAX_EDIT:g}..{MAX_EDIT:g}")
+        if amount:
+            out[name] = amount
+    if len(out) > MAX_EDITS:
+        raise ConfigError(f"at most {MAX_EDITS} edits per face")
+    return out
+
+
+def format_edits(edits: dict[str, float]) -> str:
+    """`parse_edit_text`'s form of edits: `name:amount,...`, amounts as Python's shortest repr, zeros left out."""
+    return ",".join(f"{n}:{a!r}" for n, a in edits.items() if a)
 
 
 def edit_offset(edits: dict[str, float], names: Sequence[str], matrix: np.ndarray) -> np.ndarray:

@@ -173,15 +173,14 @@ def edit_generator_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     format `ganime directions` writes."""
     import numpy as np
 
-    from ganime.web.edit_space import save_directions
+    from ganime.directions import Direction, Directions, save_directions
 
     path = save_generator(tiny_generator(), tmp_path_factory.mktemp("edit-gen") / "tiny")
     rng = np.random.default_rng(7)
     matrix = rng.standard_normal((len(DIRECTIONS), 16)).astype(np.float32)
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-    entries = [{"name": n, "label": label, "kind": "sefa", "group": g, "step": 0.5, "range": 3.0}
-               for n, label, g in DIRECTIONS]
-    save_directions(path.with_name("tiny.directions"), entries, matrix)
+    entries = tuple(Direction(n, label, "sefa", g, 0.5, 3.0) for n, label, g in DIRECTIONS)
+    save_directions(Directions(entries, torch.from_numpy(matrix)), path.with_name("tiny.directions.safetensors"))
     return path
 
 

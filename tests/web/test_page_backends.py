@@ -151,8 +151,8 @@ def test_the_static_site_shows_directions_as_pre_rendered_strips(page, files_sit
 
 
 def test_one_permalink_is_one_face_on_all_three_back_ends(page, onnx_url, files_site, edit_generator_file, tmp_path):
+    from ganime.latent import encode_latent
     from ganime.web.app import create_app
-    from ganime.web.edit_space import encode_latent
 
     link = "#seed=2&t=0.7&e=hair-red:1.5"
     faces = {}

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from ganime.cli import main
@@ -63,7 +62,6 @@ def test_published_faces_are_the_ones_ganime_generate_draws(site, generator_file
 
 def test_publish_renders_each_direction_as_a_strip(edit_generator_file, tmp_path):
     from ganime.generate import load_generator
-    from ganime.web.edit_space import load_directions
     from ganime.web.publish import publish
 
     gen = load_generator(edit_generator_file)
@@ -79,9 +77,8 @@ def test_publish_renders_each_direction_as_a_strip(edit_generator_file, tmp_path
     again = publish(gen, tmp_path / "site", 5, [0.7, 1.0], edit_amounts=(-2.0, 1.5), edit_seeds=3)
     assert (again.rendered, again.present) == (0, 34)  # resumes: nothing is missing
     # the file is the seed moved along the direction, as the server draws it
-    d = load_directions(gen)
-    z = d.apply(gen.latents([2]).numpy(), {"hair-red": 1.5})
-    want = gen.images(torch.from_numpy(z), None, 0.7)[0]
+    z = gen.directions.apply(gen.latents([2]), {"hair-red": 1.5})
+    want = gen.images(z, None, 0.7)[0]
     np.testing.assert_array_equal(pixels(tmp_path / "site" / "faces/psi-0.7/e-hair-red/1.5/000002.webp"), want)
     assert not np.array_equal(want, pixels(tmp_path / "site" / face_path("0.7", 2, "webp")))
 

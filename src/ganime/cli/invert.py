@@ -35,13 +35,9 @@ def invert(
 
     if steps < 0 or seeds < 1 or threads < 0:
         raise ConfigError("--steps and --threads must be >= 0 and --seeds >= 1")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     image = load_picture(picture)  # before loading the generator: a mistyped path fails at once
     gen = load_generator(source, device=resolve_device(device))
-    result = search(gen, image, steps=steps, seeds=seeds, time_budget_s=time_budget)
+    result = search(gen, image, steps=steps, seeds=seeds, time_budget_s=time_budget, threads=threads)
     out.mkdir(parents=True, exist_ok=True)
     save_png(result.image, out / "face.png")
     with atomic_path(out / "latent.npy") as tmp, open(tmp, "wb") as f:

@@ -15,9 +15,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
-from ganime.web.edit_space import decode_latent, encode_latent, format_edits, load_directions, parse_edits
+from ganime.latent import encode_latent, format_edits
 from ganime.web.encode import encode_png
-from ganime.web.images import PNG, not_modified
+from ganime.web.images import PNG, face_edits, face_latent, not_modified
 from ganime.web.served import MAX_SEED, Served, served
 from ganime.web.store import MAX_LIST, MAX_TAG_LEN, MAX_TAGS, GalleryItem, check_id, normalize_tag, normalize_tags
 
@@ -101,18 +101,18 @@ async def gallery_add(body: Annotated[SaveRequest, Body()], s: Annotated[Served,
     quota = s.policy.max_items
     if quota and await run_in_threadpool(s.store.count) >= quota:  # early: a full gallery costs no rendering
         raise HTTPException(507, f"the gallery is full ({quota} faces); delete some first")
-    directions = load_directions(s.gen) if body.edits else None
-    edits = format_edits(parse_edits(body.edits, directions))  # checked before any work, as the tags
-    latent = decode_latent(body.z, s.gen.z_dim) if body.z is not None else None  # checked before any work too
+    changes = face_edits(s.gen, body.edits)  # checked before any work, as the tags
+    edits = format_edits(changes)
+    latent = face_latent(body.z, s.gen.z_dim) if body.z is not None else None  # checked before any work too
     if latent is None and not edits:
         png = await s.face_png(body.seed, body.truncation, None)
     else:
-        z = latent[None] if latent is not None else s.latents([body.seed])[0].numpy()
-        if edits:
-            z = directions.apply(z, parse_edits(body.edits, directions))
+        z = torch.from_numpy(latent[None]) if latent is not None else s.latents([body.seed])[0]
+        if changes:
+            z = s.gen.directions.apply(z, changes)
         nc = s.gen.model.num_classes
         labels = (torch.zeros(1, dtype=torch.long) if body.z is not None else torch.tensor([body.seed % nc])) if nc else None
-        png = await s.batcher.submit(torch.from_numpy(z), labels, lambda imgs: encode_png(imgs[0]), body.truncation)
+        png = await s.batcher.submit(z, labels, lambda imgs: encode_png(imgs[0]), body.truncation)
     z_text = encode_latent(latent) if latent is not None else ""  # as /api/invert writes it
     item = await run_in_threadpool(  # the store counts and inserts in one write (GalleryFullError: 507)
         lambda: s.store.add(

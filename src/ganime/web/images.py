@@ -6,14 +6,16 @@ import hashlib
 import secrets
 from typing import Annotated
 
+import numpy as np
 import torch
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from ganime.generate import slerp
+from ganime.errors import ConfigError
+from ganime.generate import LoadedGenerator, slerp
 from ganime.io import make_grid
+from ganime.latent import decode_latent, format_edits, parse_edit_text
 from ganime.web import served as limits
-from ganime.web.edit_space import decode_latent, format_edits, load_directions, parse_edits
 from ganime.web.encode import encode_gif, encode_png
 from ganime.web.served import MAX_FRAMES, MAX_GIF_SIZE, MAX_GRID, MAX_SEED, MAX_SIZE, Served, limits_error, served
 
@@ -23,10 +25,26 @@ CACHE_SEEDED = "public, no-cache"
 PNG = {200: {"content": {"image/png": {}}, "description": "a PNG image"}}
 GIF = {200: {"content": {"image/gif": {}}, "description": "an animated GIF"}}
 
+MAX_Z = 64.0  # |z_i| a latent in a URL may hold, as the page (web/static/latent.js); a standard normal never comes near
+
 Seed = Annotated[int, Query(ge=0, le=MAX_SEED, description=f"0..{MAX_SEED}")]
 Truncation = Annotated[float, Query(gt=0, le=1, description="psi in (0, 1]: lower = safer, less varied")]
 
 router = APIRouter(tags=["images"])
+
+
+def face_edits(gen: LoadedGenerator, text: str | None) -> dict[str, float]:
+    """A request's edits in the permalink form (`name:amount,...`, ganime.latent.parse_edit_text), checked
+    against the generator's directions (read only when there are edits)."""
+    return parse_edit_text(text, gen.directions.names) if text else {}
+
+
+def face_latent(text: str, z_dim: int) -> np.ndarray:
+    """A request's latent `z` (ganime.latent.decode_latent: base64url float32) within +-MAX_Z."""
+    z = decode_latent(text, z_dim)
+    if np.abs(z).max() > MAX_Z:
+        raise ConfigError(f"z must hold values within -{MAX_Z:g}..{MAX_Z:g}")
+    return z
 
 
 def image_response(data: bytes, media: str, etag: str | None, name: str) -> Response:
@@ -75,11 +93,10 @@ async def api_face(
     """One face. The same seed (or z), edits, truncation and size give the same PNG bytes."""
     if z is not None and seed is not None:
         return limits_error(422, "give a seed or a latent z, not both")
-    directions = load_directions(s.gen) if edits else None  # small files beside the weights
-    changes = parse_edits(edits, directions)
+    changes = face_edits(s.gen, edits)
     etag = None
     if z is not None:
-        base = torch.from_numpy(decode_latent(z, s.gen.z_dim))[None]
+        base = torch.from_numpy(face_latent(z, s.gen.z_dim))[None]
         digest = hashlib.sha256(base.numpy().tobytes()).hexdigest()[:16]
         etag = f'"{s.tag_base}-z{digest}-{format_edits(changes)}-{truncation!r}-{size or s.gen.resolution}"'
     elif seed is None:
@@ -95,7 +112,7 @@ async def api_face(
     else:
         latent, labels = (base, None) if z is not None else s.latents([seed])
         if changes:
-            latent = torch.from_numpy(directions.apply(latent.numpy(), changes))
+            latent = s.gen.directions.apply(latent, changes)
         nc = s.gen.model.num_classes
         if nc and labels is None:
             labels = torch.zeros(1, dtype=torch.long)

@@ -7,7 +7,7 @@ The layout is the site's public URL scheme, stable across runs and ganime versio
     site/faces/psi-0.7/e-hair-red/2/000123.webp   (a direction's edit: the seed moved 2 along hair-red)
 
 The page is the one page of `ganime serve` and `ganime export --web` (web/static) with pre-rendered files as
-its back end: where the generator has directions (web/edit_space.py), the first EDIT_SEEDS seeds are also
+its back end: where the generator has directions (ganime.directions), the first EDIT_SEEDS seeds are also
 rendered along each direction at a few amounts, at the default truncation, and the sliders become strips of
 those faces (hidden on other seeds).
 
@@ -35,7 +35,6 @@ from ganime import __version__
 from ganime.errors import ConfigError
 from ganime.generate import LoadedGenerator
 from ganime.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from ganime.web.edit_space import Directions, load_directions
 from ganime.web.encode import encode_png, encode_webp
 from ganime.web.meta import MAX_SEED, model_id, page_text
 from ganime.web.site import PAGE, PAGE_FILES, page_for
@@ -141,20 +140,19 @@ def publish(
         _remove_partial(out)
         jobs = [(out / "faces" / f"psi-{labels[i]}", psi, None) for i, psi in enumerate(truncations)]
         default = min(labels, key=lambda t: abs(float(t) - 0.7))
-        directions = load_directions(gen) if edit_amounts else None
         edit_entries = []
-        for d in directions.entries if directions is not None else []:
+        for d in gen.directions.entries if edit_amounts else ():
             amounts = [f"{a:g}" for a in edit_amounts]
-            edit_entries.append({**d, "amounts": amounts})
+            edit_entries.append({**d.to_dict(), "amounts": amounts})
             for a in edit_amounts:
-                folder = out / "faces" / f"psi-{default}" / f"e-{d['name']}" / f"{a:g}"
-                jobs.append((folder, float(default), {d["name"]: a}))
+                folder = out / "faces" / f"psi-{default}" / f"e-{d.name}" / f"{a:g}"
+                jobs.append((folder, float(default), {d.name: a}))
         edited = min(seeds, edit_seeds)
         todo = [(folder, psi, edits, _missing(folder, first_seed, edited if edits else seeds, fmt))
                 for folder, psi, edits in jobs]
         if progress is not None:
             progress(0, sum(len(v[3]) for v in todo))
-        rendered = _render(gen, todo, directions, fmt, size, batch, encoders, progress)
+        rendered = _render(gen, todo, fmt, size, batch, encoders, progress)
         _write_page(gen, out)
         # the manifest grows with the site: an earlier, larger run's seeds and truncations stay listed
         if old is not None and old.get("first_seed") == first_seed:
@@ -235,7 +233,6 @@ def _missing(folder: Path, first_seed: int, seeds: int, fmt: str) -> list[int]:
 def _render(
     gen: LoadedGenerator,
     todo: list[tuple[Path, float, dict[str, float] | None, list[int]]],
-    directions: Directions | None,
     fmt: str,
     size: int | None,
     batch: int,
@@ -272,9 +269,7 @@ def _render(
             for i in range(0, len(seeds), batch):
                 chunk = seeds[i : i + batch]
                 # as the server does: one latent per seed, its edits, the class from the seed, the library's truncation
-                z = gen.latents(chunk)
-                if edits:
-                    z = torch.from_numpy(directions.apply(z.numpy(), edits))
+                z = gen.edited_latents(chunk, edits)
                 y = torch.tensor([s % nc for s in chunk]) if nc else None
                 images = gen.images(z, y, psi)
                 # each thread encodes a share of the batch; at most two batches wait, so memory stays flat

@@ -5,7 +5,7 @@ by onnxruntime-web, no server code.
 
 `ganime serve` (page.py), `ganime publish` (publish.py) and this site ship the same page; `fill_page` tells it
 its back end: the server's API, onnxruntime-web, or pre-rendered files. The generator's directions reach the
-browser in the ONNX sidecar (or, where the export has none, in site.json), so sliders move the face live.
+browser in the ONNX sidecar, so sliders move the face live.
 
 The generator is exported with `export_onnx(weights="auto")` (fp16 weights where its images stay within 1/255
 of torch's). Seeds become latents with `latent.js`, the JavaScript twin of ganime.latent.portable_latents, so
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ganime.errors import ConfigError, GanimeError, MissingDependencyError
 from ganime.io import atomic_path
-from ganime.onnx_runtime import file_sha256, read_sidecar
+from ganime.onnx_runtime import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -212,12 +212,6 @@ def write_site(
         "ort_version": ORT_VERSION,
         "providers": ["webgpu", "wasm"] if webgpu else ["wasm"],
     }
-    if "directions" not in read_sidecar(model):  # until the export carries them: the page adds them to z itself
-        from ganime.web.edit_space import load_directions
-
-        directions = load_directions(gen)
-        if directions is not None:
-            site["directions"] = directions.to_json()
     (out / SITE_FILE).write_text(json.dumps(site, indent=1) + "\n")
     written.append(out / SITE_FILE)
     return written

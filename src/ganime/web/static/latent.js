@@ -48,7 +48,7 @@ export function slerp(a, b, t) {
   return out;
 }
 
-// --- what the page's permalinks and edits need (the same arithmetic as ganime/web/edit_space.py) ----------
+// --- what the page's permalinks and edits need (the same arithmetic as ganime/latent.py) -------------------
 
 /** The largest seed every back end takes: 2**53 - 1, the largest integer a JavaScript number holds exactly. */
 export const PAGE_MAX_SEED = 2 ** 53 - 1;
@@ -77,7 +77,7 @@ export function applyEdits(z, edits, directions) {
   return out;
 }
 
-/** A latent as base64url (no padding) of its little-endian float32 values (edit_space.encode_latent). */
+/** A latent as base64url (no padding) of its little-endian float32 values (ganime.latent.encode_latent). */
 export function encodeLatent(z) {
   const bytes = new Uint8Array(Float32Array.from(z).buffer);
   let text = "";

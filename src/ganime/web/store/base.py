@@ -30,7 +30,7 @@ _ID_RE = re.compile(r"^[0-9a-f]{16}$")
 # a face's edits and latent go into permalinks as they are: only the characters the page's forms use
 MAX_EDITS_LEN = 2048
 MAX_Z_LEN = 8192
-_EDITS_RE = re.compile(r"[a-z0-9_:.,-]*")  # name:amount,... (web/edit_space.py format_edits)
+_EDITS_RE = re.compile(r"[a-z0-9_:.,-]*")  # name:amount,... (ganime.latent.format_edits)
 _Z_RE = re.compile(r"[A-Za-z0-9_-]*")  # base64url float32, no padding
 
 
@@ -105,7 +105,7 @@ def normalize_tag(raw: str) -> str:
 
 def check_face(edits: str | None, z: str | None) -> tuple[str, str]:
     """A face's edits and latent as stored ("" for none): the permalink's characters only, within bounds.
-    Whether they fit a generator (known directions, z_dim values) is the web API's check (web/edit_space.py)."""
+    Whether they fit a generator (known directions, z_dim values) is the web API's check (web/images.py)."""
     edits, z = edits or "", z or ""
     if not isinstance(edits, str) or len(edits) > MAX_EDITS_LEN or not _EDITS_RE.fullmatch(edits):
         raise GalleryError(
