@@ -65,8 +65,7 @@ def job_config(row: dict, data: str, cpu_minutes: float) -> tuple[dict, dict]:
         speeds = growth.measure_speeds(trainer, steps=6, clock=time.process_time)  # CPU time: load-independent
     if cfg.growth.start:
         points = growth.plan_points(cfg, speeds, trainer.loader.steps_per_epoch)
-        n = len(speeds)
-        shares = [(1 - cfg.growth.final_share) / (n - 1)] * (n - 1) + [cfg.growth.final_share]
+        shares = growth.stage_shares(cfg.growth.final_share, len(speeds))
         kimg = sum(s * cpu_minutes * 60 * v for s, v in zip(shares, speeds)) / 1000
         changes["growth.kimg"] = points
     else:

@@ -77,11 +77,14 @@ def budget_images(cfg: TrainConfig, steps_per_epoch: int) -> float:
     return min(limits) if limits else math.inf
 
 
+def stage_shares(final_share: float, stages: int) -> list[float]:
+    """Each stage's share of the budget's time: `final_share` for the last, equal parts of the rest before it."""
+    return [(1 - final_share) / (stages - 1)] * (stages - 1) + [final_share] if stages > 1 else [1.0]
+
+
 def plan_points(cfg: TrainConfig, speeds: list[float], steps_per_epoch: int) -> tuple[float, ...]:
     """Grow points (kimg) that give the stages their shares of the budget's time at the measured `speeds`."""
-    n = len(speeds)
-    share = cfg.growth.final_share
-    shares = [(1 - share) / (n - 1)] * (n - 1) + [share] if n > 1 else [1.0]
+    shares = stage_shares(cfg.growth.final_share, len(speeds))
     seconds = cfg.minutes * 60 if cfg.minutes else math.inf
     images = budget_images(cfg, steps_per_epoch)
     # time T such that the stages together show `images` images: sum(share_i * T * speed_i) = images
