@@ -1,6 +1,6 @@
 // The served page's own parts (`ganime serve` only): the admin token, saving with tags, the gallery, the
 // latent walk. app.js hands in what they need of the page (`page`); the other back ends never load a gallery.
-import { editsText } from "./renderers.js";
+import { editsText, jsonOf } from "./renderers.js";
 import { randomSeed } from "./latent.js";
 
 const PAGE = 60; // gallery items per request; "More" asks for the next ones
@@ -50,14 +50,7 @@ async function api(url, options = {}) {
     showWrites();
   }
   if (response.status === 204) return null;
-  let body = null;
-  try {
-    body = await response.json();
-  } catch (e) {
-    body = null;
-  }
-  if (!response.ok) throw new Error((body && body.error) || `${response.status} ${response.statusText}`);
-  return body;
+  return jsonOf(response);
 }
 
 const parseTags = (text) => text.split(/[\s,]+/).map((t) => t.trim()).filter(Boolean);

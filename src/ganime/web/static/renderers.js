@@ -22,7 +22,11 @@ function directionsFrom(entries, matrix) {
 }
 
 async function getJSON(url, options) {
-  const response = await fetch(url, options);
+  return jsonOf(await fetch(url, options));
+}
+
+// a response's JSON body; a non-2xx answer throws the server's reason
+export async function jsonOf(response) {
   let body = null;
   try {
     body = await response.json();
