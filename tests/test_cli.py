@@ -61,6 +61,24 @@ def test_dry_run_shows_the_resolved_config(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_the_default_grows_to_128_px_only_on_large_data_with_a_long_budget(tmp_path):
+    write_images(tmp_path / "big", 3, size=160)
+    np.savez(tmp_path / "small.npz", images=np.zeros((3, 64, 64, 3), np.uint8))
+
+    def size(*args: str) -> tuple[int, str]:
+        r = ganime("train", *args, "--dry-run", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)["config"]["model"]["resolution"], r.stderr
+
+    res, said = size("--data", "big", "--minutes", "90")
+    assert res == 128 and "data is 160 px" in said and "--resolution 64 keeps 64 px" in said
+    assert size("--data", "big", "--kimg", "2000")[0] == 128
+    assert size("--data", "big", "--minutes", "10") == (64, "")  # too short a budget for a 128 px stage
+    assert size("--data", "small.npz", "--minutes", "90")[0] == 64  # 64 px data is not upscaled
+    assert size("--data", "big", "--minutes", "90", "--resolution", "64")[0] == 64  # the user's size wins
+    assert size("--data", "big", "--minutes", "90", "--preset", "modern")[0] == 64  # fixed presets stay fixed
+
+
 def test_user_mistakes_give_one_line_and_nonzero_exit(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "a.txt").write_text("x")

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from ganime.cli import app
-from ganime.config import DEFAULT_PRESET
+from ganime.config import DEFAULT_PRESET, TrainConfig
 from ganime.errors import ConfigError
 
 
@@ -21,6 +21,22 @@ def _default_out(preset: str) -> Path:
     while list_checkpoints(out):
         out, i = Path(f"{base}-{i}"), i + 1
     return out
+
+
+def _auto_resolution(cfg: TrainConfig, data: str | None, budget: dict) -> int | None:
+    """A growing preset ends at 128 px on large data with a long budget (training/growth.py), else None."""
+    from ganime import config as C
+    from ganime.data.dataset import native_size
+    from ganime.training.growth import auto_resolution
+
+    if not cfg.growth.start:
+        return None
+    native = native_size(data or cfg.data.path)
+    size = auto_resolution(C.override(cfg, **budget), native)
+    if size == cfg.model.resolution:
+        return None
+    typer.echo(f"data is {native} px and the budget is long: growing to {size} px (--resolution {cfg.model.resolution} keeps {cfg.model.resolution} px)", err=True)
+    return size
 
 
 def _grow_points(text: str) -> tuple[float, ...]:
@@ -112,6 +128,8 @@ def train(
             budget = {"epochs": epochs or 0, "kimg": kimg or 0.0, "minutes": minutes or 0.0, "max_steps": steps or 0}
             if not any(budget.values()):
                 raise ConfigError("the stop budget must be positive: --epochs, --kimg, --minutes or --steps")
+        if resolution is None and config is None:
+            resolution = _auto_resolution(cfg, data, budget)
         if resolution is not None:
             cfg = C.resize(cfg, resolution)  # a growing preset's blocks and widths follow the size
         if grow_at is not None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import itertools
 import json
 import logging
 import os
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
@@ -92,6 +95,32 @@ def resolve_source(path: str | Path | None) -> Path:
     if p.is_dir() and (p / "dataset.npz").is_file():
         return p / "dataset.npz"
     return p
+
+
+def native_size(path: str | Path | None, sample: int = 64) -> int:
+    """The data's own image size in px: the short side of a .npz's images, or the median short side of the first
+    `sample` images of a folder or archive (read from their headers, not decoded); 0 when none can be read."""
+    src = resolve_source(path)
+    if src.suffix.lower() == ".npz":
+        try:
+            with zipfile.ZipFile(src) as z, z.open("images.npy") as f:
+                fmt = np.lib.format
+                read = fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0) else fmt.read_array_header_2_0
+                shape = read(f)[0]  # the header only: no image is loaded
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+            return 0
+        return min(shape[1:3]) if len(shape) == 4 else 0
+    sides = []
+    try:
+        for _, data in itertools.islice(iter_members(src, Skipped()), sample):
+            try:
+                with Image.open(io.BytesIO(data)) as img:
+                    sides.append(min(img.size))
+            except Exception:  # noqa: BLE001 - an unreadable file says nothing about the size
+                continue
+    except DataError:
+        return 0
+    return int(np.median(sides)) if sides else 0
 
 
 def _fingerprint(src: Path) -> str:

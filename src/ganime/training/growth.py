@@ -31,6 +31,22 @@ PLAN_FILE = "plan.json"
 PROBE_STEPS = 3  # timed steps per stage, after one warm-up step
 
 
+# A growing run given no --resolution ends at 128 px when its data is that large and its budget is long enough for
+# a 128 px stage to add detail rather than noise: the shipped generator's 128 px stage (docs/pretrained.md) came
+# after an hour at 64 px. Shorter budgets end at 64 px, where the same minutes give a cleaner picture.
+AUTO_128_MINUTES = 60.0
+AUTO_128_KIMG = 1500.0  # about what 60 minutes of a 64 px plan shows on 2 cores
+
+
+def auto_resolution(cfg: TrainConfig, native: int) -> int:
+    """The final size for a growing run whose size the user did not set: 128 px for data of 128 px or more with a
+    budget of AUTO_128_MINUTES minutes or AUTO_128_KIMG kimg or more, else the preset's."""
+    long_enough = cfg.minutes >= AUTO_128_MINUTES or cfg.kimg >= AUTO_128_KIMG
+    if cfg.growth.start and native >= 128 and long_enough and cfg.model.resolution < 128:
+        return 128
+    return cfg.model.resolution
+
+
 def depth_at(cfg: TrainConfig, images_seen: int) -> int:
     """How many blocks below the full network the run trains after `images_seen` images (0 = all of it)."""
     g = cfg.growth
