@@ -41,6 +41,7 @@ ROWS: dict[str, dict] = {
     "modern": {"preset": "modern"},  # 64 px from step 0
     "grow16": {"preset": "grow"},  # 16 -> 32 -> 64 px, last stage half the time (the default)
     "grow16-last70": {"preset": "grow", "growth.final_share": 0.7},
+    "grow16-images": {"preset": "grow", "growth.split": "images"},  # every stage the same images (ProGAN)
     "grow32": {"preset": "grow", "growth.start": 32, "model.levels": 1},  # 32 -> 64 px
     "grow16-ada": {"preset": "grow", "loss.ada_target": 0.6},  # adaptive p instead of DiffAugment at p = 1
     "grow16-mbstd": {"preset": "grow", "model.mbstd": 4},
@@ -65,7 +66,7 @@ def job_config(row: dict, data: str, cpu_minutes: float) -> tuple[dict, dict]:
         speeds = growth.measure_speeds(trainer, steps=6, clock=time.process_time)  # CPU time: load-independent
     if cfg.growth.start:
         points = growth.plan_points(cfg, speeds, trainer.loader.steps_per_epoch)
-        shares = growth.stage_shares(cfg.growth.final_share, len(speeds))
+        shares = growth.stage_shares(cfg.growth, speeds)
         kimg = sum(s * cpu_minutes * 60 * v for s, v in zip(shares, speeds)) / 1000
         changes["growth.kimg"] = points
     else:

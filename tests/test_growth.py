@@ -117,6 +117,17 @@ def test_a_checkpoint_is_written_when_its_minutes_are_due_and_not_when_off(tmp_p
     assert TrainConfig().ckpt_minutes == 10.0  # the default: a crash loses at most ten minutes
 
 
+def test_each_sitting_of_a_long_training_is_recorded_in_the_run(tmp_path):
+    write_images(tmp_path / "imgs", 40)
+    cfg = tiny_config(tmp_path / "imgs", tmp_path / "cache", max_steps=3)
+    ganime.train(cfg, tmp_path / "run", progress=False)
+    ganime.train(override(cfg, max_steps=5), tmp_path / "run", resume=True, progress=False)
+    first, second = json.loads((tmp_path / "run" / "sittings.json").read_text())
+    assert (first["from_step"], first["to_step"], second["from_step"], second["to_step"]) == (0, 3, 3, 5)
+    assert first["stopped"] == second["stopped"] == "done" and first["started"] <= second["started"]
+    assert second["to_kimg"] > second["from_kimg"] and second["train_seconds"] > 0 and second["cpu"] is not None
+
+
 def test_adaptive_p_rises_while_d_overfits_and_falls_when_it_does_not():
     ada = AdaptiveP(target=0.6, kimg=0.1, interval=2)  # 100 images take p from 0 to 1
     for _ in range(2):

@@ -92,8 +92,9 @@ class GrowthConfig:
     then each 2x block joins in turn (progressive growing, Karras et al. 2018), at points planned from the budget."""
 
     start: int = 0  # resolution of the first stage; 0 = no schedule (the whole network trains from step 0)
-    final_share: float = 0.5  # the plan: share of the budget's time for the last (full-resolution) stage;
-    # the earlier stages share the rest equally
+    split: str = "time"  # the plan: "time" gives the last stage `final_share` of the budget's time and the earlier
+    # ones equal parts of the rest; "images" shows every stage the same number of images (ProGAN)
+    final_share: float = 0.5
     kimg: tuple[float, ...] = ()  # grow after this many thousand images, one point per block; () = plan at start
 
     VARIABLE: ClassVar[tuple[str, ...]] = ("kimg",)  # tuples of any length
@@ -410,6 +411,8 @@ def _check_growth(cfg: TrainConfig) -> None:
         )
     if len(g.kimg) not in (0, m.levels) or any(b <= a for a, b in zip(g.kimg, g.kimg[1:])) or any(k < 0 for k in g.kimg):
         raise ConfigError(f"growth.kimg needs {m.levels} increasing grow points (thousands of images), got {list(g.kimg)}")
+    if g.split not in ("time", "images"):
+        raise ConfigError(f"growth.split must be 'time' or 'images', not {g.split!r}")
     if not 0 < g.final_share <= 1:
         raise ConfigError("growth.final_share must be in (0, 1]")
 

@@ -7,9 +7,10 @@ average-pooled to the stage's size; all weights live in one G and one D, with on
 checkpoint, an exact resume, EMA, export and serving are those of any run.
 
 The plan: where the schedule is not given (growth.kimg empty), `plan` times a few steps of each stage on this
-machine and splits the run's budget (minutes, or images) in time: the last stage gets `final_share`, the earlier
-ones equal parts of the rest. The grow points are written into the run's config (they are the experiment: a
-resumed run keeps them) and into RUN/plan.json, and printed.
+machine and splits the run's budget (minutes, or images) in time: by `split`, either the last stage gets
+`final_share` and the earlier ones equal parts of the rest, or every stage sees the same number of images. The
+grow points are written into the run's config (they are the experiment: a resumed run keeps them) and into
+RUN/plan.json, and printed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ganime import checkpoint as ckpt_io
-from ganime.config import TrainConfig
+from ganime.config import GrowthConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +94,22 @@ def budget_images(cfg: TrainConfig, steps_per_epoch: int) -> float:
     return min(limits) if limits else math.inf
 
 
-def stage_shares(final_share: float, stages: int) -> list[float]:
-    """Each stage's share of the budget's time: `final_share` for the last, equal parts of the rest before it."""
-    return [(1 - final_share) / (stages - 1)] * (stages - 1) + [final_share] if stages > 1 else [1.0]
+def stage_shares(growth: GrowthConfig, speeds: list[float]) -> list[float]:
+    """Each stage's share of the budget's time at the measured `speeds` (img/s, smallest stage first): split "time"
+    gives the last `final_share` and the earlier ones equal parts of the rest; "images" gives each stage time in
+    inverse proportion to its speed, so that every stage sees the same number of images."""
+    n = len(speeds)
+    if n == 1:
+        return [1.0]
+    if growth.split == "images":
+        inverse = [1 / v for v in speeds]
+        return [w / sum(inverse) for w in inverse]
+    return [(1 - growth.final_share) / (n - 1)] * (n - 1) + [growth.final_share]
 
 
 def plan_points(cfg: TrainConfig, speeds: list[float], steps_per_epoch: int) -> tuple[float, ...]:
     """Grow points (kimg) that give the stages their shares of the budget's time at the measured `speeds`."""
-    shares = stage_shares(cfg.growth.final_share, len(speeds))
+    shares = stage_shares(cfg.growth, speeds)
     seconds = cfg.minutes * 60 if cfg.minutes else math.inf
     images = budget_images(cfg, steps_per_epoch)
     # time T such that the stages together show `images` images: sum(share_i * T * speed_i) = images
@@ -129,6 +138,7 @@ def write_plan(run_dir: Path, cfg: TrainConfig, speeds: list[float] | None) -> N
     """RUN/plan.json: the stages, what they were planned for, and the speeds measured."""
     data = {
         "budget": {"minutes": cfg.minutes, "kimg": cfg.kimg, "max_steps": cfg.max_steps, "epochs": cfg.epochs},
+        "split": cfg.growth.split,
         "final_share": cfg.growth.final_share,
         "stages": [dataclasses.asdict(s) | {"end_kimg": None if math.isinf(s.end_kimg) else s.end_kimg}
                    for s in stages(cfg, speeds)],

@@ -24,14 +24,14 @@ from torch import Tensor
 from ganime import checkpoint as ckpt_io
 from ganime.config import TrainConfig, resume_config, validate
 from ganime.data.dataset import ImageDataset, load_dataset
-from ganime.device import configure_backends, set_threads
+from ganime.device import configure_backends, cpu_model, set_threads
 from ganime.errors import ConfigError
 from ganime.training import autotune, distributed, growth
 from ganime.training.grow import grow_source
 from ganime.training.guard import Guard, step_check
 from ganime.training.periodic_eval import TrainingEval
 from ganime.training.progress import Progress
-from ganime.training.report import MetricsLog, plot_run
+from ganime.training.report import MetricsLog, plot_run, record_sitting, utc_now
 from ganime.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -197,10 +197,22 @@ class _Session:
         session_start = time.perf_counter()
         deadline = session_start + t.cfg.minutes * 60 if t.cfg.minutes else math.inf
         bar = Progress(total, t.step, enabled=progress and self.dist_env.is_main, deadline=deadline)
+        sitting = {
+            "started": utc_now(), "from_step": t.step, "from_kimg": round(t.images_seen / 1000, 3),
+            "device": str(t.device), "cpu": cpu_model(), "threads": torch.get_num_threads(),
+            "processes": self.dist_env.world_size, "runtime": self.runtime.label(),
+        }
+        if t.is_main:
+            self.guard.try_write("sittings.json", record_sitting, t.run_dir, sitting)
+        train_seconds = t.seconds
         stopped = self._steps(total, deadline, bar)
         bar.close()
         path = self._finish()
         secs = time.perf_counter() - session_start
+        if t.is_main:
+            end = {"to_step": t.step, "to_kimg": round(t.images_seen / 1000, 3), "stopped": stopped,
+                   "train_seconds": round(t.seconds - train_seconds, 3), "wall_seconds": round(secs, 3)}
+            self.guard.try_write("sittings.json", record_sitting, t.run_dir, sitting | end)
         log.info("stopped (%s) at step %d, epoch %d; checkpoint %s", stopped, t.step, t.epoch, path)
         return TrainResult(t.run_dir, path, t.step, t.epoch, t.images_seen, stopped, secs)
 

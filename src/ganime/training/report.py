@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import io
+import json
 from pathlib import Path
 
-from ganime.io import atomic_path, atomic_write_text
+from ganime.io import atomic_path, atomic_write_json, atomic_write_text
 
 BASE_COLUMNS = ["step", "epoch", "kimg", "seconds", "loss_d", "loss_g", "d_real", "d_fake", "img_per_s"]
 
@@ -102,3 +104,27 @@ def save_figure(fig, path: Path) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+SITTINGS_FILE = "sittings.json"
+
+
+def record_sitting(run_dir: Path, part: dict) -> None:
+    """RUN/sittings.json: one entry per `train` call on the run (a long training across several sittings), each
+    with where it started and, once it stops, where it stopped. A `part` with the start of the last entry, which
+    has not stopped, completes that entry; any other is appended (a killed sitting keeps no stop)."""
+    path = run_dir / SITTINGS_FILE
+    try:
+        parts = json.loads(path.read_text()) if path.is_file() else []
+    except (OSError, json.JSONDecodeError):
+        parts = []  # an unreadable record is rewritten, never a reason to stop training
+    key = ("started", "from_step")
+    if parts and all(parts[-1].get(k) == part.get(k) for k in key) and "stopped" not in parts[-1]:
+        parts[-1] = {**parts[-1], **part}
+    else:
+        parts.append(part)
+    atomic_write_json(path, parts)
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
