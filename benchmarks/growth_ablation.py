@@ -11,7 +11,7 @@ growth planner's probe, training/growth.py, timed in process CPU time), then tra
 one thread (a growing recipe: with the grow points its planner makes for that budget). So a row's budget does not
 depend on what else the machine runs while it trains; probe_img_per_s in results.json is what the probe measured
 (the table's img/s and seconds are wall time, which other work on the machine slows). Each run is
-scored as in recipe_ablation.py (SWD x 1e3, P/R, near-copies; the floor is two halves of the real set) and its
+scored as in recipe_ablation.py (SWD x 1e3, P/R, near-copies; the floor is the swd metric's own: other reals) and its
 64 seeds are kept as OUT/<data>-<M>min/<row>/grid.png.
 """
 
@@ -37,18 +37,23 @@ from ganime.device import cpu_model, set_threads
 from ganime.training import autotune, growth
 from ganime.training.trainer import Trainer
 
-ROWS: dict[str, dict] = {
-    "modern": {"preset": "modern"},  # 64 px from step 0
-    "grow16": {"preset": "grow"},  # 16 -> 32 -> 64 px, last stage half the time (the default)
-    "grow16-last70": {"preset": "grow", "growth.final_share": 0.7},
-    "grow16-images": {"preset": "grow", "growth.split": "images"},  # every stage the same images (ProGAN)
-    "grow32": {"preset": "grow", "growth.start": 32, "model.levels": 1},  # 32 -> 64 px
-    "grow16-ada": {"preset": "grow", "loss.ada_target": 0.6},  # adaptive p instead of DiffAugment at p = 1
-    "grow16-mbstd": {"preset": "grow", "model.mbstd": 4},
-    "grow16-gain10": {"preset": "grow", "model.gain_scale": 10.0},  # the blocks' gains learn 10x faster
-    "grow16-gain10-ada": {"preset": "grow", "model.gain_scale": 10.0, "loss.ada_target": 0.6},
-    "grow32-gain10": {"preset": "grow", "growth.start": 32, "model.levels": 1, "model.gain_scale": 10.0},
-    "tutorial-small": {"preset": "tutorial-small"},  # 32 px DCGAN, the old first command
+# name: (changes to a preset, what the row tests). The default (`grow`) is `grow16-gain10`.
+ROWS: dict[str, tuple[dict, str]] = {
+    "modern": ({"preset": "modern"}, "the fixed 64 px `modern` DCGAN, the default before growing"),
+    "grow16": ({"preset": "grow"}, "the `grow` preset as it stands (the same as grow16-gain10)"),
+    "grow16-gain1": ({"preset": "grow", "model.gain_scale": 1.0},
+                     "16 -> 32 -> 64 px, the blocks' skip gains at Adam's own learning rate (the first `grow`)"),
+    "grow16-gain10": ({"preset": "grow", "model.gain_scale": 10.0},
+                      "16 -> 32 -> 64 px, skip gains learning 10x faster: the default"),
+    "grow16-last70": ({"preset": "grow", "growth.final_share": 0.7}, "the default, 70 % of the time at 64 px (not 50 %)"),
+    "grow16-images": ({"preset": "grow", "growth.split": "images"},
+                      "the default, every stage seeing the same images (ProGAN) instead of 25/25/50 % of the time"),
+    "grow32-gain10": ({"preset": "grow", "growth.start": 32, "model.levels": 1, "model.gain_scale": 10.0},
+                      "32 -> 64 px"),
+    "grow16-mbstd": ({"preset": "grow", "model.mbstd": 4}, "the default with minibatch std (groups of 4) in D"),
+    "grow16-gain10-ada": ({"preset": "grow", "model.gain_scale": 10.0, "loss.ada_target": 0.6},
+                          "the default with ADA's adaptive augmentation probability (target 0.6) for DiffAugment's p = 1"),
+    "tutorial-small": ({"preset": "tutorial-small"}, "the 32 px DCGAN of the old first command"),
 }
 
 
@@ -117,7 +122,7 @@ def main() -> None:
             jobs += [(name, data, minutes, dest) for name in rows if name not in done]
     jobs.sort(key=lambda j: (j[2], rows.index(j[0])))  # each budget's first rows on every set first
     with ProcessPoolExecutor(args.workers) as pool:
-        futures = {pool.submit(run_job, name, ROWS[name], data, m, dest, args.n): dest for name, data, m, dest in jobs}
+        futures = {pool.submit(run_job, name, ROWS[name][0], data, m, dest, args.n): dest for name, data, m, dest in jobs}
         for fut in as_completed(futures):
             dest = futures[fut]
             row = fut.result()
@@ -142,7 +147,8 @@ def summary(roots: list[Path]) -> list[str]:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     floors = [f"{res['floors']['64']['swd']:.1f}" for res in results.values()]
     lines.append("| real vs real (floor) | " + " | ".join(floors) + " |")
-    return ["", "SWD x 1e3 (its ratio to the floor), images seen:", "", *lines]
+    legend = [f"- `{n}`: {ROWS[n][1]}" for n in names]
+    return ["", "SWD x 1e3 (its ratio to the floor), images seen:", "", *lines, "", "The rows:", "", *legend]
 
 
 def write_doc(doc: Path, roots: list[Path]) -> None:

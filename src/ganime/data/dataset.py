@@ -116,7 +116,7 @@ def native_size(path: str | Path | None, sample: int = 64) -> int:
             try:
                 with Image.open(io.BytesIO(data)) as img:
                     sides.append(min(img.size))
-            except Exception:  # noqa: BLE001 - an unreadable file says nothing about the size
+            except Exception:  # noqa: BLE001, S112 - an unreadable file says nothing about the size
                 continue
     except DataError:
         return 0
