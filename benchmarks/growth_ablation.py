@@ -37,22 +37,29 @@ from ganime.device import cpu_model, set_threads
 from ganime.training import autotune, growth
 from ganime.training.trainer import Trainer
 
-# name: (changes to a preset, what the row tests). The default (`grow`) is `grow16-gain10`.
+# name: (changes to a preset, what the row tests). The default (`grow`) is `grow16-last70`.
 ROWS: dict[str, tuple[dict, str]] = {
     "modern": ({"preset": "modern"}, "the fixed 64 px `modern` DCGAN, the default before growing"),
-    "grow16": ({"preset": "grow"}, "the `grow` preset as it stands (the same as grow16-gain10)"),
-    "grow16-gain1": ({"preset": "grow", "model.gain_scale": 1.0},
-                     "16 -> 32 -> 64 px, the blocks' skip gains at Adam's own learning rate (the first `grow`)"),
-    "grow16-gain10": ({"preset": "grow", "model.gain_scale": 10.0},
-                      "16 -> 32 -> 64 px, skip gains learning 10x faster: the default"),
-    "grow16-last70": ({"preset": "grow", "growth.final_share": 0.7}, "the default, 70 % of the time at 64 px (not 50 %)"),
-    "grow16-images": ({"preset": "grow", "growth.split": "images"},
-                      "the default, every stage seeing the same images (ProGAN) instead of 25/25/50 % of the time"),
-    "grow32-gain10": ({"preset": "grow", "growth.start": 32, "model.levels": 1, "model.gain_scale": 10.0},
-                      "32 -> 64 px"),
-    "grow16-mbstd": ({"preset": "grow", "model.mbstd": 4}, "the default with minibatch std (groups of 4) in D"),
-    "grow16-gain10-ada": ({"preset": "grow", "model.gain_scale": 10.0, "loss.ada_target": 0.6},
-                          "the default with ADA's adaptive augmentation probability (target 0.6) for DiffAugment's p = 1"),
+    "grow16": ({"preset": "grow"}, "the `grow` preset as it stands (the same as grow16-last70)"),
+    "grow16-gain1": ({"preset": "grow", "model.gain_scale": 1.0, "growth.final_share": 0.5},
+                     "16 -> 32 -> 64 px, 25/25/50 % of the time, skip gains at Adam's own learning rate (the first `grow`)"),
+    "grow16-gain10": ({"preset": "grow", "model.gain_scale": 10.0, "growth.final_share": 0.5},
+                      "16 -> 32 -> 64 px, 25/25/50 % of the time, skip gains learning 10x faster"),
+    "grow16-last70": ({"preset": "grow", "growth.final_share": 0.7},
+                      "grow16-gain10 with 70 % of the time at 64 px (not 50 %): the default"),
+    "grow16-images": ({"preset": "grow", "growth.split": "images", "growth.final_share": 0.5},
+                      "grow16-gain10 with every stage seeing the same images (ProGAN) instead of 25/25/50 % of the time"),
+    "grow32-gain10": ({"preset": "grow", "growth.start": 32, "model.levels": 1, "model.gain_scale": 10.0,
+                       "growth.final_share": 0.5}, "grow16-gain10 from 32 px: 32 -> 64 px"),
+    "grow16-mbstd": ({"preset": "grow", "model.mbstd": 4, "growth.final_share": 0.5},
+                     "grow16-gain10 with minibatch std (groups of 4) in D"),
+    "grow16-gain10-ada": ({"preset": "grow", "model.gain_scale": 10.0, "loss.ada_target": 0.6, "growth.final_share": 0.5},
+                          "grow16-gain10 with ADA's adaptive augmentation probability (target 0.6) for DiffAugment's p = 1"),
+    "grow16-r3gan": ({"preset": "grow", "loss.loss": "rpgan", "loss.r2_gamma": 0.01},
+                     "the default (grow16-last70) with R3GAN's loss: relativistic pairing with R1 and R2 (Huang et al. 2024)"),
+    "grow16-ema0": ({"preset": "grow", "loss.ema_rampup": 0.0},
+                    "the default (grow16-last70) without EMA ramp-up (a fixed 0.999 EMA from step 0)"),
+    "grow16-w48": ({"preset": "grow", "model.g_width": 48, "model.d_width": 48}, "the default (grow16-last70) 1.5x as wide"),
     "tutorial-small": ({"preset": "tutorial-small"}, "the 32 px DCGAN of the old first command"),
 }
 

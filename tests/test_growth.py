@@ -87,13 +87,19 @@ def test_a_new_run_plans_its_grow_points_from_its_budget_and_keeps_them_on_resum
 
 
 def test_the_plan_splits_the_budget_in_time_by_the_measured_speeds():
-    cfg = override(preset("grow"), epochs=0, minutes=10.0)  # 16, 32, 64 px: 25 %, 25 %, 50 % of 600 s
+    half = {"growth.final_share": 0.5}
+    cfg = override(preset("grow"), epochs=0, minutes=10.0, **half)  # 16, 32, 64 px: 25 %, 25 %, 50 % of 600 s
     assert growth.plan_points(cfg, [400.0, 200.0, 100.0], 100) == (60.0, 90.0)  # 150 s x 400 img/s, + 150 s x 200
     # an image budget: the time that spends it at those shares, 100k = T (0.25 x 400 + 0.25 x 200 + 0.5 x 100)
-    cfg = override(preset("grow"), epochs=0, kimg=100.0)
+    cfg = override(preset("grow"), epochs=0, kimg=100.0, **half)
     assert growth.plan_points(cfg, [400.0, 200.0, 100.0], 100) == (50.0, 75.0)
     cfg = override(preset("grow"), epochs=0, minutes=10.0, **{"growth.final_share": 1.0})
     assert growth.plan_points(cfg, [400.0, 200.0, 100.0], 100) == (0.0, 0.0)  # the whole time at full size
+    # the default: 70 % at full size, 15 % in each earlier stage (90 s x 400, + 90 s x 200)
+    assert growth.plan_points(override(preset("grow"), epochs=0, minutes=10.0), [400.0, 200.0, 100.0], 1) == (36.0, 54.0)
+    # "images": every stage sees the same images, 100k / 3 each
+    cfg = override(preset("grow"), epochs=0, kimg=100.0, **{"growth.split": "images"})
+    assert growth.plan_points(cfg, [400.0, 200.0, 100.0], 100) == pytest.approx((33.333, 66.667), abs=1e-3)
 
 
 def test_resolution_sets_the_blocks_and_bad_schedules_are_one_clear_error():
