@@ -161,6 +161,39 @@ def test_augmenting_with_probability_p_changes_about_p_of_the_images():
     assert torch.equal(a, b)
 
 
+def test_the_model_card_of_a_grown_run_trained_in_two_sittings_loads_and_reads(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from ganime.checkpoint import resolve_checkpoint
+    from ganime.generate import load_generator, page_card, save_generator
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "build_pretrained.py"
+    spec = importlib.util.spec_from_file_location("build_pretrained", script)
+    bp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bp)
+    cfg = grow_config(tmp_path, max_steps=4, **{"growth.kimg": (0.004, 0.008)})
+    ganime.train(cfg, tmp_path / "run", progress=False)  # the first sitting stops at the second grow point
+    ganime.train(override(cfg, max_steps=6), tmp_path / "run", resume=True, progress=False)
+    run = tmp_path / "run"
+    training = bp.run_training(run, read_state(resolve_checkpoint(run)), {"cpu": "test CPU", "threads": 1})
+    assert [(p["from_step"], p["to_step"]) for p in training["sittings"]] == [(0, 4), (4, 6)]
+    assert [st["resolution"] for st in training["plan"]["stages"]] == [8, 16, 32]
+    gen = load_generator(run)
+    quality = {"swd": 50.0, "swd_real": 5.0, "n_fake": 8, "n_real": 8, "seed": 0}
+    card = {"title": "This test does not exist", "subtitle": "a tiny grown model", "dataset": "noise", "licence": "MIT",
+            "recipe": {"preset": "grow"}, "training": {"commands": ["ganime train ..."], **training},
+            "quality": quality, "reproduce": "ganime eval ..."}
+    gen.meta = {**gen.meta, "card": card}
+    path = save_generator(gen, tmp_path / "shipped.safetensors")
+    again = load_generator(path)  # the card's home: the nested network comes back from the sidecar
+    assert again.model.levels == 2 and (again.from_seeds([3]) == gen.from_seeds([3])).all()
+    assert page_card(again) == {"title": card["title"], "subtitle": card["subtitle"]}
+    page = bp.card_markdown(json.loads(path.with_suffix(".json").read_text()), path)
+    assert "| sittings | 1. " in page and "step 0 -> 4" in page and "2. " in page and "step 4 -> 6" in page
+    assert "grew by the plan 8 px from 0 kimg, 16 px from 0.004 kimg, 32 px from 0.008 kimg" in page
+
+
 def test_a_grown_generator_saves_loads_and_exports_like_any_other(tmp_path):
     from ganime.export import export_onnx
     from ganime.generate import load_generator, save_generator
