@@ -157,7 +157,6 @@ class GalleryStore(ABC):
     #: shown by the CLI and /api/info
     location: str
 
-    @abstractmethod
     def add(
         self,
         *,
@@ -173,6 +172,14 @@ class GalleryStore(ABC):
         """Save one face (with its edits and latent, "" for none); returns it with its new id. With
         `max_items`, GalleryFullError when the gallery holds that many already: counted and written
         atomically, so concurrent saves from any number of threads or processes cannot pass the quota."""
+        item = GalleryItem.new(model_id, seed, truncation, tags, edits, z)
+        self._insert(item, png, max_items)
+        return item
+
+    @abstractmethod
+    def _insert(self, item: GalleryItem, png: bytes, max_items: int) -> None:
+        """Write a new item and its PNG, or raise GalleryFullError when `max_items` (> 0) are held already;
+        the count and the write are one atomic step."""
 
     @abstractmethod
     def get(self, item_id: str) -> GalleryItem | None:

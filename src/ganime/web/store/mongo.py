@@ -73,19 +73,7 @@ class MongoStore(GalleryStore):
         )
 
     @busy_when_locked
-    def add(
-        self,
-        *,
-        model_id: str,
-        seed: int,
-        truncation: float,
-        png: bytes,
-        tags: list[str] | None = None,
-        max_items: int = 0,
-        edits: str = "",
-        z: str = "",
-    ) -> GalleryItem:
-        item = GalleryItem.new(model_id, seed, truncation, tags, edits, z)
+    def _insert(self, item: GalleryItem, png: bytes, max_items: int) -> None:
         from bson import Binary, Int64
 
         doc = {**item.to_dict(), "seed": Int64(item.seed), "png": Binary(png)}
@@ -101,7 +89,6 @@ class MongoStore(GalleryStore):
         except BaseException:
             self._meta.update_one({"_id": "items"}, {"$inc": {"n": -1}})  # give the place back
             raise
-        return item
 
     _FIELDS: ClassVar[dict[str, int]] = {"png": 0}  # list and get without the image bytes
 

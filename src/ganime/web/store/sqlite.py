@@ -96,19 +96,7 @@ class SQLiteStore(GalleryStore):
             return con.execute("PRAGMA journal_mode").fetchone()[0]
 
     @busy_when_locked
-    def add(
-        self,
-        *,
-        model_id: str,
-        seed: int,
-        truncation: float,
-        png: bytes,
-        tags: list[str] | None = None,
-        max_items: int = 0,
-        edits: str = "",
-        z: str = "",
-    ) -> GalleryItem:
-        item = GalleryItem.new(model_id, seed, truncation, tags, edits, z)
+    def _insert(self, item: GalleryItem, png: bytes, max_items: int) -> None:
         with self._write_lock, closing(self._connect()) as con:
             con.isolation_level = None  # our own transaction: BEGIN IMMEDIATE takes the write lock first
             con.execute("BEGIN IMMEDIATE")  # so the count below cannot change before the insert (any process)
@@ -132,7 +120,6 @@ class SQLiteStore(GalleryStore):
                 if con.in_transaction:
                     con.execute("ROLLBACK")
                 raise
-        return item
 
     def _items(self, con: sqlite3.Connection, rows: list[tuple]) -> list[GalleryItem]:
         if not rows:
