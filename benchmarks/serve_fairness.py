@@ -21,15 +21,13 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from serve_load import free_port, get_json, untrained_generator
+from serve_load import free_port, get_json, running_server, untrained_generator
 
 VICTIM, ATTACKER = "127.0.0.2", "127.0.0.3"
 
@@ -122,31 +120,12 @@ def run_mode(args: argparse.Namespace, generator: Path | None, store: Path, mode
     env = dict(os.environ)
     if args.pythonpath:
         env["PYTHONPATH"] = args.pythonpath
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    try:
-        start = time.monotonic()
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"server exited: {server.stderr.read().decode()[-2000:]}")
-            if time.monotonic() - start > 120:
-                raise RuntimeError("server did not start in 120 s")
-            try:
-                get_json(f"http://127.0.0.1:{port}/api/info")
-                break
-            except OSError:
-                time.sleep(0.2)
+    with running_server(cmd, port, env):
         for s in range(20):  # warm-up: first calls of each shape
             get_json(f"http://127.0.0.1:{port}/api/info")
         asyncio.run(victim(port, 1.0, 10, 5 * 10**6 + seed0))
         result = asyncio.run(scenario(port, args, mode != "baseline", seed0))
         return {"mode": mode, **result}
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(5)
 
 
 def main() -> None:

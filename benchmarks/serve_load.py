@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -80,6 +82,32 @@ def get_json(url: str) -> dict:
         return json.loads(r.read())
 
 
+@contextlib.contextmanager
+def running_server(cmd: list[str], port: int, env: dict | None = None) -> Iterator[subprocess.Popen]:
+    """`ganime serve` started from `cmd` on `port`, yielded once /api/info answers; stopped with SIGINT after."""
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        start = time.monotonic()
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"server exited: {server.stderr.read().decode()[-2000:]}")
+            if time.monotonic() - start > 120:
+                raise RuntimeError("server did not start in 120 s")
+            try:
+                get_json(f"http://127.0.0.1:{port}/api/info")
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield server
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(5)
+
+
 async def fetch_many(port: int, seeds: list[int], concurrency: int, size: int | None, deadline: float) -> list[float]:
     """Latencies (s) of GET /api/face.png for `seeds`, over `concurrency` keep-alive connections."""
     latencies: list[float] = []
@@ -119,19 +147,7 @@ def run_mode(args: argparse.Namespace, generator: Path, max_batch: int, seed0: i
     cmd += ["--max-batch", str(max_batch), "--batch-wait-ms", str(args.batch_wait_ms)]
     cmd += ["--workers", str(args.workers), "--threads", str(args.threads)]
     cmd += ["--rate-limit", "0", "--access-log", "off"]  # one client sends all the load: no per-client limit
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        start = time.monotonic()
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"server exited: {server.stderr.read().decode()[-2000:]}")
-            if time.monotonic() - start > 120:
-                raise RuntimeError("server did not start in 120 s")
-            try:
-                get_json(f"http://127.0.0.1:{port}/api/info")
-                break
-            except OSError:
-                time.sleep(0.2)
+    with running_server(cmd, port) as server:
         deadline = time.monotonic() + args.time_limit
         asyncio.run(fetch_many(port, list(range(10**6, 10**6 + 64)), args.concurrency, args.size, deadline))  # warm-up
         before = get_json(f"http://127.0.0.1:{port}/api/info")["batching"]
@@ -156,13 +172,6 @@ def run_mode(args: argparse.Namespace, generator: Path, max_batch: int, seed0: i
             "server_cpu_ms_per_face": round(1000 * server_cpu / len(lat), 2),
             "peak_rss_mib": round(peak_rss_mib(server.pid), 1),
         }
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(5)
 
 
 def generator_ceiling(generator: Path, batch: int, threads: int, workers: int, seconds: float = 10) -> dict:
