@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -26,13 +25,11 @@ from pathlib import Path
 import onnxruntime
 import torch
 
+from ganime.device import cpu_model
 from ganime.generate import default_generator_path, load_generator
 from ganime.latent import PORTABLE
 from ganime.onnx_runtime import OnnxGenerator
 from ganime.web.site import HEADERS, ORT_VERSION, write_site
-
-sys.path.insert(0, str(Path(__file__).parent))
-from onnx_latency import cpu_model
 
 
 class IsolatedHandler(SimpleHTTPRequestHandler):

@@ -23,20 +23,11 @@ import torch
 
 import ganime
 from ganime.config import preset
+from ganime.device import cpu_model
 from ganime.export import export_onnx
 from ganime.generate import LoadedGenerator
 from ganime.models import build_generator
 from ganime.onnx_runtime import OnnxGenerator
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def time_calls(fn, seconds: float, warmup: int = 3) -> list[float]:

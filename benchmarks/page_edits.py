@@ -16,25 +16,17 @@ import functools
 import io
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from browser_latency import IsolatedHandler
 
-class IsolatedHandler(SimpleHTTPRequestHandler):
-    """Static files with the headers `ganime serve` sends its /browser/ page (threads need isolation)."""
-
-    def end_headers(self) -> None:
-        from ganime.web.site import HEADERS
-
-        for k, v in HEADERS.items():
-            self.send_header(k, v)
-        super().end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
+from ganime.device import cpu_model
 
 
 def main() -> None:
@@ -106,20 +98,10 @@ def main() -> None:
         rows.append((f"search by picture on the server (POST /api/invert, error {r.json()['loss']:.4f})",
                      (time.perf_counter() - t0) * 1000))
     print(f"{gen.resolution} px generator {Path(gen.source).name}, direction {name}; "
-          f"{os.cpu_count()} CPUs ({platform_cpu()})")
+          f"{os.cpu_count()} CPUs ({cpu_model()})")
     print("| what | median ms | per second |\n|---|---|---|")
     for what, ms in rows:
         print(f"| {what} | {ms:.1f} | {1000 / ms:.1f} |")
-
-
-def platform_cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":
