@@ -28,7 +28,8 @@ import time
 import numpy as np
 import torch
 
-from ganime.directions import Directions, attribute_directions, face_labels
+from ganime.direction_fit import attribute_directions, face_labels
+from ganime.directions import Directions
 from ganime.generate import load_generator
 from ganime.metrics.attribute_net import load_classifier, predict
 

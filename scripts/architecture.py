@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, list[tuple[str, list[str]]]]] = [
     ("parts", [("data/", ["data"]), ("models/", ["models"]), ("checkpoint", ["checkpoint"]),
                ("losses + augment", ["losses", "augment"])]),
     ("use", [("fonts/", ["fonts"]), ("export + onnx_runtime", ["export", "onnx_runtime"]),
-             ("generate", ["generate", "directions", "invert"]),
+             ("generate", ["generate", "directions", "direction_fit", "invert"]),
              ("eval_report", ["eval_report"]), ("metrics/", ["metrics"])]),
     ("apps", [("web/", ["web"]), ("training/", ["training"])]),
     ("cli", [("cli/", ["cli", "__main__"])]),

@@ -39,7 +39,8 @@ import numpy as np
 import torch
 
 from ganime.checkpoint import read_state, resolve_checkpoint
-from ganime.directions import compute_directions, directions_path, preview_sheet, save_directions
+from ganime.direction_fit import compute_directions, preview_sheet
+from ganime.directions import directions_path, save_directions
 from ganime.errors import GanimeError
 from ganime.eval_report import evaluate
 from ganime.generate import load_generator, pretrained_path, save_generator

@@ -12,22 +12,17 @@ from PIL import Image
 
 from ganime.cli import main
 from ganime.config import ModelConfig
-from ganime.directions import (
-    Direction,
-    Directions,
+from ganime.direction_fit import (
     Labelled,
     conditional,
-    directions_path,
     fit_boundary,
     labelled_directions,
-    load_directions,
-    parse_edits,
     preview_sheet,
-    save_directions,
     sefa,
     tag_directions,
     z_weight,
 )
+from ganime.directions import Direction, Directions, directions_path, load_directions, parse_edits, save_directions
 from ganime.errors import CheckpointError, ConfigError
 from ganime.generate import LoadedGenerator, load_generator, save_generator
 from ganime.latent import portable_latents

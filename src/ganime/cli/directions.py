@@ -38,7 +38,8 @@ def directions(
 ) -> None:
     """Find edit directions (SeFa, attribute and tag directions) and write them with a preview sheet."""
     from ganime.device import resolve_device
-    from ganime.directions import compute_directions, directions_path, preview_sheet, save_directions
+    from ganime.direction_fit import compute_directions, preview_sheet
+    from ganime.directions import directions_path, save_directions
     from ganime.errors import ConfigError
     from ganime.generate import PRETRAINED, load_generator
     from ganime.io import save_png
