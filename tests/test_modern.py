@@ -17,7 +17,8 @@ from conftest import tiny_config, write_two_colour_set
 from ganime.config import override, preset
 from ganime.generate import LoadedGenerator, default_generator_path, load_generator, page_card, to_uint8
 from ganime.models import build_generator
-from ganime.training.trainer import Trainer, ema_beta_at, ema_update
+from ganime.training.ema import ema_beta_at, ema_update
+from ganime.training.trainer import Trainer
 from test_train import channel_w1
 
 

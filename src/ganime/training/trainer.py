@@ -32,15 +32,13 @@ from ganime.losses import get_loss, grad_penalty
 from ganime.models import build_discriminator, build_generator
 from ganime.models.grown import at_depth
 from ganime.training.distributed import DistEnv, convert_sync_batchnorm, wrap_ddp
+from ganime.training.ema import ema_beta_at, ema_update, refresh_bn_stats
 from ganime.training.grow import grow_from
 from ganime.training.growth import depth_at
 from ganime.training.guard import StepCheck
 from ganime.training.precision import Runtime
 
 log = logging.getLogger(__name__)
-
-BN_REFRESH_BATCHES, BN_REFRESH_SIZE = 4, 64  # 256 latents re-estimate G_ema's BatchNorm statistics
-
 
 class Trainer:
     """Owns G, D, their optimizers and the loop position; `loop.train()` drives it."""
@@ -420,50 +418,6 @@ def fixed_runtime(cfg: TrainConfig) -> Runtime:
     """The runtime a config asks for, with 'auto' read as the safe default (fp32, contiguous)."""
     prec = cfg.precision if cfg.precision != "auto" else "fp32"
     return Runtime(prec, cfg.channels_last == "on", cfg.compile)
-
-
-def ema_beta_at(beta: float, rampup: float, step: int) -> float:
-    """EMA decay after `step` steps: `beta`, or with a ramp-up a half-life of `rampup * step` steps
-    (StyleGAN2-ADA's ema_rampup, Karras et al. 2020), so early averages do not drag in the random init."""
-    if rampup > 0:
-        return min(beta, 0.5 ** (1.0 / max(rampup * step, 1e-8)))
-    return beta
-
-
-@torch.no_grad()
-def ema_update(ema: nn.Module, model: nn.Module, beta: float) -> None:
-    """ema = beta * ema + (1 - beta) * model for parameters; buffers are copied."""
-    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - beta)
-    for b_ema, b in zip(ema.buffers(), model.buffers()):
-        b_ema.copy_(b)
-
-
-@torch.no_grad()
-def refresh_bn_stats(G: nn.Module, z_dim: int, seed: int, device: torch.device) -> None:
-    """Re-estimate BatchNorm running statistics for G's own weights ("standing statistics", Brock et al. 2019).
-
-    G_ema's weights are an average, but the statistics it inherits belong to the current G; sampling in eval
-    mode with them washes out colours. Averages over fixed latents (a seeded CPU generator), so the result
-    depends only on the weights: resume stays exact and the saved G_ema samples well.
-    """
-    bns = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return
-    saved = [(m.momentum, m.training) for m in bns]
-    was_training = G.training
-    g = torch.Generator().manual_seed(seed)
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the batches below
-        m.train()
-    classes = getattr(G, "num_classes", 0)
-    for _ in range(BN_REFRESH_BATCHES):
-        z = torch.randn(BN_REFRESH_SIZE, z_dim, generator=g).to(device)
-        G(z, (torch.arange(BN_REFRESH_SIZE) % classes).to(device)) if classes else G(z)
-    for m, (momentum, training) in zip(bns, saved):
-        m.momentum = momentum
-        m.train(training)
-    G.train(was_training)
 
 
 def _match_param_layout(opt: torch.optim.Optimizer) -> None:
