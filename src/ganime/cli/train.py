@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from ganime.cli import app
 from ganime.config import DEFAULT_PRESET, TrainConfig
 from ganime.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ganime.training.loop import TrainResult
 
 
 def _default_out(preset: str) -> Path:
@@ -149,5 +153,19 @@ def train(
         f"epoch {result.epoch}, {result.images_seen / 1000:.1f} kimg in {result.seconds:.0f} s\n"
         f"run:        {result.run_dir}\ncheckpoint: {result.checkpoint}\n"
         f"next:       ganime generate {result.run_dir} --grid {result.run_dir}/grid.png   |   "
-        f"ganime train --resume {result.run_dir} --epochs {result.epoch + 5}"
+        f"ganime train --resume {result.run_dir}{_more(cfg, result)}"
     )
+
+
+def _more(cfg: TrainConfig, result: TrainResult) -> str:
+    """The resume flag that goes on: none for a run stopped before its budget (it continues to it), else a larger
+    budget in the run's own unit."""
+    if result.stopped != "done":
+        return ""
+    if cfg.kimg:
+        return f" --kimg {round(result.images_seen / 1000 * 1.5, 1):g}"
+    if cfg.max_steps:
+        return f" --steps {result.step * 3 // 2}"
+    if cfg.minutes and not cfg.epochs:
+        return f" --minutes {cfg.minutes:g}"
+    return f" --epochs {result.epoch + 5}"
