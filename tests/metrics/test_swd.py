@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ganime.errors import DataError
+from ganime.metrics.registry import split_halves
 from ganime.metrics.swd import (
     _pyr_down,
     _pyr_up,
@@ -148,9 +149,13 @@ def test_the_swd_metric_reports_its_own_real_vs_real_floor(real: np.ndarray) -> 
     out = compute("swd", scored, fake, real_other=other)
     assert out["swd_real"] == pytest.approx(sliced_wasserstein(scored, other)["swd"])
     assert out["swd_real_n"] == 100 and out["swd_real"] < out["swd"]  # noisy fakes sit above the floor
-    # without them: two halves of the scored reals, at half the count (and it says so)
+    # without them: two halves of the scored reals, at half the count (and it says so), and the fakes at that
+    # count against the same reference half, so that generator and floor are read at equal sizes
     out = compute("swd", scored, fake)
     assert out["swd_real_n"] == 50 and 0 < out["swd_real"] < out["swd"]
+    h = split_halves(100, 100, seed=0)
+    assert out["swd"] == pytest.approx(sliced_wasserstein(scored[h.reference], fake[h.fake])["swd"])
+    assert out["swd_real"] == pytest.approx(sliced_wasserstein(scored[h.reference], scored[h.real])["swd"])
     # the subset real_subsets scores with is the one real_subset always picked, and the other one is disjoint
     flat = {a.tobytes() for a in scored}
     assert not flat & {a.tobytes() for a in other}

@@ -393,16 +393,19 @@ def sliced_wasserstein(
 
 @register_metric("swd")
 def _swd_metric(ctx: MetricContext) -> MetricResult:
-    """Sliced Wasserstein distance (weights-free), with its real-vs-real floor `swd_real`: the same distance between
-    `real` and as many other real images (`ctx.real_other`), or, without them, between two halves of `real` (then
-    at half the count, which reads a little higher: `swd_real_n` says which)."""
-    out: MetricResult = dict(sliced_wasserstein(ctx.real, ctx.fake, seed=ctx.seed))
+    """Sliced Wasserstein distance (weights-free), with its real-vs-real floor `swd_real` at the same counts: the
+    distance between `real` and as many other real images (`ctx.real_other`); without them (a set smaller than
+    twice n), two halves of `real` (`ctx.halves()`), and then the fakes too are scored against the reference half,
+    as many of them as the other half holds (`swd_real_n` says the count), since the distance reads higher on
+    fewer images and a floor at another count would flatter the generator."""
     if ctx.real_other is not None:
-        a, b = ctx.real, ctx.real_other
+        a, b, fake = ctx.real, ctx.real_other, ctx.fake
     else:
         halves = ctx.halves()
-        a, b = ctx.real[halves.reference], ctx.real[halves.real]
-    if min(len(a), len(b)) >= 2 and min(a.shape[1:3]) >= MIN_RESOLUTION:
-        out["swd_real"] = sliced_wasserstein(a, b, seed=ctx.seed)["swd"]
-        out["swd_real_n"] = float(min(len(a), len(b)))
+        a, b, fake = ctx.real[halves.reference], ctx.real[halves.real], ctx.fake[halves.fake]
+    if min(len(a), len(b)) < 2 or min(a.shape[1:3]) < MIN_RESOLUTION:  # too few for a floor: all against all
+        return dict(sliced_wasserstein(ctx.real, ctx.fake, seed=ctx.seed))
+    out: MetricResult = dict(sliced_wasserstein(a, fake, seed=ctx.seed))
+    out["swd_real"] = sliced_wasserstein(a, b, seed=ctx.seed)["swd"]
+    out["swd_real_n"] = float(min(len(a), len(b)))
     return out
