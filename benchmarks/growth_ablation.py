@@ -34,6 +34,7 @@ import recipe_ablation as ra
 from ganime.config import override, preset, validate
 from ganime.data.dataset import load_dataset
 from ganime.device import cpu_model, set_threads
+from ganime.eval_report import evaluate
 from ganime.training import autotune, growth
 from ganime.training.trainer import Trainer
 
@@ -106,10 +107,15 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("runs/growth"))
     ap.add_argument("--doc", type=Path, default=None, help="write the 'Growing' section of this Markdown file")
+    ap.add_argument("--rescore", action="store_true", help="re-measure the runs in FOLDERS with the current swd metric")
     ap.add_argument("folders", nargs="*", type=Path)
     args = ap.parse_args()
     if args.doc:
         write_doc(args.doc, args.folders)
+        return
+    if args.rescore:
+        for root in args.folders:
+            rescore(root)
         return
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
     rows = [r for r in args.only.split(",") if r] or list(ROWS)
@@ -137,6 +143,17 @@ def main() -> None:
             res["runs"].append(row)
             (dest / "results.json").write_text(json.dumps(res, indent=2))
             print(dest.name, json.dumps(row), flush=True)
+
+
+def rescore(root: Path) -> None:
+    """Measure every finished run in `root` again with the current swd metric (and its floor), as `run_one` did."""
+    res = ra.read_results(root)
+    for run in res["runs"]:
+        report = evaluate(root / run["name"], data=res["data"], metrics="swd", n=res["n"], seed=0, write=False)
+        swd = {k: float(v) for k, v in report.metrics.items() if k.startswith("swd") and not isinstance(v, str)}
+        print(root.name, run["name"], f"swd {run['swd']:.1f} -> {swd['swd']:.1f}", flush=True)
+        run.update({k: v for k, v in swd.items() if not k.startswith("swd_real")})
+    (root / "results.json").write_text(json.dumps(res, indent=2))
 
 
 def summary(roots: list[Path]) -> list[str]:
