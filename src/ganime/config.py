@@ -242,7 +242,7 @@ _GROW = dataclasses.replace(
     # drew 42.7, 48.3 and 127.5 there
     model=ModelConfig(arch="grown", levels=2, g_width=32, d_width=32, spectral_norm=True, gain_scale=10.0),
     # 70 % of the time at the final size, 10-15 % in each earlier stage: at 5 CPU-minutes SWD 26.6 -> 23.9 on
-    # lorelei, 40.2 -> 35.5 on notionists, 128.0 -> 114.8 on shapes, 85.5 -> 108.3 on emoji (won 3 of 4); every
+    # lorelei, 40.2 -> 35.5 on notionists, 128.0 -> 114.8 on shapes, 83.5 -> 107.5 on emoji (won 3 of 4); every
     # stage seeing the same images (growth.split "images") and minibatch std in D won no clear majority
     growth=GrowthConfig(start=16, final_share=0.7),
 )
