@@ -1,8 +1,8 @@
 """Write the shipped pretrained generator and its model card from a run trained on the faces set.
 
     python scripts/build_faces_dataset.py --size 128 --out data/faces-128.npz
-    python -m ganime train --data data/faces-128.npz --kimg 2200 --threads 1 --out runs/shipped-grow --no-progress
-    python -m ganime train --resume runs/shipped-grow --no-progress     # the next sitting, as often as needed
+    python -m ganime train --data data/faces-128.npz --kimg 1600 --threads 1 --out runs/shipped-grow --no-progress
+    python -m ganime train --resume runs/shipped-grow --kimg 1600 --no-progress   # each later sitting
     python scripts/build_pretrained.py runs/shipped-grow --command "..." --command "..."
 
     python scripts/build_pretrained.py --directions-only   # only redo the directions of the shipped file

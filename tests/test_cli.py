@@ -79,7 +79,7 @@ def test_the_default_grows_to_128_px_only_on_large_data_with_a_long_budget(tmp_p
     assert size("--data", "big", "--minutes", "90", "--preset", "modern")[0] == 64  # fixed presets stay fixed
 
 
-def test_the_next_command_continues_a_stopped_run_and_extends_a_finished_one_in_its_own_unit():
+def test_the_next_command_continues_a_stopped_run_to_its_budget_and_extends_a_finished_one_in_its_unit():
     from ganime.cli.train import _more
     from ganime.config import override, preset
     from ganime.training.loop import TrainResult
@@ -87,11 +87,12 @@ def test_the_next_command_continues_a_stopped_run_and_extends_a_finished_one_in_
     def result(stopped: str) -> TrainResult:
         return TrainResult(Path("r"), Path("r/ckpt"), step=100, epoch=3, images_seen=6400, stopped=stopped, seconds=9.0)
 
-    kimg_run = override(preset("grow"), epochs=0, kimg=6.4)
-    assert _more(kimg_run, result("signal")) == ""  # Ctrl-C before the budget: --resume alone goes on to it
-    assert _more(kimg_run, result("done")) == " --kimg 9.6"  # not --epochs, which a kimg budget would ignore
+    kimg_run = override(preset("grow"), epochs=0, kimg=12.8)
+    assert _more(kimg_run, result("signal")) == " --kimg 12.8"  # Ctrl-C before the budget: the same budget again
+    assert _more(kimg_run, result("done")) == " --kimg 9.6"  # not --epochs, which a kimg budget would not use
     assert _more(override(preset("grow"), epochs=0, max_steps=100), result("done")) == " --steps 150"
     assert _more(override(preset("tutorial"), epochs=3), result("done")) == " --epochs 8"
+    assert _more(override(preset("tutorial"), epochs=10), result("signal")) == " --epochs 10"
 
 
 def test_user_mistakes_give_one_line_and_nonzero_exit(tmp_path):

@@ -158,14 +158,13 @@ def train(
 
 
 def _more(cfg: TrainConfig, result: TrainResult) -> str:
-    """The resume flag that goes on: none for a run stopped before its budget (it continues to it), else a larger
-    budget in the run's own unit."""
-    if result.stopped != "done":
-        return ""
+    """The budget flag for `--resume` (a resume always names one): a run stopped before its budget gets that
+    budget again, so it goes on to it; a finished one a larger budget in its own unit."""
+    stopped = result.stopped != "done"
     if cfg.kimg:
-        return f" --kimg {round(result.images_seen / 1000 * 1.5, 1):g}"
+        return f" --kimg {cfg.kimg:g}" if stopped else f" --kimg {round(result.images_seen / 1000 * 1.5, 1):g}"
     if cfg.max_steps:
-        return f" --steps {result.step * 3 // 2}"
+        return f" --steps {cfg.max_steps if stopped else result.step * 3 // 2}"
     if cfg.minutes and not cfg.epochs:
-        return f" --minutes {cfg.minutes:g}"
-    return f" --epochs {result.epoch + 5}"
+        return f" --minutes {cfg.minutes:g}"  # a session's minutes: the same again
+    return f" --epochs {cfg.epochs if stopped and cfg.epochs > result.epoch else result.epoch + 5}"
