@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -33,13 +34,14 @@ def _auto_resolution(cfg: TrainConfig, data: str | None, budget: dict) -> int | 
     from ganime.data.dataset import native_size
     from ganime.training.growth import auto_resolution
 
-    if not cfg.growth.start:
-        return None
-    native = native_size(data or cfg.data.path)
+    @functools.cache
+    def native() -> int:  # read from the files only when the budget is long enough to ask
+        return native_size(data or cfg.data.path)
+
     size = auto_resolution(C.override(cfg, **budget), native)
     if size == cfg.model.resolution:
         return None
-    typer.echo(f"data is {native} px and the budget is long: growing to {size} px (--resolution {cfg.model.resolution} keeps {cfg.model.resolution} px)", err=True)
+    typer.echo(f"data is {native()} px and the budget is long: growing to {size} px (--resolution {cfg.model.resolution} keeps {cfg.model.resolution} px)", err=True)
     return size
 
 

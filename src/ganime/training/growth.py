@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,11 +40,12 @@ AUTO_128_MINUTES = 60.0
 AUTO_128_KIMG = 1500.0  # about what 60 minutes of a 64 px plan shows on 2 cores
 
 
-def auto_resolution(cfg: TrainConfig, native: int) -> int:
+def auto_resolution(cfg: TrainConfig, native: Callable[[], int]) -> int:
     """The final size for a growing run whose size the user did not set: 128 px for data of 128 px or more with a
-    budget of AUTO_128_MINUTES minutes or AUTO_128_KIMG kimg or more, else the preset's."""
+    budget of AUTO_128_MINUTES minutes or AUTO_128_KIMG kimg or more, else the preset's. `native` reads the data's
+    size, only when the budget is long enough to need it."""
     long_enough = cfg.minutes >= AUTO_128_MINUTES or cfg.kimg >= AUTO_128_KIMG
-    if cfg.growth.start and native >= 128 and long_enough and cfg.model.resolution < 128:
+    if cfg.growth.start and long_enough and cfg.model.resolution < 128 and native() >= 128:
         return 128
     return cfg.model.resolution
 
