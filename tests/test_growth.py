@@ -94,12 +94,53 @@ def test_the_plan_splits_the_budget_in_time_by_the_measured_speeds():
     cfg = override(preset("grow"), epochs=0, kimg=100.0, **half)
     assert growth.plan_points(cfg, [400.0, 200.0, 100.0], 100) == (50.0, 75.0)
     cfg = override(preset("grow"), epochs=0, minutes=10.0, **{"growth.final_share": 1.0})
-    assert growth.plan_points(cfg, [400.0, 200.0, 100.0], 100) == (0.0, 0.0)  # the whole time at full size
+    # the whole time at full size: the grow points still rise, by the least a point can
+    assert growth.plan_points(cfg, [400.0, 200.0, 100.0], 100) == (0.0, 0.001)
     # the default: 70 % at full size, 15 % in each earlier stage (90 s x 400, + 90 s x 200)
     assert growth.plan_points(override(preset("grow"), epochs=0, minutes=10.0), [400.0, 200.0, 100.0], 1) == (36.0, 54.0)
     # "images": every stage sees the same images, 100k / 3 each
     cfg = override(preset("grow"), epochs=0, kimg=100.0, **{"growth.split": "images"})
     assert growth.plan_points(cfg, [400.0, 200.0, 100.0], 100) == pytest.approx((33.333, 66.667), abs=1e-3)
+
+
+def test_a_stage_far_off_its_probed_speed_gets_the_rest_of_the_run_planned_again():
+    cfg = override(preset("grow"), epochs=0, minutes=10.0)  # planned at 400/200/100 img/s: grow at 36 and 54 kimg
+    cfg = override(cfg, **{"growth.kimg": growth.plan_points(cfg, [400.0, 200.0, 100.0], 1)})
+    clock = growth.StageClock([400.0, 200.0, 100.0])
+    steps = [clock.add(cfg.model.levels, 0.64, 64) for _ in range(growth.REPLAN_STEPS + 1)]
+    assert steps[:-1] == [None] * growth.REPLAN_STEPS and steps[-1] == pytest.approx(100.0)  # the first one warms up
+    # 30 s in, 3k images seen at 100 img/s, a quarter of the probe: the 16 px stage still ends at 15 % of the
+    # 600 s (60 s more at 100 img/s), then 90 s of 32 px at 50 img/s
+    new, speeds = growth.replan(cfg, clock, 100.0, seen=3000, elapsed=30.0, steps_per_epoch=1)
+    assert new.growth.kimg == (9.0, 13.5) and speeds == [100.0, 50.0, 25.0]
+    assert clock.add(cfg.model.levels, 0.64, 64) is None  # one check per stage
+    # 100 s in: the 16 px stage's 90 s are over, it grows now; a stage within 2x of its probe keeps the plan
+    assert growth.replan(cfg, clock, 100.0, seen=9000, elapsed=100.0, steps_per_epoch=1)[0].growth.kimg == (9.0, 13.5)
+    assert growth.replan(cfg, clock, 250.0, seen=3000, elapsed=30.0, steps_per_epoch=1) is None
+    # an image budget: the rest is shared in time at the new speeds, to spend the same images
+    cfg = override(preset("grow"), epochs=0, kimg=100.0, **{"growth.final_share": 0.5})
+    new, _ = growth.replan(cfg, clock, 1600.0, seen=0, elapsed=0.0, steps_per_epoch=1)
+    assert new.growth.kimg == (50.0, 75.0)
+
+
+def test_a_run_timed_on_a_misleading_probe_plans_again_and_grows_within_its_minutes(tmp_path, monkeypatch, caplog):
+    write_images(tmp_path / "imgs", 200, size=32)  # 50 steps an epoch: few grids and checkpoints in the 6 s
+    cfg = tiny_grow_config(tmp_path / "imgs", tmp_path / "cache", epochs=0, minutes=0.1)
+    # the probe says every stage is 10^6 img/s: the plan would keep 8 px for all of the 6 s
+    monkeypatch.setattr(growth, "measure_speeds", lambda trainer: [1e6, 1e6, 1e6])
+    with caplog.at_level(logging.INFO, logger="ganime"):
+        ganime.train(cfg, tmp_path / "run", progress=False)
+    said = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("growth: 8 px trains at") and "planned again" in m for m in said)
+    assert any(m.startswith("growth: training at 32 px") for m in said)  # it grew twice in its 6 s
+    plan = json.loads((tmp_path / "run" / "plan.json").read_text())
+    first, *then = plan["replans"]  # 8 px, and 16 px too where it runs over 2x slower than 8 px
+    assert first["resolution"] == 8 and first["planned_img_per_s"] == 1e6 and first["measured_img_per_s"] < 1e5
+    assert first["kimg"][0] < first["kimg_before"][0] and [r["resolution"] for r in then] in ([], [16])
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["growth"]["kimg"]
+    assert saved == plan["replans"][-1]["kimg"] == [s["end_kimg"] for s in plan["stages"][:2]]
+    last = list_checkpoints(tmp_path / "run")[-1]
+    assert read_state(last)["config"]["growth"]["kimg"] == saved  # a resume follows the new plan
 
 
 def test_resolution_sets_the_blocks_and_bad_schedules_are_one_clear_error():

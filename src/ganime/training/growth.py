@@ -10,7 +10,10 @@ The plan: where the schedule is not given (growth.kimg empty), `plan` times a fe
 machine and splits the run's budget (minutes, or images) in time: by `split`, either the last stage gets
 `final_share` and the earlier ones equal parts of the rest, or every stage sees the same number of images. The
 grow points are written into the run's config (they are the experiment: a resumed run keeps them) and into
-RUN/plan.json, and printed.
+RUN/plan.json, and printed. A few probe steps can mislead (another process busy while they ran, a cold cache):
+the sitting that made the plan compares each stage's speed over its first steps with the probe's, and where it
+is more than REPLAN_FACTOR off, plans the rest again from what it measured (StageClock, `replan`), into the
+config (so a checkpoint resumes by the new points) and plan.json's "replans".
 """
 
 from __future__ import annotations
@@ -109,18 +112,82 @@ def stage_shares(growth: GrowthConfig, speeds: list[float]) -> list[float]:
     return [(1 - growth.final_share) / (n - 1)] * (n - 1) + [growth.final_share]
 
 
-def plan_points(cfg: TrainConfig, speeds: list[float], steps_per_epoch: int) -> tuple[float, ...]:
-    """Grow points (kimg) that give the stages their shares of the budget's time at the measured `speeds`."""
+def plan_points(
+    cfg: TrainConfig, speeds: list[float], steps_per_epoch: int, stage: int = 0, seen: float = 0.0,
+    elapsed: float = 0.0,
+) -> tuple[float, ...]:
+    """Grow points (kimg) that give the stages their shares of the budget's time at the measured `speeds`.
+
+    A re-plan starts at stage `stage` with `seen` images and `elapsed` seconds behind it: the grow points before
+    that stage stay (cfg's), the stage ends when the time its share gives it is over (at once if it already is),
+    and the later stages keep their shares."""
     shares = stage_shares(cfg.growth, speeds)
+    k, end_k = stage, sum(shares[: stage + 1])  # stage k ends at end_k x T of the budget's time T
+    later = sum(s * v for s, v in zip(shares[k + 1 :], speeds[k + 1 :]))  # images per second of T after stage k
     seconds = cfg.minutes * 60 if cfg.minutes else math.inf
     images = budget_images(cfg, steps_per_epoch)
-    # time T such that the stages together show `images` images: sum(share_i * T * speed_i) = images
-    seconds = min(seconds, images / sum(s * v for s, v in zip(shares, speeds)))
-    points, seen = [], 0.0
-    for s, v in zip(shares[:-1], speeds[:-1]):
-        seen += s * seconds * v
-        points.append(round(seen / 1000, 3))
+    if not math.isinf(images):
+        # the T that spends the images: seen + speed_k x (end_k x T - elapsed) + later x T = images
+        t_images = (images - seen + speeds[k] * elapsed) / (speeds[k] * end_k + later)
+        if end_k * t_images < elapsed:  # stage k's time is over already: the rest go to the later stages
+            t_images = (images - seen) / later if later else math.inf
+        seconds = min(seconds, t_images)
+    points = list(cfg.growth.kimg[:k])
+    at = seen + speeds[k] * max(0.0, end_k * seconds - elapsed)
+    for i in range(k, len(speeds) - 1):
+        if i > k:
+            at += shares[i] * seconds * speeds[i]
+        # grow points must rise: a stage whose time is over still gets one step's worth of a thousandth of a kimg
+        points.append(max(round(at / 1000, 3), round(points[-1] + 0.001, 3) if points else 0.0))
     return tuple(points)
+
+
+REPLAN_FACTOR = 2.0  # a stage running this many times faster or slower than its probe gets the rest re-planned
+REPLAN_STEPS = 5  # steps a stage runs (after its first) before its speed is compared with the probe's
+
+
+@dataclass
+class StageClock:
+    """Times the stage that a newly planned run trains, so that a plan made from a misleading probe (the machine
+    busy for those few steps, or warming up) is made again from what the run measures (see `replan`)."""
+
+    speeds: list[float]  # img/s the plan was made for, smallest stage first
+    checked: set[int] = dataclasses.field(default_factory=set)  # the depths already compared
+    depth: int | None = None
+    steps: int = 0
+    seconds: float = 0.0
+    images: int = 0
+
+    def add(self, depth: int, seconds: float, images: int) -> float | None:
+        """Count one step of `seconds` at `depth`; returns the stage's img/s once, after its first REPLAN_STEPS
+        steps past the first (which warms up), when it is due to be compared with the plan."""
+        if depth != self.depth:
+            self.depth, self.steps, self.seconds, self.images = depth, 0, 0.0, 0
+            return None
+        if depth in self.checked:
+            return None
+        self.steps, self.seconds, self.images = self.steps + 1, self.seconds + seconds, self.images + images
+        if self.steps < REPLAN_STEPS:
+            return None
+        self.checked.add(depth)
+        return self.images / max(self.seconds, 1e-9)
+
+
+def replan(
+    cfg: TrainConfig, clock: StageClock, measured: float, seen: float, elapsed: float, steps_per_epoch: int
+) -> tuple[TrainConfig, list[float]] | None:
+    """The config with new grow points, and the speeds they were planned with, when the stage at `clock.depth`
+    runs at `measured` img/s, more than REPLAN_FACTOR off the speed the plan assumed; None when it is near it (or
+    is the last stage, which has no grow point left to move). Every stage's speed is scaled by the same factor:
+    what slowed or sped the probe (another process, a cold cache) slowed or sped them all (the stages before it
+    keep theirs)."""
+    stage = cfg.model.levels - clock.depth
+    factor = measured / clock.speeds[stage]
+    if stage == cfg.model.levels or 1 / REPLAN_FACTOR <= factor <= REPLAN_FACTOR:
+        return None
+    speeds = [v * factor if i >= stage else v for i, v in enumerate(clock.speeds)]
+    points = plan_points(cfg, speeds, steps_per_epoch, stage=stage, seen=seen, elapsed=elapsed)
+    return dataclasses.replace(cfg, growth=dataclasses.replace(cfg.growth, kimg=points)), speeds
 
 
 def describe(cfg: TrainConfig, speeds: list[float] | None = None) -> list[str]:
@@ -136,14 +203,16 @@ def describe(cfg: TrainConfig, speeds: list[float] | None = None) -> list[str]:
     return lines
 
 
-def write_plan(run_dir: Path, cfg: TrainConfig, speeds: list[float] | None) -> None:
-    """RUN/plan.json: the stages, what they were planned for, and the speeds measured."""
+def write_plan(run_dir: Path, cfg: TrainConfig, speeds: list[float] | None, replans: list[dict] | None = None) -> None:
+    """RUN/plan.json: the stages, what they were planned for, and the speeds measured; `replans`: the plans made
+    again while the run trained (what each stage was expected to run at, what it ran at, and where)."""
     data = {
         "budget": {"minutes": cfg.minutes, "kimg": cfg.kimg, "max_steps": cfg.max_steps, "epochs": cfg.epochs},
         "split": cfg.growth.split,
         "final_share": cfg.growth.final_share,
         "stages": [dataclasses.asdict(s) | {"end_kimg": None if math.isinf(s.end_kimg) else s.end_kimg}
                    for s in stages(cfg, speeds)],
+        **({"replans": replans} if replans else {}),
     }
     ckpt_io.atomic_write_json(run_dir / PLAN_FILE, data)
 

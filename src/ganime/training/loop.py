@@ -84,8 +84,9 @@ def _train(
     trainer = Trainer(
         cfg, dataset, device, run_dir, runtime, dist_env=dist_env, step_check=step_check(cfg.max_rollbacks)
     )
+    clock = None
     if cfg.growth.start:
-        cfg = _plan_growth(trainer, run_dir, dist_env, fresh=resume_from is None)
+        cfg, clock = _plan_growth(trainer, run_dir, dist_env, fresh=resume_from is None)
     metrics = MetricsLog(run_dir / "metrics.csv") if dist_env.is_main else distributed.NullMetrics()
     if resume_from is not None:
         trainer.restore(resume_from)
@@ -103,19 +104,23 @@ def _train(
         trainer.loader.steps_per_epoch, device, threads, runtime.label(), ", compiled" if runtime.compile else "",
         run_dir,
     )
-    return _Session(trainer, guard, metrics, evaluator, dist_env, runtime_info).run(progress)
+    return _Session(trainer, guard, metrics, evaluator, dist_env, runtime_info, clock).run(progress)
 
 
-def _plan_growth(trainer: Trainer, run_dir: Path, dist_env: distributed.DistEnv, fresh: bool) -> TrainConfig:
+def _plan_growth(
+    trainer: Trainer, run_dir: Path, dist_env: distributed.DistEnv, fresh: bool
+) -> tuple[TrainConfig, growth.StageClock | None]:
     """A new run without grow points gets them planned from its budget and the speed of each stage on this
-    machine (training/growth.py), written into RUN/config.json and RUN/plan.json; the plan is logged either way."""
-    cfg, speeds = trainer.cfg, None
+    machine (training/growth.py), written into RUN/config.json and RUN/plan.json; the plan is logged either way.
+    Such a run also gets a StageClock: its sitting plans again when a stage runs far off its probe's speed."""
+    cfg, speeds, clock = trainer.cfg, None, None
     if fresh and not cfg.growth.kimg:
         measured = growth.measure_speeds(trainer)
         speeds = dist_env.from_main(lambda: measured)  # every rank follows rank 0's plan
         points = growth.plan_points(cfg, speeds, trainer.loader.steps_per_epoch)
         cfg = dataclasses.replace(cfg, growth=dataclasses.replace(cfg.growth, kimg=points))
         trainer.cfg = cfg
+        clock = growth.StageClock(speeds)
         if dist_env.is_main:
             ckpt_io.atomic_write_json(run_dir / "config.json", cfg.to_dict())
     if dist_env.is_main:
@@ -124,7 +129,7 @@ def _plan_growth(trainer: Trainer, run_dir: Path, dist_env: distributed.DistEnv,
         elif speeds is None and (plan := growth.read_plan(run_dir)):
             speeds = [s["img_per_s"] for s in plan["stages"]]
         log.info("growth plan (%s):\n%s", "new" if fresh else "resumed", "\n".join(growth.describe(cfg, speeds)))
-    return cfg
+    return cfg, clock
 
 
 def _start_or_resume(
@@ -182,8 +187,10 @@ class _Session:
         evaluator: TrainingEval | None,
         dist_env: distributed.DistEnv,
         runtime_info: dict,
+        clock: growth.StageClock | None = None,
     ) -> None:
         self.trainer, self.guard, self.metrics, self.evaluator = trainer, guard, metrics, evaluator
+        self.clock, self.replans = clock, []  # a newly planned run: its stages' speeds, its plans made again
         self.dist_env = dist_env
         self.runtime, self.runtime_info = trainer.runtime, runtime_info
         self.window = _Window()
@@ -194,7 +201,7 @@ class _Session:
         """Train, save the last checkpoint, and say where it stopped."""
         t = self.trainer
         total = _budget_steps(t.cfg, t.loader.steps_per_epoch)
-        session_start = time.perf_counter()
+        session_start = self.session_start = time.perf_counter()
         deadline = session_start + t.cfg.minutes * 60 if t.cfg.minutes else math.inf
         bar = Progress(total, t.step, enabled=progress and self.dist_env.is_main, deadline=deadline)
         sitting = {
@@ -252,6 +259,8 @@ class _Session:
         dt = time.perf_counter() - t0
         t.advance(dt)
         self.window.add(stats, dt, t0 - t_load, cfg.batch_size)
+        if self.clock is not None and (speed := self.clock.add(t.depth, dt, cfg.batch_size)) is not None:
+            self._replan(speed)
         if t.runtime != self.runtime:  # torch.compile fell back to eager in the first step
             self.runtime = t.runtime
             autotune.write_runtime_file(t.run_dir, self.runtime, {**self.runtime_info, "compile_failed": True})
@@ -263,6 +272,38 @@ class _Session:
         if (cfg.ckpt_every and t.step % cfg.ckpt_every == 0) or self.save_due:
             self.guard.save()
             self.last_save = time.perf_counter()
+
+    def _replan(self, speed: float) -> None:
+        """Plan the rest of the run again when the stage it trains runs at `speed` img/s, more than
+        growth.REPLAN_FACTOR off what the plan assumed (rank 0's measurement decides for every rank). The new grow
+        points go into the run's config, so its next checkpoint resumes by them."""
+        t = self.trainer
+        clock, old = self.clock, t.cfg
+        stage, elapsed = old.model.levels - clock.depth, time.perf_counter() - self.session_start
+
+        def decide() -> list | None:  # JSON for from_main: [grow points, speeds] or None
+            new = growth.replan(old, clock, speed, t.images_seen, elapsed, t.loader.steps_per_epoch)
+            return None if new is None else [list(new[0].growth.kimg), new[1]]
+
+        decided = self.dist_env.from_main(decide)
+        if decided is None:
+            return
+        points, speeds = decided
+        t.cfg = dataclasses.replace(old, growth=dataclasses.replace(old.growth, kimg=tuple(points)))
+        self.replans.append({
+            "at_kimg": round(t.images_seen / 1000, 3), "resolution": old.model.resolution >> clock.depth,
+            "planned_img_per_s": round(clock.speeds[stage], 1), "measured_img_per_s": round(speeds[stage], 1),
+            "kimg_before": list(old.growth.kimg), "kimg": points,
+        })
+        planned, clock.speeds = clock.speeds[stage], speeds
+        if t.is_main:
+            log.warning(
+                "growth: %d px trains at %.0f img/s, not the %.0f the plan was timed at (a busy machine while it "
+                "was timed?): planned again\n%s", old.model.resolution >> clock.depth, speeds[stage], planned,
+                "\n".join(growth.describe(t.cfg, clock.speeds)),
+            )
+            self.guard.try_write("config.json", ckpt_io.atomic_write_json, t.run_dir / "config.json", t.cfg.to_dict())
+            self.guard.try_write("plan.json", growth.write_plan, t.run_dir, t.cfg, clock.speeds, self.replans)
 
     def _log_window(self) -> dict[str, float]:
         """Append the window's row to metrics.csv and start a new window; returns the row."""
