@@ -10,9 +10,9 @@
 Writes src/ganime/assets/modern-faces-128.safetensors (the run's EMA generator in fp16, as `ganime generate`
 samples it) and its JSON sidecar, which is the model card: data, licence, recipe, steps, images seen, training
 time (of the run, each of its sittings, its growth plan, and the run it was grown from), CPU, and the quality of
-the fp16 file itself measured by `ganime.evaluate` on the run's own data (SWD, precision/recall, near-copies, and
-the attribute metrics where available) next to the real-vs-real floor at the same n. The web page reads its title
-and subtitle from the card. Also writes docs/images/pretrained-grid.png and docs/pretrained.md from the card.
+the fp16 file itself measured by `ganime.evaluate` on the run's own data (SWD, precision/recall, near-copies,
+the attribute metrics where available, and the specks on the white page around the faces) next to the
+real-vs-real floor at the same n. The web page reads its title and subtitle from the card. Also writes docs/images/pretrained-grid.png and docs/pretrained.md from the card.
 Refuses to write more than MAX_BYTES, and runs not trained on the faces set (the built-in one, or the same faces
 rendered larger by scripts/build_faces_dataset.py).
 
@@ -71,7 +71,7 @@ ATTRIBUTION = '"Adventurer" by Lisa Wischofsky, CC BY 4.0, via DiceBear'
 
 
 def metric_names() -> str:
-    return ",".join(m for m in ("swd", "pr", "nn", "attrs") if m in available_metrics())
+    return ",".join(m for m in ("swd", "pr", "nn", "attrs", "border") if m in available_metrics())
 
 
 def faces_data(path: str, resolution: int) -> str:
@@ -211,6 +211,9 @@ def card_markdown(meta: dict, path: Path) -> str:
         ("precision", "precision", "precision_real"),
         ("recall", "recall", "recall_real"),
         ("near-copies of training images", "nn_copy_fraction", None),
+        ("border band near-white (share of pixels)", "border_white", "border_white_real"),
+        ("specks in the border band (per mille of its pixels)", "border_specks", "border_specks_real"),
+        ("images with a speck in the border band", "border_specked", "border_specked_real"),
     ] + [(k, k, k + "_real") for k in sorted(q) if k.startswith(("attrs_", "fcd")) and not k.endswith("_real")]
     table = ["| metric | generator | real vs real (floor) |", "|---|---|---|"]
     for label, key, floor in rows:

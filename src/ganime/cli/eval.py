@@ -18,7 +18,7 @@ def eval_(
     data: str = typer.Option(
         None, "--data", help="Real images (folder, .zip, .tar, .npz). Default: the run's own data."
     ),
-    metrics: str = typer.Option("swd", "--metrics", "-m", help="Comma list: swd, fid, kid, pr, nn (= memorization), attrs (faces set only)."),
+    metrics: str = typer.Option("swd", "--metrics", "-m", help="Comma list: swd, fid, kid, pr, nn (= memorization), attrs (faces set only), border (near-white share of the border band)."),
     n: int = typer.Option(10_000, "--n", "-n", help="Generated images (and real ones, fewer if the set is smaller)."),
     seed: int = typer.Option(0, help="Seeds the samples (seed..seed+n-1), the real subset and the metrics."),
     inception_weights: Path = typer.Option(

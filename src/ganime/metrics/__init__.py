@@ -1,4 +1,4 @@
-"""Image-set metrics by name: swd (default, weights-free), fid, kid, pr, nn, attrs (faces); see docs/metrics.md."""
+"""Image-set metrics by name: swd (default, weights-free), fid, kid, pr, nn, attrs (faces), border; see docs/metrics.md."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ganime.errors import ConfigError
-from ganime.metrics import attributes, fid, kid, memorization, prdc, swd  # noqa: F401  (imports register the metrics)
+from ganime.metrics import attributes, background, fid, kid, memorization, prdc, swd  # noqa: F401  (imports register)
 from ganime.metrics.features import check_pair
 from ganime.metrics.registry import METRICS, MetricContext, MetricResult, register_metric
 
