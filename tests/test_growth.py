@@ -29,9 +29,10 @@ def checkpoint(run, step, name):
 
 
 def test_a_run_grows_twice_and_resumes_bit_for_bit_after_each_grow_and_mid_stage(tmp_path, caplog):
-    # batch 4: grow to 16 px after 3 steps (12 images) and to 32 px after 6; ADA on, so its p is state too
+    # batch 4: grow to 16 px after 3 steps (12 images) and to 32 px after 6; ADA on, so its p is state too,
+    # and the learning rates ramp up over 8 images (2 steps) after each grow: state a resume must restore too
     cfg = grow_config(tmp_path, **{"growth.kimg": (0.012, 0.024), "loss.ada_target": 0.01, "loss.ada_kimg": 0.05,
-                                   "loss.ada_interval": 2})
+                                   "loss.ada_interval": 2, "growth.lr_rampup": 0.008})
     assert (cfg.model.levels, cfg.model.resolution) == (2, 32)
     with caplog.at_level(logging.INFO, logger="ganime"):
         ganime.train(override(cfg, max_steps=9), tmp_path / "straight", progress=False)
@@ -141,6 +142,29 @@ def test_a_run_timed_on_a_misleading_probe_plans_again_and_grows_within_its_minu
     assert saved == plan["replans"][-1]["kimg"] == [s["end_kimg"] for s in plan["stages"][:2]]
     last = list_checkpoints(tmp_path / "run")[-1]
     assert read_state(last)["config"]["growth"]["kimg"] == saved  # a resume follows the new plan
+
+
+def test_after_each_grow_the_learning_rates_ramp_up_and_the_optimizers_keep_their_full_rates(tmp_path):
+    cfg = override(preset("grow"), **{"growth.kimg": (1.0, 2.0), "growth.lr_rampup": 0.64})  # batch 64: 10 steps
+    ramp = [growth.lr_ramp(cfg, seen) for seen in (0, 960, 1000, 1320, 1576, 1640, 2000)]
+    assert ramp == pytest.approx([1.0, 1.0, 0.1, 0.6, 1.0, 1.0, 0.1])
+    assert growth.lr_ramp(override(cfg, **{"growth.lr_rampup": 0.0}), 1000) == 1.0  # off
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.ones(2))], lr=2e-4)
+    with growth.scaled_lr(opt, 0.25):
+        assert opt.param_groups[0]["lr"] == pytest.approx(5e-5)
+    assert opt.param_groups[0]["lr"] == 2e-4
+    # in a run: the same steps as without the ramp up to the grow, other ones after it
+    base = grow_config(tmp_path, max_steps=5, **{"growth.kimg": (0.012, 0.04)})
+    ganime.train(base, tmp_path / "flat", progress=False)
+    ganime.train(override(base, **{"growth.lr_rampup": 0.016}), tmp_path / "ramp", progress=False)
+    ganime.train(override(base, max_steps=3), tmp_path / "flat3", progress=False)
+    ganime.train(override(base, max_steps=3, **{"growth.lr_rampup": 0.016}), tmp_path / "ramp3", progress=False)
+    same = checkpoint(tmp_path / "flat3", 3, "model.safetensors"), checkpoint(tmp_path / "ramp3", 3, "model.safetensors")
+    assert all(torch.equal(same[0][k], same[1][k]) for k in same[0])
+    flat, ramped = checkpoint(tmp_path / "flat", 5, "model.safetensors"), checkpoint(tmp_path / "ramp", 5, "model.safetensors")
+    assert any(not torch.equal(flat[k], ramped[k]) for k in flat)
+    with pytest.raises(ConfigError, match="lr_rampup"):
+        validate(override(preset("grow"), **{"growth.lr_rampup": -1.0}))
 
 
 def test_resolution_sets_the_blocks_and_bad_schedules_are_one_clear_error():

@@ -96,6 +96,8 @@ class GrowthConfig:
     # ones equal parts of the rest; "images" shows every stage the same number of images (ProGAN)
     final_share: float = 0.7
     kimg: tuple[float, ...] = ()  # grow after this many thousand images, one point per block; () = plan at start
+    lr_rampup: float = 0.0  # > 0: after each grow both learning rates rise linearly from 0 to full over this many
+    # kimg (the joined block's Adam state starts empty: its first updates are full-size steps); 0 = off
 
     VARIABLE: ClassVar[tuple[str, ...]] = ("kimg",)  # tuples of any length
 
@@ -418,6 +420,8 @@ def _check_growth(cfg: TrainConfig) -> None:
         raise ConfigError(f"growth.split must be 'time' or 'images', not {g.split!r}")
     if not 0 < g.final_share <= 1:
         raise ConfigError("growth.final_share must be in (0, 1]")
+    if g.lr_rampup < 0:
+        raise ConfigError("growth.lr_rampup must be >= 0 kimg (0 = off)")
 
 
 def resume_config(saved: TrainConfig, **overrides: Any) -> TrainConfig:

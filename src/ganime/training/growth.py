@@ -23,9 +23,12 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from ganime import checkpoint as ckpt_io
 from ganime.config import GrowthConfig, TrainConfig
@@ -62,6 +65,33 @@ def depth_at(cfg: TrainConfig, images_seen: int) -> int:
     if not g.kimg:  # not planned yet (timing probes): the first stage
         return levels
     return levels - sum(images_seen >= k * 1000 for k in g.kimg)
+
+
+def lr_ramp(cfg: TrainConfig, images_seen: int) -> float:
+    """The learning rates' factor after `images_seen` images: rising linearly from one batch's worth to 1 over
+    growth.lr_rampup kimg after each grow point passed (1 before the first grow, and with no ramp)."""
+    g = cfg.growth
+    passed = [k for k in g.kimg if images_seen >= k * 1000]
+    if not (g.start and g.lr_rampup and passed):
+        return 1.0
+    return min(1.0, (images_seen - passed[-1] * 1000 + cfg.batch_size) / (g.lr_rampup * 1000))
+
+
+@contextmanager
+def scaled_lr(opt: torch.optim.Optimizer, factor: float) -> Iterator[None]:
+    """Within the block, `opt` steps at `factor` x its learning rates; they are restored exactly after, so the
+    optimizer's saved state (and the divergence guard's lowered rates) keep the full ones."""
+    if factor == 1.0:
+        yield
+        return
+    full = [group["lr"] for group in opt.param_groups]
+    for group in opt.param_groups:
+        group["lr"] *= factor
+    try:
+        yield
+    finally:
+        for group, lr in zip(opt.param_groups, full):
+            group["lr"] = lr
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from ganime.models.grown import at_depth
 from ganime.training.distributed import DistEnv, convert_sync_batchnorm, wrap_ddp
 from ganime.training.ema import ema_beta_at, ema_update, refresh_bn_stats
 from ganime.training.grow import grow_from
-from ganime.training.growth import depth_at
+from ganime.training.growth import depth_at, lr_ramp, scaled_lr
 from ganime.training.guard import StepCheck
 from ganime.training.precision import Runtime
 
@@ -167,7 +167,9 @@ class Trainer:
         self.scaler_D.scale(loss_d).backward()
         if self.step_check is not None:
             self.step_check("D", loss_d, self.D, self.scaler_D)
-        self.scaler_D.step(self.opt_D)
+        ramp = lr_ramp(cfg, self.images_seen) if cfg.growth.lr_rampup else 1.0
+        with scaled_lr(self.opt_D, ramp):
+            self.scaler_D.step(self.opt_D)
         self.scaler_D.update()
 
         # G: maximise log D(G(z)), reusing the same fake batch through the updated D. D's weights need no
@@ -188,7 +190,8 @@ class Trainer:
             self.D.requires_grad_(True)
         if self.step_check is not None:
             self.step_check("G", loss_g, self.G, self.scaler_G)
-        self.scaler_G.step(self.opt_G)
+        with scaled_lr(self.opt_G, ramp):
+            self.scaler_G.step(self.opt_G)
         self.scaler_G.update()
         if self.G_ema is not None:
             ema_update(self.G_ema, self.G, ema_beta_at(lc.ema_beta, lc.ema_rampup, self.step + 1))
