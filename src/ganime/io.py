@@ -18,6 +18,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +112,8 @@ def make_grid(
         y, x = padding + r * (h + padding), padding + k * (w + padding)
         grid[y : y + h, x : x + w] = img
     return grid
+
+
+def utc_now(timespec: str = "seconds") -> str:
+    """The time now in UTC as ISO 8601 ("2026-12-06T14:02:52+00:00"; `timespec` as datetime.isoformat's)."""
+    return datetime.now(timezone.utc).isoformat(timespec=timespec)

@@ -263,7 +263,7 @@ def test_sqlite_two_stores_on_one_file_wait_for_each_other(tmp_path):
 def test_sqlite_items_saved_in_the_same_instant_stay_newest_first(tmp_path, monkeypatch):
     import ganime.web.store.base as store_module
 
-    monkeypatch.setattr(store_module, "utc_now", lambda: "2026-01-01T00:00:00.000000+00:00")
+    monkeypatch.setattr(store_module, "utc_now", lambda timespec="seconds": "2026-01-01T00:00:00.000000+00:00")
     with SQLiteStore(tmp_path / "g.sqlite") as s:
         ids = [add(s, i, []).id for i in range(5)]
         assert [i.id for i in s.list()] == ids[::-1]

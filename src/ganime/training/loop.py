@@ -26,12 +26,13 @@ from ganime.config import TrainConfig, resume_config, validate
 from ganime.data.dataset import ImageDataset, load_dataset
 from ganime.device import configure_backends, cpu_model, set_threads
 from ganime.errors import ConfigError
+from ganime.io import utc_now
 from ganime.training import autotune, distributed, growth
 from ganime.training.grow import grow_source
 from ganime.training.guard import Guard, step_check
 from ganime.training.periodic_eval import TrainingEval
 from ganime.training.progress import Progress
-from ganime.training.report import MetricsLog, plot_run, record_sitting, utc_now
+from ganime.training.report import MetricsLog, plot_run, record_sitting
 from ganime.training.trainer import Trainer
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import datetime
 import io
 import json
 from pathlib import Path
@@ -126,5 +125,3 @@ def record_sitting(run_dir: Path, part: dict) -> None:
     atomic_write_json(path, parts)
 
 
-def utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

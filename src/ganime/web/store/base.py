@@ -13,10 +13,10 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ganime.errors import GanimeError
+from ganime.io import utc_now
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -72,7 +72,7 @@ class GalleryItem:
         """An item about to be saved: a fresh id, created now, its tags normalised, its edits and latent
         checked (GalleryError if bad)."""
         edits, z = check_face(edits, z)
-        return cls(new_id(), utc_now(), model_id, int(seed), float(truncation), normalize_tags(tags), edits, z)
+        return cls(new_id(), utc_now("microseconds"), model_id, int(seed), float(truncation), normalize_tags(tags), edits, z)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,10 +145,6 @@ def check_id(item_id: str) -> str:
 
 def new_id() -> str:
     return uuid.uuid4().hex[:16]
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 class GalleryStore(ABC):
