@@ -12,25 +12,23 @@ import copy
 import dataclasses
 import logging
 import math
-import random
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ganime import checkpoint as ckpt_io
 from ganime.augment import AdaptiveP, diff_augment, parse_policy
 from ganime.config import TrainConfig
 from ganime.data.dataset import ImageDataset
 from ganime.data.loader import BatchLoader
-from ganime.errors import CheckpointError, ConfigError
+from ganime.errors import ConfigError
 from ganime.generate import to_uint8
 from ganime.io import make_grid, save_png
 from ganime.losses import get_loss, grad_penalty
 from ganime.models import build_discriminator, build_generator
 from ganime.models.grown import at_depth
+from ganime.training import trainer_state
 from ganime.training.distributed import DistEnv, convert_sync_batchnorm, wrap_ddp
 from ganime.training.ema import ema_beta_at, ema_update, refresh_bn_stats
 from ganime.training.grow import grow_from
@@ -328,43 +326,8 @@ class Trainer:
 
     # --- checkpoints -------------------------------------------------------------------------------------
     def save(self) -> Path:
-        """Write a complete checkpoint of the current position."""
-        if not self.is_main:  # only rank 0 writes; every rank holds the same state (distributed.py)
-            return self.run_dir / f"ckpt-{self.step:09d}"
-        mods = {"G": self.G.state_dict(), "D": self.D.state_dict()}
-        if self.G_ema is not None:
-            mods["G_ema"] = self.sampling_generator().state_dict()
-        opt_g, groups_g = ckpt_io.optimizer_to_flat(self.opt_G, "opt_G")
-        opt_d, groups_d = ckpt_io.optimizer_to_flat(self.opt_D, "opt_D")
-        rng = {
-            "rng.torch": torch.get_rng_state(),
-            "rng.latent": self.gen.get_state(),
-            "rng.augment": self.aug_gen.get_state(),
-        }
-        if self.device.type == "cuda":
-            rng["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        np_state = np.random.get_state(legacy=False)
-        np_state = {**np_state, "state": {**np_state["state"], "key": np_state["state"]["key"].tolist()}}
-        state = {
-            "config": self.cfg.to_dict(),
-            "epoch": self.epoch,
-            "step_in_epoch": self.step_in_epoch,
-            "images_seen": self.images_seen,
-            "seconds": self.seconds,
-            "optim": {"G": groups_g, "D": groups_d},
-            "amp": {"G": self.scaler_G.state_dict(), "D": self.scaler_D.state_dict()},
-            "runtime": self.runtime.to_dict(),
-            "rng_numpy": np_state,
-            "rng_python": _py_rng_to_json(random.getstate()),
-            "ganime_version": _version(),
-            "world_size": self.world_size,
-            "classes": self.classes,
-            **({"ada": self.ada.state()} if self.ada is not None else {}),
-        }
-        return ckpt_io.save_checkpoint(
-            self.run_dir, self.step, ckpt_io.flatten_state_dicts(**mods), {**opt_g, **opt_d, **rng}, state,
-            self.cfg.keep_ckpts,
-        )
+        """Write a complete checkpoint of the current position (training/trainer_state.py)."""
+        return trainer_state.save(self)
 
     def grow(self, ckpt: Path) -> None:
         """Start G, D and G_ema from `ckpt`, a checkpoint at half the resolution (training/grow.py `grow_source`):
@@ -373,36 +336,7 @@ class Trainer:
 
     def restore(self, ckpt: Path) -> None:
         """Load every piece of state saved by `save`, so the run continues bit for bit."""
-        state = ckpt_io.read_state(ckpt)
-        model = ckpt_io.read_tensors(ckpt / ckpt_io.MODEL_FILE)
-        train = ckpt_io.read_tensors(ckpt / ckpt_io.TRAIN_FILE)
-        ckpt_io.load_module(self.G, ckpt_io.unflatten(model, "G"), f"G in {ckpt}")
-        ckpt_io.load_module(self.D, ckpt_io.unflatten(model, "D"), f"D in {ckpt}")
-        if self.G_ema is not None:
-            ckpt_io.load_module(self.G_ema, ckpt_io.unflatten(model, "G_ema"), f"G_ema in {ckpt}")
-        try:
-            ckpt_io.optimizer_from_flat(self.opt_G, train, state["optim"]["G"], "opt_G")
-            ckpt_io.optimizer_from_flat(self.opt_D, train, state["optim"]["D"], "opt_D")
-            _match_param_layout(self.opt_G)
-            _match_param_layout(self.opt_D)
-            torch.set_rng_state(train["rng.torch"])
-            self.gen.set_state(train["rng.latent"])
-            if "rng.augment" in train:
-                self.aug_gen.set_state(train["rng.augment"])
-            if self.device.type == "cuda" and "rng.cuda" in train:
-                torch.cuda.set_rng_state(train["rng.cuda"], self.device)
-            for scaler, sd in ((self.scaler_G, state.get("amp", {}).get("G")), (self.scaler_D, state.get("amp", {}).get("D"))):
-                if sd and scaler.is_enabled():
-                    scaler.load_state_dict(sd)
-            np.random.set_state(_np_state(state["rng_numpy"]))
-            random.setstate(_py_rng_from_json(state["rng_python"]))
-            self.step = int(state["step"])
-            self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
-            self.images_seen, self.seconds = int(state["images_seen"]), float(state["seconds"])
-            if self.ada is not None:
-                self.ada.load(state["ada"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"{ckpt} is incomplete or from another version ({type(e).__name__}: {e})") from None
+        trainer_state.restore(self, ckpt)
 
 
 def _check(cfg: TrainConfig, dataset: ImageDataset) -> None:
@@ -421,32 +355,3 @@ def fixed_runtime(cfg: TrainConfig) -> Runtime:
     """The runtime a config asks for, with 'auto' read as the safe default (fp32, contiguous)."""
     prec = cfg.precision if cfg.precision != "auto" else "fp32"
     return Runtime(prec, cfg.channels_last == "on", cfg.compile)
-
-
-def _match_param_layout(opt: torch.optim.Optimizer) -> None:
-    # checkpoints store contiguous tensors; give Adam's moments the parameters' layout (channels_last)
-    for group in opt.param_groups:
-        for p in group["params"]:
-            st = opt.state.get(p, {})
-            for k, v in st.items():
-                if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
-                    st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
-
-
-def _version() -> str:
-    from ganime import __version__
-
-    return __version__
-
-
-def _py_rng_to_json(state: tuple) -> list:
-    return [state[0], list(state[1]), state[2]]
-
-
-def _py_rng_from_json(state: list) -> tuple:
-    return (state[0], tuple(state[1]), state[2])
-
-
-def _np_state(d: dict) -> dict:
-    return {**d, "state": {**d["state"], "key": np.asarray(d["state"]["key"], dtype=np.uint32)}}
-
