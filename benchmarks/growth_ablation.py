@@ -61,6 +61,8 @@ ROWS: dict[str, tuple[dict, str]] = {
     "grow16-r1x10": ({"preset": "grow", "loss.r1_gamma": 0.1}, "the default (grow16-last70) with R1 gamma 0.1 (not 0.01)"),
     "grow16-lrramp": ({"preset": "grow", "growth.lr_rampup": 2.0},
                       "the default (grow16-last70) with both learning rates ramping up from 0 over 2 kimg after each grow"),
+    "grow16-nocolor": ({"preset": "grow", "loss.diffaugment": "translation,cutout"},
+                       "the default (grow16-last70) without DiffAugment's colour ops (brightness, saturation, contrast)"),
     "grow16-r3gan": ({"preset": "grow", "loss.loss": "rpgan", "loss.r2_gamma": 0.01},
                      "the default (grow16-last70) with R3GAN's loss: relativistic pairing with R1 and R2 (Huang et al. 2024)"),
     "grow16-ema0": ({"preset": "grow", "loss.ema_rampup": 0.0},
