@@ -63,6 +63,8 @@ ROWS: dict[str, tuple[dict, str]] = {
                       "the default (grow16-last70) with both learning rates ramping up from 0 over 2 kimg after each grow"),
     "grow16-nocolor": ({"preset": "grow", "loss.diffaugment": "translation,cutout"},
                        "the default (grow16-last70) without DiffAugment's colour ops (brightness, saturation, contrast)"),
+    "grow16-hflip": ({"preset": "grow", "data.hflip": True},
+                     "the default (grow16-last70) with each real image mirrored left-right with probability 1/2"),
     "grow16-r3gan": ({"preset": "grow", "loss.loss": "rpgan", "loss.r2_gamma": 0.01},
                      "the default (grow16-last70) with R3GAN's loss: relativistic pairing with R1 and R2 (Huang et al. 2024)"),
     "grow16-ema0": ({"preset": "grow", "loss.ema_rampup": 0.0},

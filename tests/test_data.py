@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import write_images
@@ -133,6 +134,23 @@ def test_loader_order_is_seeded_resumable_and_sharded(tmp_path):
     assert np.allclose(x.permute(0, 2, 3, 1).numpy(), expected)
     r0, r1 = BatchLoader(ds, 4, seed=1, rank=0, world_size=2), BatchLoader(ds, 4, seed=1, rank=1, world_size=2)
     assert np.array_equal(np.concatenate([r0.indices(0, 1), r1.indices(0, 1)]), a.indices(0, 1))
+
+
+def test_hflip_mirrors_about_half_the_images_the_same_way_on_every_resume_and_rank(tmp_path):
+    write_images(tmp_path / "f", 64)
+    ds = load_dataset(tmp_path / "f", 16, cache_dir=tmp_path / "cache")
+    plain, flip = BatchLoader(ds, 32, seed=1), BatchLoader(ds, 32, seed=1, hflip=True)
+    x, _ = plain.batch(1, 1)
+    y, _ = flip.batch(1, 1)
+    mirrored = flip.flips(1, 1)
+    assert 4 < mirrored.sum() < 28 and not plain.flips(1, 1).any()  # about half, none without hflip
+    assert torch.equal(y[mirrored], x[mirrored].flip(-1)) and torch.equal(y[~mirrored], x[~mirrored])
+    assert not torch.equal(x[mirrored], x[mirrored].flip(-1))  # the test images are not symmetric
+    assert not np.array_equal(flip.flips(1, 0), mirrored)  # drawn anew for each batch
+    again = BatchLoader(ds, 32, seed=1, hflip=True)  # a resumed run rebuilds the same flips from the position
+    assert torch.equal(again.batch(1, 1)[0], y)
+    halves = [BatchLoader(ds, 32, seed=1, rank=r, world_size=2, hflip=True).batch(1, 1)[0] for r in (0, 1)]
+    assert torch.equal(torch.cat(halves), y)  # ranks flip their slices as one process would
 
 
 def test_batch_larger_than_dataset_is_a_clear_error(tmp_path):

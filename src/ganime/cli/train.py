@@ -81,6 +81,7 @@ def train(
     eval_n: int = typer.Option(None, "--eval-n", help="Images per evaluation (default 1024)."),
     cache_dir: str = typer.Option(None, help="Where decoded data caches live."),
     max_archive_mb: int = typer.Option(None, "--max-archive-mb", help="Stop reading a .zip/.tar --data after this many MB uncompressed (default 16384)."),
+    hflip: bool = typer.Option(None, "--hflip/--no-hflip", help="Mirror each real image left-right with probability 1/2 (twice the data for pictures that look right mirrored: faces, not glyphs)."),
     config: Path = typer.Option(None, help="Start from this config.json instead of a preset."),
     grow_from: str = typer.Option(None, "--grow-from", help="Start the grown model (preset modern-128) from this run at half the resolution (preset modern)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
@@ -118,6 +119,7 @@ def train(
     experiment = {
         "data.path": data or None, "data.cache_dir": cache_dir, "batch_size": batch_size,
         "seed": seed, "data.max_archive_mb": max_archive_mb, "grow_from": grow_from,
+        "data.hflip": hflip,
     }
     if resume is not None:
         from ganime.checkpoint import read_state, resolve_checkpoint

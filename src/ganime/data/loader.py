@@ -9,6 +9,8 @@ from torch import Tensor
 from ganime.data.dataset import ImageDataset
 from ganime.errors import DataError
 
+_FLIP_STREAM = 1  # the flips' PCG64 key is (seed, epoch, step, this): never the key of an epoch's order
+
 
 class BatchLoader:
     """Yields (images in [-1, 1] NCHW float, labels or None) for (epoch, step) positions.
@@ -16,6 +18,10 @@ class BatchLoader:
     The order of epoch `e` is a permutation drawn from numpy's PCG64 seeded with (seed, e), so any position
     can be rebuilt from (epoch, step) alone: resuming needs no loader state. With `world_size` > 1 every
     rank takes its own contiguous slice of each global batch (same global order as one process).
+
+    With `hflip`, each image of a batch is mirrored left-right with probability 1/2, drawn from PCG64 seeded with
+    (seed, epoch, step) over the global batch: the flips, too, are rebuilt from the position alone, and every rank
+    flips its slice as one process would.
     """
 
     def __init__(
@@ -26,6 +32,7 @@ class BatchLoader:
         rank: int = 0,
         world_size: int = 1,
         device: torch.device | str = "cpu",
+        hflip: bool = False,
     ) -> None:
         if len(dataset) < batch_size:
             raise DataError(
@@ -40,6 +47,7 @@ class BatchLoader:
         self.rank = rank
         self.world_size = world_size
         self.device = torch.device(device)
+        self.hflip = hflip
         self.steps_per_epoch = len(dataset) // batch_size  # drop the last partial batch, like BN-friendly loaders
         self._order_epoch = -1
         self._order: np.ndarray | None = None
@@ -58,12 +66,24 @@ class BatchLoader:
         local = self.batch_size // self.world_size
         return glob[self.rank * local : (self.rank + 1) * local]
 
+    def flips(self, epoch: int, step: int) -> np.ndarray:
+        """Which of this rank's images in batch `step` of `epoch` are mirrored (all False without hflip)."""
+        local = self.batch_size // self.world_size
+        if not self.hflip:
+            return np.zeros(local, dtype=bool)
+        glob = np.random.Generator(np.random.PCG64([self.seed, epoch, step, _FLIP_STREAM])).random(self.batch_size) < 0.5
+        return glob[self.rank * local : (self.rank + 1) * local]
+
     def batch(self, epoch: int, step: int) -> tuple[Tensor, Tensor | None]:
         """Images as float in [-1, 1], NCHW, on the loader's device; labels as int64 or None."""
         wanted = self.indices(epoch, step)
         idx = np.sort(wanted)  # sorted reads are faster on a memory map
         perm = np.argsort(np.argsort(wanted))  # back to the drawn order
-        raw = np.ascontiguousarray(self.dataset.images[idx][perm])
+        raw = self.dataset.images[idx][perm]
+        flip = self.flips(epoch, step)
+        if flip.any():
+            raw[flip] = raw[flip, :, ::-1]  # NHWC: mirror the width axis
+        raw = np.ascontiguousarray(raw)
         x = torch.from_numpy(raw)
         if self.device.type == "cuda":
             x = x.pin_memory().to(self.device, non_blocking=True)

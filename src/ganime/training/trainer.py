@@ -97,7 +97,8 @@ class Trainer:
         self.loss = get_loss(cfg.loss.loss)
         # under torchrun each rank takes its slice of every global batch
         self.loader = BatchLoader(
-            dataset, cfg.batch_size, cfg.seed, rank=env.rank, world_size=env.world_size, device=device
+            dataset, cfg.batch_size, cfg.seed, rank=env.rank, world_size=env.world_size, device=device,
+            hflip=cfg.data.hflip,
         )
         self.gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # latents of the train steps
         self.aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 3)  # DiffAugment draws
