@@ -190,7 +190,9 @@ def test_max_restarts_resumes_after_a_killed_rank_to_the_same_weights(setup, one
             job.kill()
             job.communicate()
     assert job.returncode == 0, out
-    assert "another process of this job failed or was killed" in out  # the first attempt did stop...
-    assert "torchrun restart 1: resuming" in out and "finished: step 8" in out  # ...the second resumed and ended
+    # the first attempt stopped and the second resumed and ended (whether rank 0 of the first attempt says "another
+    # process of this job failed" first is a race with torchrun's agent, which stops it as soon as it sees rank 1
+    # die; test_killed_rank_stops_job_with_clear_error_and_intact_checkpoint checks that message)
+    assert "torchrun restart 1: resuming" in out and "finished: step 8" in out
     # the interrupted job ends with the weights of the uninterrupted 1-process run
     _assert_same_weights(one_process / "ckpt-000000008", run / "ckpt-000000008")
