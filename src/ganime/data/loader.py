@@ -62,17 +62,19 @@ class BatchLoader:
 
     def indices(self, epoch: int, step: int) -> np.ndarray:
         """This rank's image indices for batch `step` of `epoch`."""
-        glob = self.order(epoch)[step * self.batch_size : (step + 1) * self.batch_size]
+        return self._rank_slice(self.order(epoch)[step * self.batch_size : (step + 1) * self.batch_size])
+
+    def _rank_slice(self, glob: np.ndarray) -> np.ndarray:
+        """This rank's contiguous part of a global batch's per-image array."""
         local = self.batch_size // self.world_size
         return glob[self.rank * local : (self.rank + 1) * local]
 
     def flips(self, epoch: int, step: int) -> np.ndarray:
         """Which of this rank's images in batch `step` of `epoch` are mirrored (all False without hflip)."""
-        local = self.batch_size // self.world_size
         if not self.hflip:
-            return np.zeros(local, dtype=bool)
-        glob = np.random.Generator(np.random.PCG64([self.seed, epoch, step, _FLIP_STREAM])).random(self.batch_size) < 0.5
-        return glob[self.rank * local : (self.rank + 1) * local]
+            return np.zeros(self.batch_size // self.world_size, dtype=bool)
+        rng = np.random.Generator(np.random.PCG64([self.seed, epoch, step, _FLIP_STREAM]))
+        return self._rank_slice(rng.random(self.batch_size) < 0.5)
 
     def batch(self, epoch: int, step: int) -> tuple[Tensor, Tensor | None]:
         """Images as float in [-1, 1], NCHW, on the loader's device; labels as int64 or None."""
