@@ -38,11 +38,11 @@ from ganime.eval_report import evaluate
 from ganime.training import autotune, growth
 from ganime.training.trainer import Trainer
 
-# name: (changes to a preset, what the row tests). The default (`grow`) is `grow16-last70`.
 # how a folder's floor was made: n other reals against the n scored ones at the full count (recipe_ablation.floor);
 # a folder whose floor was made otherwise (older versions read it at half the count) is measured again
 FLOOR_METHOD = "other-reals-full-count"
 
+# name: (changes to a preset, what the row tests). The default (`grow`) is `grow16-last70`.
 ROWS: dict[str, tuple[dict, str]] = {
     "modern": ({"preset": "modern"}, "the fixed 64 px `modern` DCGAN, the default before growing"),
     "grow16": ({"preset": "grow"}, "the `grow` preset as it stands (the same as grow16-last70)"),

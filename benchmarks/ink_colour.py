@@ -4,7 +4,8 @@ levels see (the large shapes and colours), in numbers a person can check on a gr
     python benchmarks/ink_colour.py --data data/faces-128.npz GEN [GEN ...] [--n 1000]
 
 GEN: a run dir, a checkpoint dir or a generator .safetensors (the shipped one: src/ganime/assets/...). For each,
-seeds 0..n-1 at truncation 1; for the data, n images shuffled with seed 0 (RGB; an alpha channel is dropped).
+seeds 0..n-1 at truncation 1 (`sample_generator`, as `ganime eval`); for the data, the n reals `ganime eval`
+scores (`real_subset`, seed 0).
 
 Reported, as a Markdown table:
 - ink: the share of pixels that are not near-white (the darkest channel under 0.9 of full scale); on white-backed
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from ganime.data.dataset import load_dataset
+from ganime.eval_report import real_subset, sample_generator
 from ganime.generate import load_generator
 
 WHITE = 0.9  # a pixel whose darkest channel is at or above this is background
@@ -31,7 +33,7 @@ WHITE = 0.9  # a pixel whose darkest channel is at or above this is background
 
 def ink_stats(images: np.ndarray) -> dict[str, float]:
     """`images`: N x H x W x 3 uint8."""
-    x = images[..., :3].astype(np.float32) / 255
+    x = images.astype(np.float32) / 255
     top, bottom = x.max(-1), x.min(-1)
     ink = bottom < WHITE
     sat = (top - bottom) / np.maximum(top, 1e-6)
@@ -41,12 +43,6 @@ def ink_stats(images: np.ndarray) -> dict[str, float]:
         "ink_bottom": float(ink[:, -h // 4 :].mean()),
         "saturation": float(sat[ink].mean()) if ink.any() else 0.0,
     }
-
-
-def real_images(data: str, n: int, resolution: int) -> np.ndarray:
-    """n images of the set at `resolution`, shuffled with seed 0, uint8 N x H x W x 3 on white."""
-    ds = load_dataset(data, resolution, 3, (255, 255, 255))
-    return ds.images[np.random.default_rng(0).permutation(len(ds))[:n]]
 
 
 def main() -> int:
@@ -62,10 +58,9 @@ def main() -> int:
     for path in args.generators:
         gen = load_generator(path)
         resolution = resolution or gen.resolution
-        with torch.no_grad():
-            x = np.concatenate([gen.from_seeds(list(range(s, min(s + 100, args.n)))) for s in range(0, args.n, 100)])
-        rows.append((str(path), ink_stats(x)))
-    rows.append((f"real ({args.data})", ink_stats(real_images(args.data, args.n, resolution))))
+        rows.append((str(path), ink_stats(sample_generator(gen, args.n))))
+    reals = real_subset(load_dataset(args.data, resolution, 3, (255, 255, 255)).images, args.n)
+    rows.append((f"real ({args.data})", ink_stats(reals)))
     print(f"| generator ({args.n} images, {resolution} px) | ink | ink, bottom quarter | saturation of the ink |")
     print("|---|---|---|---|")
     for name, s in rows:
