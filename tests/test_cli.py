@@ -79,6 +79,32 @@ def test_the_default_grows_to_128_px_only_on_large_data_with_a_long_budget(tmp_p
     assert size("--data", "big", "--minutes", "90", "--preset", "modern")[0] == 64  # fixed presets stay fixed
 
 
+def test_the_default_starts_at_64_px_on_a_long_budget_and_grows_from_16_px_on_a_short_one(tmp_path):
+    from ganime.config import preset
+
+    write_images(tmp_path / "big", 3, size=160)
+
+    def resolved(*args: str) -> tuple[dict, str]:
+        r = ganime("train", *args, "--dry-run", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)["config"], r.stderr
+
+    short, said = resolved("--minutes", "5")
+    assert (short["model"]["arch"], short["growth"]["start"], said) == ("grown", 16, "")
+    modern = json.loads(json.dumps(preset("modern").to_dict()))
+    for args in (("--minutes", "30"), ("--kimg", "300")):
+        cfg, said = resolved(*args)
+        # the fixed 64 px network with every other choice of the default: modern's recipe exactly
+        assert cfg["model"] == modern["model"] and cfg["growth"]["start"] == 0, args
+        assert {k: cfg[k] for k in ("loss", "optim", "batch_size")} == {k: modern[k] for k in ("loss", "optim", "batch_size")}
+        assert "training the fixed 64 px network" in said and "--grow-at" in said
+    grown, _ = resolved("--minutes", "30", "--grow-at", "50,100")  # the user's grow points keep the 16 px start
+    assert (grown["model"]["arch"], grown["growth"]["start"], grown["growth"]["kimg"]) == ("grown", 16, [50.0, 100.0])
+    big, said = resolved("--data", "big", "--minutes", "90")  # 128 px: the 64 px network, then one block
+    assert (big["model"]["resolution"], big["model"]["levels"], big["growth"]["start"]) == (128, 1, 64)
+    assert big["model"]["g_width"] == preset("modern-128").model.g_width and "growing from 64 px to 128 px" in said
+
+
 def test_the_next_command_continues_a_stopped_run_to_its_budget_and_extends_a_finished_one_in_its_unit():
     from ganime.cli.train import _more
     from ganime.config import override, preset

@@ -45,6 +45,24 @@ def _auto_resolution(cfg: TrainConfig, data: str | None, budget: dict) -> int | 
     return size
 
 
+def _long_start(cfg: TrainConfig, budget: dict) -> TrainConfig:
+    """A growing preset starts at 64 px on a long budget (training/growth.py), and says so."""
+    from ganime import config as C
+    from ganime.training.growth import LONG_KIMG, LONG_MINUTES, long_start
+
+    started = long_start(C.override(cfg, **budget))
+    if started.growth.start == cfg.growth.start:
+        return cfg
+    size = cfg.model.resolution
+    how = f"growing from {started.growth.start} px to {size} px" if started.growth.start else f"training the fixed {size} px network"
+    typer.echo(
+        f"the budget is long ({LONG_MINUTES:g} minutes or {LONG_KIMG:g} kimg or more): {how}, which beats starting at "
+        f"{cfg.growth.start} px past the first minutes (--grow-at with {cfg.model.levels} grow points starts at {cfg.growth.start} px anyway)",
+        err=True,
+    )
+    return started
+
+
 def _grow_points(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(",") if v.strip())
@@ -55,7 +73,7 @@ def _grow_points(text: str) -> tuple[float, ...]:
 @app.command("train")
 def train(
     data: str = typer.Option("", "--data", help="Folder, .zip, .tar(.gz) or .npz of images, or a built-in set: faces (default), emoji."),
-    preset: str = typer.Option(DEFAULT_PRESET, "--preset", "-p", help="Recipe: grow (default: grows 16 -> 64 px by a plan made from the budget), modern, tutorial, tutorial-small, ... (ganime train --list-presets)."),
+    preset: str = typer.Option(DEFAULT_PRESET, "--preset", "-p", help="Recipe: grow (default: grows 16 -> 64 px by a plan made from the budget; from 15 minutes on it starts at 64 px), modern, tutorial, tutorial-small, ... (ganime train --list-presets)."),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory (default runs/PRESET)."),
     resume: Path = typer.Option(None, "--resume", help="Continue the run in this directory exactly where it stopped."),
     epochs: int = typer.Option(None, help="Stop after this many epochs (default: the preset's)."),
@@ -142,6 +160,8 @@ def train(
             cfg = C.resize(cfg, resolution)  # a growing preset's blocks and widths follow the size
         if grow_at is not None:
             cfg = C.override(cfg, **{"growth.kimg": _grow_points(grow_at)})
+        elif config is None:
+            cfg = _long_start(cfg, budget)
         cfg = C.validate(C.override(cfg, **experiment, **budget, **runtime))
         run_dir = out or _default_out(cfg.preset)
     if dry_run:

@@ -56,6 +56,33 @@ def auto_resolution(cfg: TrainConfig, native: Callable[[], int]) -> int:
     return cfg.model.resolution
 
 
+# The first stage follows the budget as well. Growing from 16 px wins the first minutes, but the grown network's
+# skips cost it later: at 60 CPU-minutes on one thread (about 30 minutes of `ganime train` on 2 cores) the fixed
+# 64 px network drew SWD 9.4 / 10.6 on lorelei / notionists where the 16 px start drew 16.5 / 21.1, while at 15
+# CPU-minutes the 16 px start won (15.2 vs 21.4 on lorelei; docs/quality.md "Growing"). A budget of LONG_MINUTES
+# minutes or LONG_KIMG kimg or more therefore starts at LONG_START px.
+LONG_START = 64
+LONG_MINUTES = 15.0
+LONG_KIMG = 250.0  # about what 15 minutes of the 64 px network shows on 2 cores
+
+
+def long_start(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` starting at LONG_START px where its budget is long (LONG_MINUTES or LONG_KIMG or more) and its planned
+    schedule starts below that; else `cfg`. A final size of LONG_START px then trains the fixed network, which is
+    the grown one without its blocks (`modern`'s at 64 px); a larger size grows from it."""
+    g, m = cfg.growth, cfg.model
+    long_enough = cfg.minutes >= LONG_MINUTES or cfg.kimg >= LONG_KIMG
+    if not (g.start and not g.kimg and long_enough and g.start < LONG_START <= m.resolution):
+        return cfg
+    if m.resolution == LONG_START:
+        model = dataclasses.replace(m, arch="dcgan", levels=1, gain_scale=1.0)
+        return dataclasses.replace(cfg, model=model, growth=dataclasses.replace(g, start=0))
+    levels = (m.resolution // LONG_START).bit_length() - 1
+    return dataclasses.replace(
+        cfg, model=dataclasses.replace(m, levels=levels), growth=dataclasses.replace(g, start=LONG_START)
+    )
+
+
 def depth_at(cfg: TrainConfig, images_seen: int) -> int:
     """How many blocks below the full network the run trains after `images_seen` images (0 = all of it)."""
     g = cfg.growth
