@@ -324,6 +324,11 @@ def preset(name: str) -> TrainConfig:
         raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}") from None
 
 
+def doublings(small: int, large: int) -> int:
+    """How many 2x blocks lead from `small` px to `large` px (both powers of two): the grown network's levels."""
+    return (large // small).bit_length() - 1
+
+
 def resize(cfg: TrainConfig, resolution: int) -> TrainConfig:
     """`cfg` drawing `resolution` px. A growing recipe keeps its first stage and its widths at 4 x 4: the number of
     2x blocks follows the size, and the widths of the last block scale inversely with it (so --resolution 128
@@ -341,7 +346,7 @@ def resize(cfg: TrainConfig, resolution: int) -> TrainConfig:
     m = cfg.model
     scale = lambda w: max(4, w * m.resolution // resolution)
     model = replace(
-        m, resolution=resolution, levels=(resolution // start).bit_length() - 1, g_width=scale(m.g_width),
+        m, resolution=resolution, levels=doublings(start, resolution), g_width=scale(m.g_width),
         d_width=scale(m.d_width),
     )
     return replace(cfg, model=model, growth=replace(cfg.growth, kimg=()))

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from ganime import checkpoint as ckpt_io
-from ganime.config import GrowthConfig, TrainConfig
+from ganime.config import GrowthConfig, TrainConfig, doublings
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,8 @@ def long_start(cfg: TrainConfig) -> TrainConfig:
     if m.resolution == LONG_START:
         model = dataclasses.replace(m, arch="dcgan", levels=1, gain_scale=1.0)
         return dataclasses.replace(cfg, model=model, growth=dataclasses.replace(g, start=0))
-    levels = (m.resolution // LONG_START).bit_length() - 1
     return dataclasses.replace(
-        cfg, model=dataclasses.replace(m, levels=levels), growth=dataclasses.replace(g, start=LONG_START)
+        cfg, model=dataclasses.replace(m, levels=doublings(LONG_START, m.resolution)), growth=dataclasses.replace(g, start=LONG_START)
     )
 
 
