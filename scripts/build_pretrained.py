@@ -59,14 +59,6 @@ PREVIEW = REPO / "docs" / "images" / "directions-preview.png"
 DIRECTION_SAMPLES = 10_000  # faces labelled by the attribute classifier to fit the named directions
 SEFA = 8  # label-free directions shipped
 # named directions measured not to work on the shipped generator (docs/directions.md): left out, with the reason
-DROPPED: dict[str, str] = {
-    "hair-brown": "the classifier's brown rises from 16% to 24% at +2 and falls back at +3 (docs/directions.md); "
-    "the sheet shows the hair going dark purple",
-    "hair-olive": "no effect on the classifier's olive (10% -> 12-14% at +1..+3); the sheet shows it turning the hair "
-    "green-teal",
-    "skin-tan": "no effect on the classifier's tan (21% -> 16-18%): the faces go from dark straight past tan to light",
-    "glasses": "glasses appear on 9% of faces at +3 (5% at 0) and none is visible on the preview sheet",
-}
 ATTRIBUTION = '"Adventurer" by Lisa Wischofsky, CC BY 4.0, via DiceBear'
 
 
@@ -173,10 +165,10 @@ def build(
 
 
 def write_directions(path: Path, samples: int = DIRECTION_SAMPLES) -> dict:
-    """The generator's directions beside it (all found, less DROPPED), named in its card; returns the card's JSON."""
+    """The generator's directions beside it (all found, less the named ones `direction_fit.effective` leaves out),
+    named in its card with the left-out ones and why; returns the card's JSON."""
     gen = load_generator(path)
-    found = compute_directions(gen, samples, SEFA, attributes=True)
-    found = found.select([n for n in found.names if n not in DROPPED])
+    found = compute_directions(gen, samples, SEFA, attributes=True)  # less the named ones that fail their check
     out = save_directions(found, directions_path(path))
     PREVIEW.parent.mkdir(parents=True, exist_ok=True)
     save_palette_png(preview_sheet(gen, found, seed=7), PREVIEW)
@@ -186,7 +178,7 @@ def write_directions(path: Path, samples: int = DIRECTION_SAMPLES) -> dict:
         "names": {d.name: d.label for d in found.entries},
         "how": f"named: logistic boundaries in z of the faces attribute classifier's labels of {samples:,} sampled "
         f"faces, each made conditional on the other attributes (InterFaceGAN); sefa-0..{SEFA - 1}: SeFa, label-free",
-        "dropped": DROPPED,
+        "dropped": found.info["named"]["checked"]["dropped"],
         "measured": "docs/directions.md (python benchmarks/directions_table.py)",
         "command": "python scripts/build_pretrained.py --directions-only",
     }

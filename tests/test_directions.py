@@ -15,6 +15,7 @@ from ganime.config import ModelConfig
 from ganime.direction_fit import (
     Labelled,
     conditional,
+    effective,
     fit_boundary,
     labelled_directions,
     preview_sheet,
@@ -98,6 +99,29 @@ def test_conditional_directions_do_not_move_the_other_attributes():
     assert torch.allclose(cond.matrix.norm(dim=1), torch.ones(3), atol=1e-5)
     q = conditional(torch.eye(3), ["a", "a", "b"])
     assert torch.allclose(q, torch.eye(3))  # already orthogonal: unchanged
+
+
+def test_directions_that_do_not_raise_their_own_label_are_left_out_with_the_reason():
+    rng = np.random.default_rng(3)
+    truth = unit(rng.standard_normal(16))
+    x = rng.standard_normal(16)
+    other = unit(x - (x @ truth) * truth)  # orthogonal to the label's boundary: moves it not at all
+    weak = unit(0.05 * truth + other)  # mostly beside the boundary: +3 raises the label by a few faces only
+    entries = tuple(Direction(n, n, "named", "colours") for n in ("works", "beside", "weak", "sefa-0"))
+    matrix = torch.from_numpy(np.stack([truth, other, weak, other])).float()
+    found = Directions(entries, matrix)
+
+    def label(z: torch.Tensor) -> dict[str, np.ndarray]:
+        red = z.numpy() @ truth > 0.8
+        return {"works": red, "beside": red, "weak": red}  # "sefa-0" has no label: kept unchecked
+
+    z = torch.from_numpy(portable_latents(range(500), 16))
+    kept, dropped = effective(found, z, label)
+    assert kept.names == ["works", "sefa-0"] and torch.equal(kept.vector("works"), found.vector("works"))
+    assert set(dropped) == {"beside", "weak"}
+    assert "rises only from 2" in dropped["beside"] and "needs +10%" in dropped["beside"]
+    kept, dropped = effective(found, z, label, min_gain=0.0)  # a bar of no gain keeps all but a loss
+    assert "weak" in kept.names
 
 
 def test_tag_directions_need_enough_examples():

@@ -5,7 +5,8 @@
   conv);
 - named, from 0/1 labels of sampled latents (the faces attribute classifier's predictions, or gallery tags):
   the normal of a linear boundary in z (logistic regression), made conditional (InterFaceGAN, Shen et al. 2020,
-  sec. 2.3) by removing its component along the other attributes' directions;
+  sec. 2.3) by removing its component along the other attributes' directions, then checked on other latents:
+  one that does not raise its own label by MIN_GAIN at +CHECK_AMOUNT is left out (`effective`);
 - and a preview sheet: each direction as a row of faces at amounts -3..3.
 """
 
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 PREVIEW_AMOUNTS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
 MIN_EXAMPLES = 30  # positives (and negatives) a label needs before a direction is fitted to it
 SAME_ABOVE = 0.7  # |cos| above which two gallery tags' directions count as one attribute when conditioning
+CHECK_SEEDS = 500  # held-out faces (seeds 0..) on which each named direction must raise its own label
+CHECK_AMOUNT = 3.0  # ... when moved this far (the sliders' range)
+MIN_GAIN = 0.10  # ... by at least this share of faces (10 points: ~3 sigma of the difference at 500 faces)
 
 
 # --- SeFa --------------------------------------------------------------------------------------------------
@@ -155,6 +159,28 @@ def labelled_directions(z: Tensor, labels: Sequence[Labelled], condition: bool =
     return Directions(tuple(lab.direction for lab in kept), matrix)
 
 
+def effective(directions: Directions, z: Tensor, label: Callable[[Tensor], dict[str, np.ndarray]],
+              amount: float = CHECK_AMOUNT, min_gain: float = MIN_GAIN) -> tuple[Directions, dict[str, str]]:
+    """The directions that do what their names say on the latents `z` (N, z_dim), and why the others were left
+    out. `label(z)` gives, per direction name, which latents carry its label (e.g. the classifier's "red hair" on
+    their faces); a direction is kept when moving every latent by `amount` along it raises that share by at least
+    `min_gain`. Directions `label` does not name are kept unchecked."""
+    before = label(z)
+    keep, dropped = [], {}
+    for d in directions.entries:
+        if d.name not in before:
+            keep.append(d.name)
+            continue
+        was = float(np.mean(before[d.name]))
+        now = float(np.mean(label(directions.apply(z, {d.name: amount}))[d.name]))
+        if now - was >= min_gain:
+            keep.append(d.name)
+        else:
+            dropped[d.name] = (f"its label rises only from {was:.0%} to {now:.0%} of {len(z)} held-out faces at "
+                               f"+{amount:g} (needs +{min_gain:.0%})")
+    return directions.select(keep), dropped
+
+
 # The faces classifier's values (ganime.metrics.attribute_net), as a person names them. Hair colours are the
 # DiceBear palette's hex codes.
 HAIR_COLOURS = {
@@ -210,19 +236,28 @@ def is_faces_generator(gen: Sampler) -> bool:
 
 
 def attribute_directions(gen: Sampler, samples: int = 10_000, condition: bool = True,
-                         classifier_path: str | Path | None = None) -> Directions:
-    """Named directions of a faces generator from the attribute classifier's predictions on `samples` faces."""
+                         classifier_path: str | Path | None = None, check_seeds: int = CHECK_SEEDS) -> Directions:
+    """Named directions of a faces generator from the attribute classifier's predictions on `samples` faces
+    (seeds 1,000,000 on), less those that fail `effective` on the faces of seeds 0..check_seeds-1 (0: unchecked;
+    the left-out ones and why are in `info["named"]["checked"]`)."""
     from ganime.metrics.attribute_net import load_classifier, predict
 
     clf = load_classifier(classifier_path)
-    z = sample_latents(gen, samples)
-    preds = []
-    for i in range(0, samples, 500):
-        preds.append(predict(clf, gen.images(z[i : i + 500]))[1])
-    pred = np.concatenate(preds)
-    found = labelled_directions(z, face_labels(clf.names, clf.values, pred), condition)
-    return replace(found, info={"named": {"labels": "faces attribute classifier predictions", "samples": samples,
-                                          "conditional": condition}})
+
+    def labels(z: Tensor) -> list[Labelled]:
+        pred = np.concatenate([predict(clf, gen.images(z[i : i + 500]))[1] for i in range(0, len(z), 500)])
+        return face_labels(clf.names, clf.values, pred)
+
+    found = labelled_directions(z := sample_latents(gen, samples), labels(z), condition)
+    info = {"labels": "faces attribute classifier predictions", "samples": samples, "conditional": condition}
+    if check_seeds:
+        found, dropped = effective(
+            found, gen.latents(list(range(check_seeds))), lambda z: {x.direction.name: x.positive for x in labels(z)}
+        )
+        info["checked"] = {"seeds": check_seeds, "amount": CHECK_AMOUNT, "min_gain": MIN_GAIN, "dropped": dropped}
+        if dropped:
+            log.info("left out: %s", "; ".join(f"{k}: {v}" for k, v in dropped.items()))
+    return replace(found, info={"named": info})
 
 
 def tag_directions(gen: Sampler, items: Iterable[tuple[int, Sequence[str]]], min_examples: int = MIN_EXAMPLES,

@@ -66,4 +66,6 @@ def directions(
     sheet = preview if preview is not None else path.with_name(path.name.removesuffix(".safetensors") + "-preview.png")
     save_png(preview_sheet(gen, found, seed), sheet)
     typer.echo(f"wrote {path} ({len(found)} directions: {', '.join(found.names)})")
+    for name, why in found.info.get("named", {}).get("checked", {}).get("dropped", {}).items():
+        typer.echo(f"left out {name}: {why}")
     typer.echo(f"wrote {sheet} (a row per direction, amounts -3..+3, seed {seed})")
