@@ -102,6 +102,7 @@ def test_the_default_starts_at_64_px_on_a_long_budget_and_grows_from_16_px_on_a_
     assert (grown["model"]["arch"], grown["growth"]["start"], grown["growth"]["kimg"]) == ("grown", 16, [50.0, 100.0])
     big, said = resolved("--data", "big", "--minutes", "90")  # 128 px: the 64 px network, then one block
     assert (big["model"]["resolution"], big["model"]["levels"], big["growth"]["start"]) == (128, 1, 64)
+    assert big["growth"]["final_kimg"] > 0 and short["growth"]["final_kimg"] == 0  # the 128 px stage is capped
     assert big["model"]["g_width"] == preset("modern-128").model.g_width and "growing from 64 px to 128 px" in said
 
 

@@ -104,6 +104,27 @@ def test_the_plan_splits_the_budget_in_time_by_the_measured_speeds():
     assert growth.plan_points(cfg, [400.0, 200.0, 100.0], 100) == pytest.approx((33.333, 66.667), abs=1e-3)
 
 
+def test_a_capped_last_stage_sees_at_most_its_kimg_and_gives_the_rest_of_the_budget_to_the_earlier_stages():
+    cap = {"growth.final_kimg": 20.0}
+    # 600 s, 70 % at full size would be 420 s x 100 img/s = 42 kimg; capped: its last 200 s see 20 kimg, the
+    # other 400 s go 50/50 to 16 and 32 px (200 s x 400, + 200 s x 200)
+    cfg = override(preset("grow"), epochs=0, minutes=10.0, **cap)
+    assert growth.plan_points(cfg, [400.0, 200.0, 100.0], 1) == pytest.approx((80.0, 120.0), abs=1e-3)
+    # an image budget of 200 kimg: 20 kimg at full size, the 180 before it split in time at 1:1 (T x 300 = 180k)
+    cfg = override(preset("grow"), epochs=0, kimg=200.0, **cap)
+    assert growth.plan_points(cfg, [400.0, 200.0, 100.0], 1) == pytest.approx((120.0, 180.0), abs=1e-3)
+    # a budget whose last stage sees fewer images than the cap plans as without it
+    cfg = override(preset("grow"), epochs=0, minutes=1.0)
+    assert growth.plan_points(override(cfg, **cap), [400.0, 200.0, 100.0], 1) == growth.plan_points(
+        cfg, [400.0, 200.0, 100.0], 1)
+    # a re-plan 100 s into the first stage keeps the cap: the last stage still starts 200 s before the end
+    cfg = override(preset("grow"), epochs=0, minutes=10.0, **cap)
+    assert growth.plan_points(cfg, [400.0, 200.0, 100.0], 1, seen=50_000, elapsed=100.0) == pytest.approx(
+        (90.0, 130.0), abs=1e-3)
+    with pytest.raises(ConfigError, match="final_kimg"):
+        validate(override(cfg, **{"growth.final_kimg": -1.0}))
+
+
 def test_a_stage_far_off_its_probed_speed_gets_the_rest_of_the_run_planned_again():
     cfg = override(preset("grow"), epochs=0, minutes=10.0)  # planned at 400/200/100 img/s: grow at 36 and 54 kimg
     cfg = override(cfg, **{"growth.kimg": growth.plan_points(cfg, [400.0, 200.0, 100.0], 1)})

@@ -95,6 +95,8 @@ class GrowthConfig:
     split: str = "time"  # the plan: "time" gives the last stage `final_share` of the budget's time and the earlier
     # ones equal parts of the rest; "images" shows every stage the same number of images (ProGAN)
     final_share: float = 0.7
+    final_kimg: float = 0.0  # > 0: the last stage sees at most this many kimg; the time that frees goes to the
+    # earlier stages (a long stage at 128 px makes the faces alike: docs/quality.md, retrain 3); 0 = no cap
     kimg: tuple[float, ...] = ()  # grow after this many thousand images, one point per block; () = plan at start
     lr_rampup: float = 0.0  # > 0: after each grow both learning rates rise linearly from 0 to full over this many
     # kimg (the joined block's Adam state starts empty: its first updates are full-size steps); 0 = off
@@ -425,6 +427,8 @@ def _check_growth(cfg: TrainConfig) -> None:
         raise ConfigError(f"growth.split must be 'time' or 'images', not {g.split!r}")
     if not 0 < g.final_share <= 1:
         raise ConfigError("growth.final_share must be in (0, 1]")
+    if g.final_kimg < 0:
+        raise ConfigError("growth.final_kimg must be >= 0 kimg (0 = no cap)")
     if g.lr_rampup < 0:
         raise ConfigError("growth.lr_rampup must be >= 0 kimg (0 = off)")
 

@@ -54,7 +54,10 @@ def _long_start(cfg: TrainConfig, budget: dict) -> TrainConfig:
     if started.growth.start == cfg.growth.start:
         return cfg
     size = cfg.model.resolution
-    how = f"growing from {started.growth.start} px to {size} px" if started.growth.start else f"training the fixed {size} px network"
+    how = (
+        f"growing from {started.growth.start} px to {size} px ({size} px for at most {started.growth.final_kimg:g} kimg)"
+        if started.growth.start else f"training the fixed {size} px network"
+    )
     typer.echo(
         f"the budget is long ({LONG_MINUTES:g} minutes or {LONG_KIMG:g} kimg or more): {how}, which beats starting at "
         f"{cfg.growth.start} px past the first minutes (--grow-at with {cfg.model.levels} grow points starts at {cfg.growth.start} px anyway)",
