@@ -125,6 +125,20 @@ def test_a_capped_last_stage_sees_at_most_its_kimg_and_gives_the_rest_of_the_bud
         validate(override(cfg, **{"growth.final_kimg": -1.0}))
 
 
+def test_a_run_stops_when_its_capped_last_stage_has_had_its_kimg_and_says_so(tmp_path):
+    write_images(tmp_path / "imgs", 64, size=32)
+    # grow at 16 and 32 images, the 32 px stage capped at 48 images: the run ends at 80, where a budget of
+    # minutes would let it run on
+    cfg = tiny_grow_config(tmp_path / "imgs", tmp_path / "cache", epochs=0, minutes=5.0,
+                           **{"growth.kimg": (0.016, 0.032), "growth.final_kimg": 0.048})
+    result = ganime.train(cfg, tmp_path / "run", progress=False)
+    assert (result.stopped, result.images_seen, result.step) == ("cap", 80, 80 // cfg.batch_size)
+    assert json.loads((tmp_path / "run" / "sittings.json").read_text())[-1]["stopped"] == "cap"
+    # a resume has nothing left to train, however many minutes it is given
+    again = ganime.train(override(cfg, minutes=5.0), tmp_path / "run", resume=True, progress=False)
+    assert (again.stopped, again.images_seen) == ("cap", 80)
+
+
 def test_a_stage_far_off_its_probed_speed_gets_the_rest_of_the_run_planned_again():
     cfg = override(preset("grow"), epochs=0, minutes=10.0)  # planned at 400/200/100 img/s: grow at 36 and 54 kimg
     cfg = override(cfg, **{"growth.kimg": growth.plan_points(cfg, [400.0, 200.0, 100.0], 1)})

@@ -175,12 +175,15 @@ def train(
     result = run_train(cfg, run_dir, resume=resume is not None, progress=progress, force_unlock=force_unlock)
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports for the job
         return
+    capped = result.stopped == "cap"
     typer.echo(
-        f"{'stopped by ' + result.stopped if result.stopped != 'done' else 'finished'}: step {result.step}, "
-        f"epoch {result.epoch}, {result.images_seen / 1000:.1f} kimg in {result.seconds:.0f} s\n"
-        f"run:        {result.run_dir}\ncheckpoint: {result.checkpoint}\n"
-        f"next:       ganime generate {result.run_dir} --grid {result.run_dir}/grid.png   |   "
-        f"ganime train --resume {result.run_dir}{_more(cfg, result)}"
+        f"{'stopped by ' + result.stopped if result.stopped not in ('done', 'cap') else 'finished'}: step {result.step}, "
+        f"epoch {result.epoch}, {result.images_seen / 1000:.1f} kimg in {result.seconds:.0f} s"
+        + (f" (the {cfg.model.resolution} px stage had its {cfg.growth.final_kimg:g} kimg: longer makes the faces "
+           "alike, docs/quality.md)" if capped else "")
+        + f"\nrun:        {result.run_dir}\ncheckpoint: {result.checkpoint}\n"
+        f"next:       ganime generate {result.run_dir} --grid {result.run_dir}/grid.png"
+        + ("" if capped else f"   |   ganime train --resume {result.run_dir}{_more(cfg, result)}")
     )
 
 

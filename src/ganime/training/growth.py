@@ -88,6 +88,15 @@ def long_start(cfg: TrainConfig) -> TrainConfig:
     )
 
 
+def final_stage_end(cfg: TrainConfig) -> float:
+    """The images after which a capped last stage (growth.final_kimg) has had its share: the run stops there,
+    whatever its budget left (inf without a cap or before the plan is made)."""
+    g = cfg.growth
+    if not (g.start and g.final_kimg and g.kimg):
+        return math.inf
+    return (g.kimg[-1] + g.final_kimg) * 1000
+
+
 def depth_at(cfg: TrainConfig, images_seen: int) -> int:
     """How many blocks below the full network the run trains after `images_seen` images (0 = all of it)."""
     g = cfg.growth

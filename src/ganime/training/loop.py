@@ -49,7 +49,7 @@ class TrainResult:
     step: int
     epoch: int
     images_seen: int
-    stopped: str  # "done" | "time" | "signal"
+    stopped: str  # "done" | "time" | "signal" | "cap" (the capped last stage had its kimg: growth.final_kimg)
     seconds: float
 
 
@@ -225,7 +225,8 @@ class _Session:
         return TrainResult(t.run_dir, path, t.step, t.epoch, t.images_seen, stopped, secs)
 
     def _steps(self, total: int | None, deadline: float, bar: Progress) -> str:
-        """Step until `total` ("done"), `deadline` ("time") or a signal ("signal")."""
+        """Step until `total` ("done"), `deadline` ("time"), a signal ("signal") or the capped last stage's end
+        ("cap")."""
         t = self.trainer
         with _StopFlag() as stop:
             while total is None or t.step < total:
@@ -238,6 +239,8 @@ class _Session:
                     return "time"
                 if signalled:
                     return "signal"
+                if t.images_seen >= growth.final_stage_end(t.cfg):  # the same on every rank
+                    return "cap"
                 if t.epoch_finished:  # epoch boundary: grid, plots, checkpoint
                     _end_epoch(t, self.guard, self.metrics, self.evaluator)
                     self.last_save = time.perf_counter()
