@@ -153,7 +153,7 @@ class Stage:
 def stages(cfg: TrainConfig, speeds: list[float] | None = None) -> list[Stage]:
     """The run's stages, smallest first; `speeds` (img/s per stage, smallest first) where measured."""
     g, levels = cfg.growth, cfg.model.levels
-    points = [0.0, *g.kimg, math.inf]
+    points = [0.0, *g.kimg, final_stage_end(cfg) / 1000]  # inf: the last stage runs to the budget's end
     speeds = speeds or [0.0] * (levels + 1)
     return [Stage(g.start * 2**i, points[i], points[i + 1], speeds[i]) for i in range(levels + 1)]
 
