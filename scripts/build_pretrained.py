@@ -58,7 +58,6 @@ DATA = "faces"
 PREVIEW = REPO / "docs" / "images" / "directions-preview.png"
 DIRECTION_SAMPLES = 10_000  # faces labelled by the attribute classifier to fit the named directions
 SEFA = 8  # label-free directions shipped
-# named directions measured not to work on the shipped generator (docs/directions.md): left out, with the reason
 ATTRIBUTION = '"Adventurer" by Lisa Wischofsky, CC BY 4.0, via DiceBear'
 
 
