@@ -23,10 +23,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from ink_colour import WHITE
 from PIL import Image
 
 PADDING = 2  # make_grid's default, used by Trainer.sample_grid
-WHITE = 0.9
 
 
 def faces(grid: np.ndarray, n: int) -> np.ndarray:

@@ -179,6 +179,48 @@ def test_a_run_timed_on_a_misleading_probe_plans_again_and_grows_within_its_minu
     assert read_state(last)["config"]["growth"]["kimg"] == saved  # a resume follows the new plan
 
 
+def test_a_capped_run_of_minutes_re_times_its_stage_by_the_wall_clock_and_plans_again_when_it_drifts():
+    clock = growth.StageClock([400.0, 200.0, 100.0])
+    # the stage's first step sets the origin; every PACE_STEPS steps after it, images per wall second since then
+    paces = [clock.pace(2, 10.0 + i, 64 * (i + 1)) for i in range(2 * growth.PACE_STEPS + 1)]
+    assert [i for i, p in enumerate(paces) if p is not None] == [growth.PACE_STEPS, 2 * growth.PACE_STEPS]
+    assert paces[growth.PACE_STEPS] == pytest.approx(64.0)
+    assert clock.pace(1, 500.0, 0) is None  # a new stage starts its own count
+    cfg = override(preset("grow"), epochs=0, minutes=10.0, **{"growth.final_kimg": 10.0})
+    cfg = override(cfg, **{"growth.kimg": growth.plan_points(cfg, [400.0, 200.0, 100.0], 1)})
+    clock.depth = cfg.model.levels
+    # 1.5x the probe: within REPLAN_FACTOR, past PACE_FACTOR; the faster stages keep the cap's 10 kimg for the last
+    # and move the first grow point later, into the minutes the cap would have left unused
+    new, speeds = growth.replan(cfg, clock, 600.0, seen=6000, elapsed=15.0, steps_per_epoch=1,
+                                tolerance=growth.PACE_FACTOR)
+    assert speeds == [600.0, 300.0, 150.0] and new.growth.kimg[0] > cfg.growth.kimg[0]
+    assert growth.replan(cfg, clock, 600.0, seen=6000, elapsed=15.0, steps_per_epoch=1) is None
+    assert growth.replan(cfg, clock, 420.0, seen=6000, elapsed=15.0, steps_per_epoch=1,
+                         tolerance=growth.PACE_FACTOR) is None
+
+
+@pytest.mark.parametrize("capped", [True, False])
+def test_a_capped_run_that_trains_faster_than_its_probe_moves_its_grow_points_later(tmp_path, monkeypatch, capped):
+    write_images(tmp_path / "imgs", 200, size=32)
+    cap = {"growth.final_kimg": 0.4} if capped else {}
+    cfg = tiny_grow_config(tmp_path / "imgs", tmp_path / "cache", epochs=0, minutes=0.1, **cap)
+    # the probe says 40/20/10 img/s, far below what these tiny stages train at; only the wall-clock re-timing
+    # (every 3 steps here) may notice it: the first-steps check is switched off
+    monkeypatch.setattr(growth, "measure_speeds", lambda trainer: [40.0, 20.0, 10.0])
+    monkeypatch.setattr(growth, "REPLAN_FACTOR", 1e9)
+    monkeypatch.setattr(growth, "PACE_STEPS", 3)
+    ganime.train(cfg, tmp_path / "run", progress=False)
+    plan = json.loads((tmp_path / "run" / "plan.json").read_text())
+    if not capped:  # nothing to gain: the last stage runs to the end of the minutes anyway
+        assert "replans" not in plan
+        return
+    first = plan["replans"][0]
+    assert first["resolution"] == 8 and first["measured_img_per_s"] > growth.PACE_FACTOR * 40.0
+    assert first["kimg"][0] > first["kimg_before"][0]
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["growth"]["kimg"]
+    assert saved == plan["replans"][-1]["kimg"]
+
+
 def test_after_each_grow_the_learning_rates_ramp_up_and_the_optimizers_keep_their_full_rates(tmp_path):
     cfg = override(preset("grow"), **{"growth.kimg": (1.0, 2.0), "growth.lr_rampup": 0.64})  # batch 64: 10 steps
     ramp = [growth.lr_ramp(cfg, seen) for seen in (0, 960, 1000, 1320, 1576, 1640, 2000)]

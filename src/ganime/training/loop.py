@@ -263,8 +263,13 @@ class _Session:
         dt = time.perf_counter() - t0
         t.advance(dt)
         self.window.add(stats, dt, t0 - t_load, cfg.batch_size)
-        if self.clock is not None and (speed := self.clock.add(t.depth, dt, cfg.batch_size)) is not None:
-            self._replan(speed)
+        if self.clock is not None:
+            if (speed := self.clock.add(t.depth, dt, cfg.batch_size)) is not None:
+                self._replan(speed)
+            # a capped run of minutes: the cap would end it early where a stage runs faster than planned
+            pace = self.clock.pace(t.depth, time.perf_counter(), t.images_seen)
+            if pace is not None and cfg.minutes and cfg.growth.final_kimg:
+                self._replan(pace, growth.PACE_FACTOR)
         if t.runtime != self.runtime:  # torch.compile fell back to eager in the first step
             self.runtime = t.runtime
             autotune.write_runtime_file(t.run_dir, self.runtime, {**self.runtime_info, "compile_failed": True})
@@ -277,16 +282,16 @@ class _Session:
             self.guard.save()
             self.last_save = time.perf_counter()
 
-    def _replan(self, speed: float) -> None:
-        """Plan the rest of the run again when the stage it trains runs at `speed` img/s, more than
-        growth.REPLAN_FACTOR off what the plan assumed (rank 0's measurement decides for every rank). The new grow
-        points go into the run's config, so its next checkpoint resumes by them."""
+    def _replan(self, speed: float, tolerance: float | None = None) -> None:
+        """Plan the rest of the run again when the stage it trains runs at `speed` img/s, more than `tolerance`
+        (default growth.REPLAN_FACTOR) times off what the plan assumed (rank 0's measurement decides for every
+        rank). The new grow points go into the run's config, so its next checkpoint resumes by them."""
         t = self.trainer
         clock, old = self.clock, t.cfg
         stage, elapsed = old.model.levels - clock.depth, time.perf_counter() - self.session_start
 
         def decide() -> list | None:  # JSON for from_main: [grow points, speeds] or None
-            new = growth.replan(old, clock, speed, t.images_seen, elapsed, t.loader.steps_per_epoch)
+            new = growth.replan(old, clock, speed, t.images_seen, elapsed, t.loader.steps_per_epoch, tolerance)
             return None if new is None else [list(new[0].growth.kimg), new[1]]
 
         decided = self.dist_env.from_main(decide)
@@ -302,8 +307,8 @@ class _Session:
         planned, clock.speeds = clock.speeds[stage], speeds
         if t.is_main:
             log.warning(
-                "growth: %d px trains at %.0f img/s, not the %.0f the plan was timed at (a busy machine while it "
-                "was timed?): planned again\n%s", old.model.resolution >> clock.depth, speeds[stage], planned,
+                "growth: %d px trains at %.0f img/s, not the %.0f the plan was timed at: planned again\n%s",
+                old.model.resolution >> clock.depth, speeds[stage], planned,
                 "\n".join(growth.describe(t.cfg, clock.speeds)),
             )
             self.guard.try_write("config.json", ckpt_io.atomic_write_json, t.run_dir / "config.json", t.cfg.to_dict())
