@@ -15,8 +15,10 @@ from conftest import tiny_config, tiny_grow_config, write_images
 from ganime.augment import AdaptiveP, diff_augment
 from ganime.checkpoint import list_checkpoints, read_state
 from ganime.config import TrainConfig, override, preset, resize, validate
+from ganime.data.dataset import load_dataset
 from ganime.errors import ConfigError
 from ganime.training import growth
+from ganime.training.trainer import Trainer
 
 
 def grow_config(tmp_path, **changes) -> TrainConfig:
@@ -177,6 +179,28 @@ def test_a_run_timed_on_a_misleading_probe_plans_again_and_grows_within_its_minu
     assert saved == plan["replans"][-1]["kimg"] == [s["end_kimg"] for s in plan["stages"][:2]]
     last = list_checkpoints(tmp_path / "run")[-1]
     assert read_state(last)["config"]["growth"]["kimg"] == saved  # a resume follows the new plan
+
+
+def test_the_probe_weighs_the_lazily_regularised_step_as_training_runs_it(tmp_path, monkeypatch):
+    # a real tiny trainer whose steps take 1 s on a fake clock, 9 s more when D is regularised (step % r1_every 0)
+    cfg = grow_config(tmp_path, **{"loss.r1_gamma": 0.01, "loss.r1_every": 4})
+    dataset = load_dataset(cfg.data.path, 32, 3, cache_dir=cfg.data.cache_dir)
+    trainer = Trainer(cfg, dataset, torch.device("cpu"), tmp_path / "run")
+    now, seen = [0.0], []
+    real_step = trainer.train_step
+
+    def timed_step(real, labels):
+        seen.append(trainer.step)
+        now[0] += 10.0 if trainer.step % 4 == 0 else 1.0
+        return real_step(real, labels)
+
+    monkeypatch.setattr(trainer, "train_step", timed_step)
+    before = trainer.snapshot()
+    speeds = growth.measure_speeds(trainer, steps=3, clock=lambda: now[0])
+    # per stage: 4 steps of training take 10 + 3 x 1 s, so a batch every 13/4 s
+    assert speeds == pytest.approx([cfg.batch_size * 4 / 13] * 3)
+    assert seen == [0, 0, 1, 1, 1] * 3
+    assert trainer.step == before["position"][0]
 
 
 def test_a_capped_run_of_minutes_re_times_its_stage_by_the_wall_clock_and_plans_again_when_it_drifts():
