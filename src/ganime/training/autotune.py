@@ -163,6 +163,7 @@ class _StepTimer:
         if (runtime, batch) not in self.warm:
             _sync(trainer.train_step(real, labels))
             self.warm.add((runtime, batch))
+        trainer.step = 1  # a plain step, as all but one in loss.r1_every are: at step 0 D would pay its lazy R1
         t0 = time.perf_counter()
         for _ in range(steps):
             stats = trainer.train_step(real, labels)
