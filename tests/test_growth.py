@@ -139,6 +139,9 @@ def test_a_run_stops_when_its_capped_last_stage_has_had_its_kimg_and_says_so(tmp
     # a resume has nothing left to train, however many minutes it is given
     again = ganime.train(override(cfg, minutes=5.0), tmp_path / "run", resume=True, progress=False)
     assert (again.stopped, again.images_seen) == ("cap", 80)
+    # a budget of images that ends where the cap does stopped at the cap too (the CLI offers no resume)
+    exact = ganime.train(override(cfg, minutes=0.0, kimg=0.08), tmp_path / "exact", progress=False)
+    assert (exact.stopped, exact.images_seen) == ("cap", 80)
 
 
 def test_a_stage_far_off_its_probed_speed_gets_the_rest_of_the_run_planned_again():

@@ -246,7 +246,8 @@ class _Session:
                     self.last_save = time.perf_counter()
                 else:
                     self._step(bar)
-        return "done"
+        # a budget that ends where the capped last stage does: the cap, so nothing is offered to resume
+        return "cap" if t.images_seen >= growth.final_stage_end(t.cfg) else "done"
 
     def _step(self, bar: Progress) -> None:
         """One guarded train step, then the metrics row, grid and checkpoint that fall due."""
