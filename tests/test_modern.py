@@ -146,7 +146,7 @@ def test_shipped_pretrained_generator_generates_in_a_fresh_process(tmp_path):
     assert path.stat().st_size <= 10_000_000
     meta = json.loads(path.with_suffix(".json").read_text())
     card = meta["card"]  # the model card: how it was made, on what, and how good it is
-    assert card["training"]["commands"] and card["recipe"]["preset"] in ("modern", "modern-128")
+    assert card["training"]["commands"] and card["recipe"]["preset"] in ("modern", "modern-128", "grow")
     assert card["training"]["images_seen"] > 0 and card["training"]["cpu"]
     assert meta["data"]["path"].startswith(("faces", "data/faces-")) and "CC BY 4.0" in card["licence"]
     res = meta["model"]["resolution"]
