@@ -301,9 +301,9 @@ def replan(
 ) -> tuple[TrainConfig, list[float]] | None:
     """The config with new grow points, and the speeds they were planned with, when the stage at `clock.depth`
     runs at `measured` img/s, more than `tolerance` (default REPLAN_FACTOR) times off the speed the plan assumed;
-    None when it is near it (or is the last stage, which has no grow point left to move). Every stage's speed is scaled by the same factor:
-    what slowed or sped the probe (another process, a cold cache) slowed or sped them all (the stages before it
-    keep theirs)."""
+    None when it is near it (or is the last stage, which has no grow point left to move). Every stage's speed is
+    scaled by the same factor: what slowed or sped the probe (another process, a cold cache) slowed or sped them
+    all (the stages before it keep theirs)."""
     stage = cfg.model.levels - clock.depth
     factor, tolerance = measured / clock.speeds[stage], tolerance or REPLAN_FACTOR
     if stage == cfg.model.levels or 1 / tolerance <= factor <= tolerance:
@@ -354,9 +354,9 @@ def measure_speeds(trainer, steps: int = PROBE_STEPS, clock=time.perf_counter) -
     trainer goes back to exactly where it was (weights, optimizers, RNG streams, step). Per stage: a warm-up
     step, then D's lazily regularised step (R1/R2, one in `loss.r1_every`) and `steps` plain ones are timed and
     weighted as training runs them. Timing only regularised steps (the trainer's step stood still at 0) read
-    ~1.6x slow at 64 px, and a capped run that trusted it ended half an hour early. `clock`: wall time (the
-    budget a user gives), or process time for figures that must not depend on what else the machine runs
-    (benchmarks/growth_ablation.py)."""
+    0.78x the true speed at 64 px and 0.68x at 128 px (benchmarks/probe_accuracy.py): a capped 2-hour run that
+    trusted it would have ended ~35 minutes early. `clock`: wall time (the budget a user gives), or process time
+    for figures that must not depend on what else the machine runs (benchmarks/growth_ablation.py)."""
     snap = trainer.snapshot()
     real, labels = trainer.loader.batch(0, 0)
     every = max(1, trainer.cfg.loss.r1_every)
