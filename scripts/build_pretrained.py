@@ -6,6 +6,7 @@
     python scripts/build_pretrained.py runs/shipped-grow --command "..." --command "..."
 
     python scripts/build_pretrained.py --directions-only   # only redo the directions of the shipped file
+    python scripts/build_pretrained.py --card-only --comparison "..."   # only record why it ships, rewrite the doc
 
 Writes src/ganime/assets/modern-faces-128.safetensors (the run's EMA generator in fp16, as `ganime generate`
 samples it) and its JSON sidecar, which is the model card: data, licence, recipe, steps, images seen, training
@@ -163,6 +164,18 @@ def build(
     }
 
 
+def write_card(path: Path, comparison: str | None) -> dict:
+    """Rewrite docs/pretrained.md from the card of the generator at `path`, first recording `comparison` (why it
+    ships) in the card when given: no re-evaluation, no re-fit; returns the card's JSON."""
+    meta_path = path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    if comparison is not None:
+        meta["card"]["comparison"] = comparison
+        atomic_write_json(meta_path, meta)
+    DOC.write_text(card_markdown(meta, path))
+    return meta
+
+
 def write_directions(path: Path, samples: int = DIRECTION_SAMPLES) -> dict:
     """The generator's directions beside it (all found, less the named ones `direction_fit.effective` leaves out),
     named in its card with the left-out ones and why; returns the card's JSON."""
@@ -279,6 +292,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, nargs="?", help="run dir trained on the faces set (--data faces or a rendered faces .npz)")
     ap.add_argument("--directions-only", action="store_true", help="only (re)write the directions of --out")
+    ap.add_argument("--card-only", action="store_true", help="only rewrite docs/pretrained.md from --out's card "
+                    "(recording --comparison in it when given)")
     ap.add_argument("--out", type=Path, default=pretrained_path(), help="default: the shipped asset path")
     ap.add_argument("--command", action="append", default=[], help="a training command to record (repeatable)")
     ap.add_argument("--n", type=int, default=N, help="images per metric")
@@ -292,8 +307,12 @@ def main() -> int:
             DOC.write_text(card_markdown(meta, args.out))
             print(json.dumps(meta["card"]["directions"], indent=1))
             return 0
+        if args.card_only:
+            meta = write_card(args.out, args.comparison or None)
+            print(json.dumps(meta["card"].get("comparison", ""), indent=1))
+            return 0
         if args.run is None:
-            ap.error("give the run dir (or --directions-only)")
+            ap.error("give the run dir (or --directions-only or --card-only)")
         info = build(args.run, args.out, args.command, args.n, args.latents, args.comparison)
     except GanimeError as e:
         print(f"error: {e}", file=sys.stderr)

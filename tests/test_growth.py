@@ -361,6 +361,12 @@ def test_the_model_card_of_a_grown_run_trained_in_two_sittings_loads_and_reads(t
     page = bp.card_markdown(json.loads(path.with_suffix(".json").read_text()), path)
     assert "| sittings | 1. " in page and "step 0 -> 4" in page and "2. " in page and "step 4 -> 6" in page
     assert "grew by the plan 8 px from 0 kimg, 16 px from 0.004 kimg, 32 px from 0.008 kimg" in page
+    # --card-only: why it ships goes into the card and the page, nothing else is re-measured
+    bp.DOC = tmp_path / "pretrained.md"
+    bp.write_card(path, "it beats the old one on SWD")
+    assert json.loads(path.with_suffix(".json").read_text())["card"]["comparison"] == "it beats the old one on SWD"
+    assert "**Why this generator ships:** it beats the old one on SWD" in bp.DOC.read_text()
+    assert load_generator(path).meta["card"]["quality"] == quality
 
 
 def test_a_grown_generator_saves_loads_and_exports_like_any_other(tmp_path):

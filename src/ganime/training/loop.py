@@ -229,7 +229,12 @@ class _Session:
         ("cap")."""
         t = self.trainer
         with _StopFlag() as stop:
-            while total is None or t.step < total:
+            while True:
+                # the cap first: a budget that ends where the capped last stage does leaves nothing to resume
+                if t.images_seen >= growth.final_stage_end(t.cfg):  # the same on every rank
+                    return "cap"
+                if total is not None and t.step >= total:
+                    return "done"
                 # all ranks stop after the same step: a signal to any rank or a budget stops them all
                 now = time.perf_counter()
                 # --ckpt-minutes: every rank saves after the same step (rank 0 writes)
@@ -239,15 +244,11 @@ class _Session:
                     return "time"
                 if signalled:
                     return "signal"
-                if t.images_seen >= growth.final_stage_end(t.cfg):  # the same on every rank
-                    return "cap"
                 if t.epoch_finished:  # epoch boundary: grid, plots, checkpoint
                     _end_epoch(t, self.guard, self.metrics, self.evaluator)
                     self.last_save = time.perf_counter()
                 else:
                     self._step(bar)
-        # a budget that ends where the capped last stage does: the cap, so nothing is offered to resume
-        return "cap" if t.images_seen >= growth.final_stage_end(t.cfg) else "done"
 
     def _step(self, bar: Progress) -> None:
         """One guarded train step, then the metrics row, grid and checkpoint that fall due."""
