@@ -73,8 +73,6 @@ ROWS: dict[str, tuple[dict, str]] = {
                      "the default (grow16-last70) with R3GAN's loss: relativistic pairing with R1 and R2 (Huang et al. 2024)"),
     "grow16-ema0": ({"preset": "grow", "loss.ema_rampup": 0.0},
                     "the default (grow16-last70) without EMA ramp-up (a fixed 0.999 EMA from step 0)"),
-    "grow16-b32": ({"preset": "grow", "batch_size": 32},
-                   "the default (grow16-last70) at batch 32 (not 64): twice the steps for the same images, same rates"),
     "grow16-w48": ({"preset": "grow", "model.g_width": 48, "model.d_width": 48}, "the default (grow16-last70) 1.5x as wide"),
     "tutorial-small": ({"preset": "tutorial-small"}, "the 32 px DCGAN of the old first command"),
 }

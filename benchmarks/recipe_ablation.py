@@ -45,6 +45,8 @@ CANDIDATES: dict[str, dict] = {
     "r3gan": {**OLD_TTUR, "loss.loss": "rpgan", "loss.r2_gamma": 0.01},
     "r3gan-mbstd": {**OLD_TTUR, "loss.loss": "rpgan", "loss.r2_gamma": 0.01, "model.mbstd": 4},
     "modern-lr2x": {"optim.lr_g": 2e-4, "optim.lr_d": 8e-4},
+    # the preset as it is now (its rates) with R3GAN's loss and R2: the growth ablation's 60-minute row
+    "modern-rpgan": {"optim.lr_g": 2e-4, "optim.lr_d": 8e-4, "loss.loss": "rpgan", "loss.r2_gamma": 0.01},
     "modern-b32": {**OLD_TTUR, "batch_size": 32},
     "modern-no-cutout": {**OLD_TTUR, "loss.diffaugment": "color,translation"},
     "modern-lr2x-no-cutout": {"optim.lr_g": 2e-4, "optim.lr_d": 8e-4, "loss.diffaugment": "color,translation"},
