@@ -303,8 +303,8 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if args.directions_only:
-            meta = write_directions(args.out)
-            DOC.write_text(card_markdown(meta, args.out))
+            write_directions(args.out)
+            meta = write_card(args.out, None)
             print(json.dumps(meta["card"]["directions"], indent=1))
             return 0
         if args.card_only:
